@@ -1,0 +1,437 @@
+//! PII detection and redaction.
+//!
+//! Finds email addresses, phone numbers (North American and international formats), US social
+//! security numbers, payment-card numbers (Luhn-checked, known issuer prefixes) and IPv4
+//! addresses, and replaces each with a typed placeholder such as `[EMAIL]`.
+//!
+//! The detector prefers precision on the numbers people write every day: dates, prices, versions,
+//! order numbers and plain counts are left alone. That is why a phone number needs separators,
+//! parentheses or a `+` prefix (a bare run of ten digits is as likely an order number), and why
+//! a card number must pass the Luhn check and start with a real issuer prefix.
+//!
+//! The `regex` crate has no look-around, so the boundary rules ("not inside a longer number or a
+//! dotted version string") are checked by hand on each candidate.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PiiKind {
+    Email,
+    Phone,
+    Ssn,
+    CreditCard,
+    IpAddress,
+}
+
+impl PiiKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            PiiKind::Email => "EMAIL",
+            PiiKind::Phone => "PHONE",
+            PiiKind::Ssn => "SSN",
+            PiiKind::CreditCard => "CREDIT_CARD",
+            PiiKind::IpAddress => "IP_ADDRESS",
+        }
+    }
+
+    pub fn placeholder(self) -> String {
+        format!("[{}]", self.label())
+    }
+}
+
+/// One finding. Offsets are given in bytes (for Rust slicing) and in characters (what SQL's
+/// `substr` counts); `end` is exclusive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PiiSpan {
+    #[serde(rename = "type")]
+    pub kind: PiiKind,
+    #[serde(skip)]
+    pub byte_start: usize,
+    #[serde(skip)]
+    pub byte_end: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Redacted text and what was replaced (offsets refer to the original text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redaction {
+    pub text: String,
+    pub spans: Vec<PiiSpan>,
+}
+
+struct Patterns {
+    email: Regex,
+    card: Regex,
+    ssn: Regex,
+    phone_na: Regex,
+    phone_intl: Regex,
+    ipv4: Regex,
+}
+
+fn patterns() -> &'static Patterns {
+    static PATTERNS: OnceLock<Patterns> = OnceLock::new();
+    PATTERNS.get_or_init(|| Patterns {
+        email: Regex::new(
+            r"(?i)[a-z0-9_](?:[a-z0-9._%+\-_]*[a-z0-9_%+\-])?@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}",
+        )
+        .expect("email pattern"),
+        // 13 to 19 digits written as one run, in groups of four (Visa, Mastercard, Discover...)
+        // or as 4-6-5 / 4-6-4 (Amex, Diners). Arbitrary grouping would let a candidate swallow
+        // neighbouring numbers and hide the real card behind a failed check.
+        card: Regex::new(r"\d{4}[ \-]\d{4}[ \-]\d{4}[ \-]\d{1,7}|\d{4}[ \-]\d{6}[ \-]\d{4,5}|\d{13,19}").expect("card pattern"),
+        ssn: Regex::new(r"(\d{3})([ \-])(\d{2})([ \-])(\d{4})").expect("ssn pattern"),
+        // (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567, +1 555 123 4567, 1-800-...
+        phone_na: Regex::new(r"(?:\+?1[ .\-]?)?(?:\(\d{3}\) ?|\d{3}[ .\-])\d{3}[ .\-]\d{4}").expect("phone pattern"),
+        // +44 20 7946 0958, +33 1 23 45 67 89, +49-30-123456, 0049 30 123456, +91 (22) 1234 5678
+        phone_intl: Regex::new(r"(?:\+|00)[1-9]\d{0,2}(?:[ .\-]?\(?\d{1,5}\)?){2,7}").expect("intl phone pattern"),
+        ipv4: Regex::new(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
+            .expect("ipv4 pattern"),
+    })
+}
+
+/// All PII spans in `text`, in text order, never overlapping.
+pub fn detect(text: &str) -> Vec<PiiSpan> {
+    let p = patterns();
+    let mut found: Vec<(usize, usize, PiiKind)> = Vec::new();
+    // Order matters: the first kind to claim a stretch of text keeps it. Emails contain digits
+    // and dots, cards are longer than phones, SSNs look like short phones.
+    let mut claim = |start: usize, end: usize, kind: PiiKind| {
+        if !found.iter().any(|&(s, e, _)| start < e && s < end) {
+            found.push((start, end, kind));
+        }
+    };
+    for m in p.email.find_iter(text) {
+        if word_boundary_before(text, m.start()) {
+            claim(m.start(), m.end(), PiiKind::Email);
+        }
+    }
+    for m in p.card.find_iter(text) {
+        if number_boundaries(text, m.start(), m.end()) && is_card_number(m.as_str()) {
+            claim(m.start(), m.end(), PiiKind::CreditCard);
+        }
+    }
+    for c in p.ssn.captures_iter(text) {
+        let m = c.get(0).expect("whole match");
+        if number_boundaries(text, m.start(), m.end())
+            && c[2] == c[4]
+            && is_valid_ssn(&c[1], &c[3], &c[5])
+        {
+            claim(m.start(), m.end(), PiiKind::Ssn);
+        }
+    }
+    for m in p.phone_na.find_iter(text) {
+        if number_boundaries(text, m.start(), m.end()) {
+            claim(m.start(), m.end(), PiiKind::Phone);
+        }
+    }
+    for m in p.phone_intl.find_iter(text) {
+        let (start, end) = trim_unbalanced_paren(text, m.start(), m.end());
+        let digits = text[start..end].bytes().filter(u8::is_ascii_digit).count();
+        // E.164 numbers have at most 15 digits; fewer than 8 is a short code or not a phone.
+        if (8..=15).contains(&digits) && number_boundaries(text, start, end) {
+            claim(start, end, PiiKind::Phone);
+        }
+    }
+    for m in p.ipv4.find_iter(text) {
+        if number_boundaries(text, m.start(), m.end()) {
+            claim(m.start(), m.end(), PiiKind::IpAddress);
+        }
+    }
+    found.sort_by_key(|&(s, _, _)| s);
+    with_char_offsets(text, found)
+}
+
+/// Replaces every detected span with its placeholder.
+pub fn redact(text: &str) -> Redaction {
+    let spans = detect(text);
+    let mut out = String::with_capacity(text.len());
+    let mut cursor = 0;
+    for span in &spans {
+        out.push_str(&text[cursor..span.byte_start]);
+        out.push_str(&span.kind.placeholder());
+        cursor = span.byte_end;
+    }
+    out.push_str(&text[cursor..]);
+    Redaction { text: out, spans }
+}
+
+fn with_char_offsets(text: &str, found: Vec<(usize, usize, PiiKind)>) -> Vec<PiiSpan> {
+    let char_at = |byte: usize| text[..byte].chars().count();
+    found
+        .into_iter()
+        .map(|(s, e, kind)| PiiSpan {
+            kind,
+            byte_start: s,
+            byte_end: e,
+            start: char_at(s),
+            end: char_at(e),
+        })
+        .collect()
+}
+
+fn prev_char(text: &str, at: usize) -> Option<char> {
+    text[..at].chars().next_back()
+}
+
+fn word_boundary_before(text: &str, start: usize) -> bool {
+    !prev_char(text, start).is_some_and(|c| c.is_alphanumeric())
+}
+
+/// A number candidate must stand alone: no letter or digit glued to either side, and not part of
+/// a longer dotted or dashed number ("1.2.3.4.5", "2024-555-123-4567", "12/555-1234").
+fn number_boundaries(text: &str, start: usize, end: usize) -> bool {
+    let before = &text[..start];
+    let after = &text[end..];
+    let mut back = before.chars().rev();
+    match back.next() {
+        Some(c) if c.is_alphanumeric() || c == '_' => return false,
+        Some('.' | '-' | '/' | ',' | ':') if back.next().is_some_and(|c| c.is_ascii_digit()) => {
+            return false
+        }
+        Some('$' | '€' | '£' | '#') => return false,
+        _ => {}
+    }
+    let mut fwd = after.chars();
+    match fwd.next() {
+        Some(c) if c.is_alphanumeric() || c == '_' => false,
+        Some('.' | '-' | '/' | ',' | ':') if fwd.next().is_some_and(|c| c.is_ascii_digit()) => {
+            false
+        }
+        _ => true,
+    }
+}
+
+/// The international pattern may end on a "(" it opened but did not close; drop it.
+fn trim_unbalanced_paren(text: &str, start: usize, mut end: usize) -> (usize, usize) {
+    while end > start && matches!(text.as_bytes()[end - 1], b'(' | b' ' | b'.' | b'-') {
+        end -= 1;
+    }
+    (start, end)
+}
+
+fn is_valid_ssn(area: &str, group: &str, serial: &str) -> bool {
+    // SSA rules: area 000, 666 and 900-999 are never issued; group 00 and serial 0000 neither.
+    area != "000" && area != "666" && !area.starts_with('9') && group != "00" && serial != "0000"
+}
+
+fn is_card_number(candidate: &str) -> bool {
+    let digits: Vec<u32> = candidate.chars().filter_map(|c| c.to_digit(10)).collect();
+    (13..=19).contains(&digits.len()) && has_issuer_prefix(&digits) && luhn_valid(&digits)
+}
+
+/// Issuer identification prefixes of the networks people actually paste: Visa, Mastercard, Amex,
+/// Discover, JCB, Diners Club, UnionPay. Other long numbers (order ids, tracking numbers) that
+/// happen to pass Luhn stay untouched.
+fn has_issuer_prefix(d: &[u32]) -> bool {
+    let prefix = |n: usize| d.iter().take(n).fold(0u32, |acc, x| acc * 10 + x);
+    let p2 = prefix(2);
+    let p3 = prefix(3);
+    let p4 = prefix(4);
+    d[0] == 4
+        || (51..=55).contains(&p2)
+        || (2221..=2720).contains(&p4)
+        || p2 == 34
+        || p2 == 37
+        || p4 == 6011
+        || p2 == 65
+        || (644..=649).contains(&p3)
+        || p2 == 35
+        || p2 == 36
+        || p2 == 38
+        || (300..=305).contains(&p3)
+        || p2 == 62
+}
+
+/// The Luhn mod-10 check used by every card network.
+pub fn luhn_valid(digits: &[u32]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redacted(text: &str) -> String {
+        redact(text).text
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            redacted("mail jane.doe@example.com now"),
+            "mail [EMAIL] now"
+        );
+        assert_eq!(redacted("a+tag@sub.example.co.uk."), "[EMAIL].");
+        assert_eq!(redacted("<BOB_99@Corp-Mail.IO>"), "<[EMAIL]>");
+    }
+
+    #[test]
+    fn north_american_phones() {
+        for phone in [
+            "555-123-4567",
+            "(555) 123-4567",
+            "555.123.4567",
+            "555 123 4567",
+            "+1 555 123 4567",
+            "+1-555-123-4567",
+            "1-800-555-1234",
+            "(555)123-4567",
+        ] {
+            assert_eq!(
+                redacted(&format!("call {phone} today")),
+                "call [PHONE] today",
+                "{phone}"
+            );
+        }
+    }
+
+    #[test]
+    fn international_phones() {
+        for phone in [
+            "+44 20 7946 0958",
+            "+33 1 23 45 67 89",
+            "+49-30-1234567",
+            "+91 98765 43210",
+            "0049 30 1234567",
+            "+61 (2) 9876 5432",
+            "+442079460958",
+        ] {
+            assert_eq!(
+                redacted(&format!("ring {phone}, thanks")),
+                "ring [PHONE], thanks",
+                "{phone}"
+            );
+        }
+    }
+
+    #[test]
+    fn ssns() {
+        assert_eq!(redacted("SSN 123-45-6789."), "SSN [SSN].");
+        assert_eq!(redacted("ssn 123 45 6789"), "ssn [SSN]");
+        // Never issued: area 000/666/9xx, group 00, serial 0000; mixed separators are not an SSN.
+        for not_ssn in [
+            "000-12-3456",
+            "666-12-3456",
+            "900-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+            "123-45 6789",
+        ] {
+            assert!(
+                detect(not_ssn).iter().all(|s| s.kind != PiiKind::Ssn),
+                "{not_ssn}"
+            );
+        }
+    }
+
+    #[test]
+    fn payment_cards() {
+        assert_eq!(
+            redacted("card 4111 1111 1111 1111 exp"),
+            "card [CREDIT_CARD] exp"
+        );
+        assert_eq!(redacted("card 4111-1111-1111-1111"), "card [CREDIT_CARD]");
+        assert_eq!(redacted("amex 378282246310005"), "amex [CREDIT_CARD]");
+        assert_eq!(redacted("mc 5555555555554444"), "mc [CREDIT_CARD]");
+        // Fails Luhn.
+        assert_eq!(
+            redacted("card 4111 1111 1111 1112"),
+            "card 4111 1111 1111 1112"
+        );
+        // Passes Luhn but no issuer starts with 1.
+        assert_eq!(
+            redacted("tracking 1000000000000008"),
+            "tracking 1000000000000008"
+        );
+    }
+
+    #[test]
+    fn ipv4() {
+        assert_eq!(
+            redacted("from 192.168.1.20 via 10.0.0.1"),
+            "from [IP_ADDRESS] via [IP_ADDRESS]"
+        );
+        assert_eq!(redacted("bad 256.1.1.1"), "bad 256.1.1.1");
+        assert_eq!(redacted("v1.2.3.4 and 1.2.3.4.5"), "v1.2.3.4 and 1.2.3.4.5");
+    }
+
+    #[test]
+    fn everyday_numbers_are_left_alone() {
+        for text in [
+            "Meeting on 2024-01-15 at 10:30",
+            "Due 01/15/2024 or 15.01.2024",
+            "Order #123456789 shipped, order ORD-2024-000123",
+            "Upgrade to version 2.14.3 or 10.0.19041",
+            "It costs $1,234.56 or €99.99 or 1,000,000 units",
+            "We have 42 apples and 1234567 pears",
+            "Flight UA 1234 departs gate 12",
+            "The year 1999 and the number 3.14159",
+            "Ticket 555-1234 in the queue",
+            "ISBN 978-3-16-148410-0",
+            "Population 8045311447 people",
+        ] {
+            assert_eq!(redacted(text), text, "{text}");
+        }
+    }
+
+    #[test]
+    fn mixed_text_and_offsets() {
+        let text = "My email is jane.doe@example.com and my phone is 555-123-4567";
+        let r = redact(text);
+        assert_eq!(r.text, "My email is [EMAIL] and my phone is [PHONE]");
+        assert_eq!(r.spans.len(), 2);
+        assert_eq!((r.spans[0].start, r.spans[0].end), (12, 32));
+        assert_eq!(
+            &text[r.spans[1].byte_start..r.spans[1].byte_end],
+            "555-123-4567"
+        );
+    }
+
+    #[test]
+    fn char_offsets_count_characters_not_bytes() {
+        let text = "héllo ünïcode a@b.io";
+        let span = &detect(text)[0];
+        assert_eq!(
+            text.chars()
+                .skip(span.start)
+                .take(span.end - span.start)
+                .collect::<String>(),
+            "a@b.io"
+        );
+        assert_ne!(span.start, span.byte_start);
+    }
+
+    #[test]
+    fn redaction_is_idempotent() {
+        let once = redacted("jane@x.org 555-123-4567 123-45-6789 4111111111111111 8.8.8.8");
+        assert_eq!(redacted(&once), once);
+        assert!(!once.chars().any(|c| c.is_ascii_digit()));
+    }
+
+    #[test]
+    fn luhn() {
+        assert!(luhn_valid(&[7, 9, 9, 2, 7, 3, 9, 8, 7, 1, 3]));
+        assert!(!luhn_valid(&[7, 9, 9, 2, 7, 3, 9, 8, 7, 1, 4]));
+    }
+}
