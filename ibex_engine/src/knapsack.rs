@@ -54,9 +54,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn items(v: &[(f64, usize)]) -> Vec<Item> {
-        v.iter()
-            .map(|&(score, tokens)| Item { score, tokens })
-            .collect()
+        v.iter().map(|&(score, tokens)| Item { score, tokens }).collect()
     }
 
     #[test]

@@ -24,12 +24,7 @@ pub struct ModelSpec {
     pub tokenizer: TokenizerKind,
 }
 
-const fn spec(
-    name: &'static str,
-    context_window: u32,
-    max_output_tokens: u32,
-    tokenizer: TokenizerKind,
-) -> ModelSpec {
+const fn spec(name: &'static str, context_window: u32, max_output_tokens: u32, tokenizer: TokenizerKind) -> ModelSpec {
     ModelSpec {
         name,
         context_window,
@@ -88,12 +83,7 @@ pub fn lookup(model: &str) -> Option<&'static ModelSpec> {
     let name = lowered.rsplit('/').next().unwrap_or(&lowered);
     MODELS
         .iter()
-        .filter(|m| {
-            name == m.name
-                || name
-                    .strip_prefix(m.name)
-                    .is_some_and(|rest| rest.starts_with('-'))
-        })
+        .filter(|m| name == m.name || name.strip_prefix(m.name).is_some_and(|rest| rest.starts_with('-')))
         .max_by_key(|m| m.name.len())
 }
 
@@ -111,19 +101,10 @@ mod tests {
     #[test]
     fn dated_and_prefixed_names() {
         assert_eq!(lookup("gpt-4o-2024-08-06").unwrap().name, "gpt-4o");
-        assert_eq!(
-            lookup("gpt-4o-mini-2024-07-18").unwrap().name,
-            "gpt-4o-mini"
-        );
-        assert_eq!(
-            lookup("openai/gpt-4-turbo-2024-04-09").unwrap().name,
-            "gpt-4-turbo"
-        );
+        assert_eq!(lookup("gpt-4o-mini-2024-07-18").unwrap().name, "gpt-4o-mini");
+        assert_eq!(lookup("openai/gpt-4-turbo-2024-04-09").unwrap().name, "gpt-4-turbo");
         assert_eq!(lookup("gpt-4-0613").unwrap().name, "gpt-4");
-        assert_eq!(
-            lookup("claude-3-5-sonnet-20241022").unwrap().name,
-            "claude-3-5-sonnet"
-        );
+        assert_eq!(lookup("claude-3-5-sonnet-20241022").unwrap().name, "claude-3-5-sonnet");
         assert_eq!(lookup("llama-3.1-70b-instruct").unwrap().name, "llama-3.1");
     }
 

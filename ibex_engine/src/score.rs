@@ -80,10 +80,8 @@ pub fn query_independent(signals: &MemorySignals, half_life_hours: f64) -> Score
     let usefulness = usefulness(signals.useful_count, signals.not_useful_count);
     let confidence = clamp01(signals.confidence);
     let access_frequency = access_frequency(signals.access_count);
-    let total = W_RECENCY * recency
-        + W_USEFULNESS * usefulness
-        + W_CONFIDENCE * confidence
-        + W_ACCESS * access_frequency;
+    let total =
+        W_RECENCY * recency + W_USEFULNESS * usefulness + W_CONFIDENCE * confidence + W_ACCESS * access_frequency;
     ScoreBreakdown {
         relevance: 0.0,
         recency,
@@ -132,11 +130,7 @@ mod tests {
         assert!(close(b.recency, 0.5));
         assert!(close(b.usefulness, 4.0 / 6.0));
         assert!(close(b.access_frequency, 10f64.ln() / 101f64.ln()));
-        let expected = 0.40 * 0.8
-            + 0.25 * 0.5
-            + 0.20 * (4.0 / 6.0)
-            + 0.10 * 0.9
-            + 0.05 * (10f64.ln() / 101f64.ln());
+        let expected = 0.40 * 0.8 + 0.25 * 0.5 + 0.20 * (4.0 / 6.0) + 0.10 * 0.9 + 0.05 * (10f64.ln() / 101f64.ln());
         assert!(close(b.total, expected), "{} vs {expected}", b.total);
         // By hand: 0.32 + 0.125 + 0.1333333 + 0.09 + 0.0249461 = 0.6932794
         assert!((b.total - 0.6932794).abs() < 1e-6);
@@ -153,10 +147,7 @@ mod tests {
         };
         let b = composite(1.0, &s, 168.0);
         assert!(close(b.total, 0.40 + 0.25 + 0.20 * 0.5 + 0.10));
-        assert!(close(
-            query_independent(&s, 168.0).total,
-            0.25 + 0.10 + 0.10
-        ));
+        assert!(close(query_independent(&s, 168.0).total, 0.25 + 0.10 + 0.10));
     }
 
     #[test]
@@ -170,13 +161,7 @@ mod tests {
         };
         let b = composite(f64::NAN, &s, 168.0);
         assert_eq!(
-            (
-                b.relevance,
-                b.confidence,
-                b.recency,
-                b.usefulness,
-                b.access_frequency
-            ),
+            (b.relevance, b.confidence, b.recency, b.usefulness, b.access_frequency),
             (0.0, 1.0, 1.0, 0.5, 0.0)
         );
         assert_eq!(access_frequency(1_000_000), 1.0);
@@ -187,9 +172,6 @@ mod tests {
     fn recency_halves_each_half_life() {
         assert!(close(recency(24.0, 24.0), 0.5));
         assert!(close(recency(48.0, 24.0), 0.25));
-        assert!(close(
-            recency(10.0, 0.0),
-            recency(10.0, DEFAULT_HALF_LIFE_HOURS)
-        ));
+        assert!(close(recency(10.0, 0.0), recency(10.0, DEFAULT_HALF_LIFE_HOURS)));
     }
 }

@@ -63,20 +63,8 @@ mod tests {
     #[test]
     fn openai_counts_are_exact() {
         // "hello world" is two tokens in both o200k_base and cl100k_base.
-        assert_eq!(
-            count("gpt-4o", "hello world"),
-            TokenCount {
-                tokens: 2,
-                exact: true
-            }
-        );
-        assert_eq!(
-            count("gpt-4", "hello world"),
-            TokenCount {
-                tokens: 2,
-                exact: true
-            }
-        );
+        assert_eq!(count("gpt-4o", "hello world"), TokenCount { tokens: 2, exact: true });
+        assert_eq!(count("gpt-4", "hello world"), TokenCount { tokens: 2, exact: true });
         assert_eq!(count("gpt-4o", "").tokens, 0);
     }
 

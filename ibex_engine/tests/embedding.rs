@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use ibex_engine::embed::{
-    cosine_similarity, EmbedError, Embedder, EmbedderConfig, EMBEDDING_DIM, MAX_BATCH,
-};
+use ibex_engine::embed::{cosine_similarity, EmbedError, Embedder, EmbedderConfig, EMBEDDING_DIM, MAX_BATCH};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -39,8 +37,7 @@ struct Reference {
 }
 
 fn reference() -> Reference {
-    let text = std::fs::read_to_string(root().join("tests/fixtures/minilm_reference.json"))
-        .expect("fixture");
+    let text = std::fs::read_to_string(root().join("tests/fixtures/minilm_reference.json")).expect("fixture");
     serde_json::from_str(&text).expect("fixture parses")
 }
 
@@ -48,8 +45,7 @@ fn nearest(vectors: &[Vec<f32>], i: usize) -> usize {
     (0..vectors.len())
         .filter(|&j| j != i)
         .max_by(|&a, &b| {
-            cosine_similarity(&vectors[i], &vectors[a])
-                .total_cmp(&cosine_similarity(&vectors[i], &vectors[b]))
+            cosine_similarity(&vectors[i], &vectors[a]).total_cmp(&cosine_similarity(&vectors[i], &vectors[b]))
         })
         .unwrap()
 }
@@ -64,11 +60,7 @@ fn matches_fp32_reference_and_its_neighbours() {
         assert_eq!(a.len(), EMBEDDING_DIM);
         let cos = cosine_similarity(a, b);
         worst = worst.min(cos);
-        assert!(
-            cos >= 0.99,
-            "sentence {i} {:?}: cosine {cos}",
-            r.sentences[i]
-        );
+        assert!(cos >= 0.99, "sentence {i} {:?}: cosine {cos}", r.sentences[i]);
         assert_eq!(
             nearest(&ours, i),
             nearest(&r.vectors, i),
@@ -117,10 +109,7 @@ fn long_text_is_truncated_not_rejected() {
 #[test]
 fn bad_inputs_are_errors() {
     let e = embedder();
-    assert!(matches!(
-        e.embed(""),
-        Err(EmbedError::EmptyText { index: 0 })
-    ));
+    assert!(matches!(e.embed(""), Err(EmbedError::EmptyText { index: 0 })));
     assert!(matches!(
         e.embed_batch(&["ok", "  "]),
         Err(EmbedError::EmptyText { index: 1 })
@@ -150,19 +139,12 @@ fn missing_and_invalid_files_name_the_file_and_setting() {
     let dir = std::env::temp_dir().join(format!("ibex-bad-model-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("model.onnx"), b"this is not an onnx file").unwrap();
-    std::fs::copy(
-        cfg.model_dir.join("tokenizer.json"),
-        dir.join("tokenizer.json"),
-    )
-    .unwrap();
+    std::fs::copy(cfg.model_dir.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
     let bad = EmbedderConfig {
         model_dir: dir.clone(),
         ..cfg
     };
     let err = Embedder::load(&bad).err().unwrap().to_string();
-    assert!(
-        err.contains("model.onnx") && err.contains("ibex.model_dir"),
-        "{err}"
-    );
+    assert!(err.contains("model.onnx") && err.contains("ibex.model_dir"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -115,10 +115,7 @@ impl Embedder {
         check_model_signature(&session).map_err(bad_model)?;
         let model_id = format!(
             "all-MiniLM-L6-v2/{}",
-            model_path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or(MODEL_FILE)
+            model_path.file_name().and_then(|n| n.to_str()).unwrap_or(MODEL_FILE)
         );
         Ok(Self {
             session: Mutex::new(session),
@@ -183,21 +180,11 @@ impl Embedder {
             encodings.push(encoding);
         }
         let rows = encodings.len();
-        let cols = encodings
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
+        let cols = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
         let mut input_ids = vec![0i64; rows * cols];
         let mut attention_mask = vec![0i64; rows * cols];
         for (row, encoding) in encodings.iter().enumerate() {
-            for (col, (&id, &mask)) in encoding
-                .get_ids()
-                .iter()
-                .zip(encoding.get_attention_mask())
-                .enumerate()
-            {
+            for (col, (&id, &mask)) in encoding.get_ids().iter().zip(encoding.get_attention_mask()).enumerate() {
                 input_ids[row * cols + col] = i64::from(id);
                 attention_mask[row * cols + col] = i64::from(mask);
             }

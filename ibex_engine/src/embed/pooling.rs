@@ -3,13 +3,7 @@
 
 /// Mean of each row's token vectors over its attention mask, scaled to unit L2 norm.
 /// `hidden` is row-major `[rows, cols, dim]`; `mask` is `[rows, cols]`.
-pub fn mean_pool_normalised(
-    hidden: &[f32],
-    mask: &[i64],
-    rows: usize,
-    cols: usize,
-    dim: usize,
-) -> Vec<Vec<f32>> {
+pub fn mean_pool_normalised(hidden: &[f32], mask: &[i64], rows: usize, cols: usize, dim: usize) -> Vec<Vec<f32>> {
     debug_assert_eq!(hidden.len(), rows * cols * dim);
     debug_assert_eq!(mask.len(), rows * cols);
     (0..rows)

@@ -13,10 +13,7 @@ use super::EmbedError;
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
 
-pub(super) fn environment(
-    library: &Path,
-    setting: &str,
-) -> Result<&'static Environment, EmbedError> {
+pub(super) fn environment(library: &Path, setting: &str) -> Result<&'static Environment, EmbedError> {
     if let Some(env) = ENVIRONMENT.get() {
         return Ok(env);
     }
