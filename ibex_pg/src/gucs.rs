@@ -20,6 +20,9 @@ static RECENCY_HALF_LIFE_HOURS: GucSetting<f64> = GucSetting::<f64>::new(ibex_en
 /// The organisation this session acts for. Row-level security policies and every ibex_core
 /// function compare against it; the trusted application sets it after authenticating a caller.
 static ORG_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// Lets a superuser delete rows of the append-only history tables (GDPR purge of an org). The
+/// history triggers read it; registering it here makes it superuser-only.
+static ALLOW_HISTORY_PURGE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -64,6 +67,14 @@ pub fn init() {
         c"Set by the trusted application after it authenticated the caller.",
         &ORG_ID,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"ibex.allow_history_purge",
+        c"Allow deleting rows of the append-only history tables (superuser only).",
+        c"For GDPR purges of an org; updates to history rows stay impossible.",
+        &ALLOW_HISTORY_PURGE,
+        GucContext::Suset,
         GucFlags::default(),
     );
 }

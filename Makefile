@@ -1,0 +1,77 @@
+# IBEX: `make run` brings the stack up, `make test` runs every test tier. Both install what they
+# need first (scripts/setup.sh, idempotent). See README.md and CONTRIBUTING.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
+IBEX := $(CARGO_TARGET_DIR)/release/ibex
+
+.PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit \
+        test-pg test-regress test-sidecar lint fmt bench bench-embed clean-data
+
+help:
+	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
+	@echo "make test       install what is missing, build, run all test tiers"
+	@echo "make stop       stop the dev stack"
+	@echo "make db-migrate apply sql/migrations to the dev database"
+	@echo "make bench      all benchmarks (bench-embed, ...)"
+	@echo "make lint       cargo fmt --check and clippy"
+
+setup:
+	@scripts/setup.sh
+
+build-sidecar: setup
+	@cargo build --release -p ibex_sidecar --bin ibex
+
+extension: setup
+	@scripts/extension.sh install
+
+build: build-sidecar extension
+
+run: build
+	@scripts/run.sh
+
+stop:
+	@scripts/stack.sh down dev
+
+status:
+	@scripts/stack.sh status dev
+
+db-migrate: build
+	@scripts/stack.sh up dev
+	@eval "$$(scripts/stack.sh urls dev)" && $(IBEX) migrate --database-url "$$IBEX_MIGRATE_DATABASE_URL"
+	@scripts/stack.sh set-app-password dev
+
+psql:
+	@scripts/stack.sh psql dev
+
+test: setup
+	@scripts/test.sh all
+
+test-unit: setup
+	@scripts/test.sh unit
+
+test-pg: setup
+	@scripts/test.sh pg
+
+test-regress: setup
+	@scripts/test.sh regress
+
+test-sidecar: setup
+	@scripts/test.sh sidecar
+
+lint:
+	@cargo fmt --all -- --check
+	@cargo clippy --workspace --release --all-targets -- -D warnings
+
+fmt:
+	@cargo fmt --all
+
+bench: bench-embed
+
+bench-embed: build
+	@scripts/bench-embed.sh
+
+clean-data:
+	@scripts/stack.sh down dev || true
+	@scripts/stack.sh down test || true
+	rm -rf .ibex/data

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The test tiers (CONTRIBUTING.md). `test.sh all` runs every tier in order and prints a timing
+# summary; any failure makes the script exit non-zero.
+#
+#   unit      cargo test of ibex_engine (pure logic, real model files)
+#   pg        #[pg_test]s of ibex_pg in a pgrx-managed cluster
+#   regress   pg_regress golden files against a freshly migrated database on the test stack
+#   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
+source "$(dirname "$0")/env.sh"
+IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
+PG_REGRESS=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
+SUMMARY=()
+
+timed() {
+  local name=$1; shift
+  local t0; t0=$(date +%s)
+  log "── $name"
+  "$@"
+  SUMMARY+=("$(printf '%-28s %5ss' "$name" $(( $(date +%s) - t0 )))")
+}
+
+tier_unit() {
+  cargo test -p ibex_engine --release
+}
+
+tier_pg() {
+  "$IBEX_ROOT/scripts/extension.sh" pg-test
+}
+
+build_all() {
+  cargo build --release -p ibex_sidecar --bin ibex
+  "$IBEX_ROOT/scripts/extension.sh" install
+}
+
+# A database migrated from zero on the test stack; checks that a second migrate applies nothing.
+fresh_database() {
+  "$IBEX_ROOT/scripts/stack.sh" up test
+  "$IBEX_ROOT/scripts/stack.sh" reset-db test
+  eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
+  "$IBEX_BIN" migrate --database-url "$IBEX_MIGRATE_DATABASE_URL"
+  local second
+  second=$("$IBEX_BIN" migrate --database-url "$IBEX_MIGRATE_DATABASE_URL" 2>&1)
+  grep -q "nothing to apply" <<<"$second" || die "second migrate was not a no-op: $second"
+  "$IBEX_ROOT/scripts/stack.sh" set-app-password test
+}
+
+tier_regress() {
+  eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
+  local out=$IBEX_STATE/regress
+  rm -rf "$out" && mkdir -p "$out" && chmod 777 "$out"
+  local rc=0
+  "$PG_REGRESS" --use-existing --host="$IBEX_PG_SOCKET_DIR" --port="$IBEX_PG_PORT_ACTIVE" --user=postgres \
+    --dbname="$IBEX_DB" --inputdir="$IBEX_ROOT/pg_regress" --outputdir="$out" \
+    --schedule="$IBEX_ROOT/pg_regress/schedule" || rc=$?
+  if [ $rc -ne 0 ]; then
+    [ -f "$out/regression.diffs" ] && head -200 "$out/regression.diffs" >&2
+    die "pg_regress failed (diffs: $out/regression.diffs)"
+  fi
+}
+
+tier_sidecar() {
+  eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
+  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
+  cargo test --release -p ibex_sidecar
+}
+
+summary() {
+  log "test summary:"
+  printf '  %s\n' "${SUMMARY[@]}" >&2
+}
+
+case "${1:-all}" in
+  unit) timed unit tier_unit ;;
+  pg) timed pg_test tier_pg ;;
+  regress) timed build build_all; timed fresh-database fresh_database; timed regress tier_regress ;;
+  sidecar) timed build build_all; timed fresh-database fresh_database; timed sidecar tier_sidecar ;;
+  all)
+    T0=$(date +%s)
+    timed unit tier_unit
+    timed pg_test tier_pg
+    timed build build_all
+    timed fresh-database fresh_database
+    timed regress tier_regress
+    timed sidecar tier_sidecar
+    summary
+    log "all tests passed in $(( $(date +%s) - T0 ))s" ;;
+  *) die "usage: test.sh all|unit|pg|regress|sidecar" ;;
+esac

@@ -1,0 +1,87 @@
+//! Sessions, turns, usage, outbox, dead letters.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+crate::model! {
+    pub struct Session in "sessions" {
+        org_id: Uuid,
+        id: Uuid,
+        agent_id: Uuid,
+        user_id: Option<Uuid>,
+        external_id: Option<String>,
+        status: String,
+        turn_count: i32,
+        last_extracted_turn: i32,
+        metadata: serde_json::Value,
+        started_at: DateTime<Utc>,
+        completed_at: Option<DateTime<Utc>>,
+        archive_key: Option<String>,
+        archived_at: Option<DateTime<Utc>>,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    }
+}
+
+crate::model! {
+    pub struct SessionTurn in "session_turns" {
+        org_id: Uuid,
+        id: Uuid,
+        session_id: Uuid,
+        turn_index: i32,
+        role: String,
+        content: String,
+        tokens: Option<i32>,
+        model: Option<String>,
+        created_at: DateTime<Utc>,
+    }
+}
+
+crate::model! {
+    pub struct UsageEvent in "usage_events" {
+        org_id: Uuid,
+        id: Uuid,
+        agent_id: Option<Uuid>,
+        session_id: Option<Uuid>,
+        token_id: Option<Uuid>,
+        model: String,
+        prompt_tokens: i32,
+        completion_tokens: i32,
+        /// Generated: prompt_tokens + completion_tokens.
+        total_tokens: Option<i32>,
+        latency_ms: i32,
+        status_code: Option<i32>,
+        streamed: bool,
+        created_at: DateTime<Utc>,
+    }
+}
+
+crate::model! {
+    pub struct OutboxEvent in "outbox" {
+        org_id: Uuid,
+        id: i64,
+        topic: String,
+        event: String,
+        aggregate_id: Option<Uuid>,
+        payload: serde_json::Value,
+        created_at: DateTime<Utc>,
+        available_at: DateTime<Utc>,
+        attempts: i32,
+        last_error: Option<String>,
+        processed_at: Option<DateTime<Utc>>,
+    }
+}
+
+crate::model! {
+    pub struct DeadLetter in "dead_letters" {
+        org_id: Uuid,
+        id: Uuid,
+        source: String,
+        reference_id: String,
+        payload: serde_json::Value,
+        error: String,
+        attempts: i32,
+        created_at: DateTime<Utc>,
+        resolved_at: Option<DateTime<Utc>>,
+    }
+}
