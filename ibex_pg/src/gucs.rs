@@ -80,7 +80,10 @@ pub fn init() {
 }
 
 fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
-    setting.get().and_then(|c| c.into_string().ok()).filter(|s| !s.trim().is_empty())
+    setting
+        .get()
+        .and_then(|c| c.into_string().ok())
+        .filter(|s| !s.trim().is_empty())
 }
 
 pub fn model_dir() -> Option<PathBuf> {

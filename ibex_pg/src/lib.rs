@@ -24,12 +24,14 @@ pub mod pg_test {
 
     /// The test cluster gets the model from the same place as the project's own clusters.
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        let vendor = std::env::var("IBEX_VENDOR")
-            .unwrap_or_else(|_| format!("{}/../.ibex/vendor", env!("CARGO_MANIFEST_DIR")));
+        let vendor =
+            std::env::var("IBEX_VENDOR").unwrap_or_else(|_| format!("{}/../.ibex/vendor", env!("CARGO_MANIFEST_DIR")));
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         vec![
             leak(format!("ibex.model_dir = '{vendor}/model'")),
-            leak(format!("ibex.ort_library_path = '{vendor}/onnxruntime/libonnxruntime.so.1.32.0'")),
+            leak(format!(
+                "ibex.ort_library_path = '{vendor}/onnxruntime/libonnxruntime.so.1.32.0'"
+            )),
             "shared_preload_libraries = 'ibex_pg'",
         ]
     }

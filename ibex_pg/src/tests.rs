@@ -31,19 +31,26 @@ mod tests {
 
     #[pg_test]
     fn cat_on_mat_is_closer_than_stock_market() {
-        let near = one::<f64>("SELECT ibex_embed('The cat sits on the mat') <=> ibex_embed('A cat is sitting on a mat')");
-        let far = one::<f64>("SELECT ibex_embed('The cat sits on the mat') <=> ibex_embed('Stock markets fell sharply today')");
+        let near =
+            one::<f64>("SELECT ibex_embed('The cat sits on the mat') <=> ibex_embed('A cat is sitting on a mat')");
+        let far = one::<f64>(
+            "SELECT ibex_embed('The cat sits on the mat') <=> ibex_embed('Stock markets fell sharply today')",
+        );
         assert!(near < far, "distance {near} should be below {far}");
     }
 
     #[pg_test]
     fn batch_matches_single_and_keeps_nulls() {
-        let same = one::<f64>(
-            "SELECT (ibex_embed_batch(ARRAY['alpha beta', NULL, 'gamma']))[1] <=> ibex_embed('alpha beta')",
-        );
+        let same =
+            one::<f64>("SELECT (ibex_embed_batch(ARRAY['alpha beta', NULL, 'gamma']))[1] <=> ibex_embed('alpha beta')");
         assert!(same < 1e-4, "{same}");
-        assert!(one::<bool>("SELECT (ibex_embed_batch(ARRAY['a', NULL, 'b']))[2] IS NULL"));
-        assert_eq!(one::<i32>("SELECT cardinality(ibex_embed_batch(ARRAY['a', NULL, 'b']))"), 3);
+        assert!(one::<bool>(
+            "SELECT (ibex_embed_batch(ARRAY['a', NULL, 'b']))[2] IS NULL"
+        ));
+        assert_eq!(
+            one::<i32>("SELECT cardinality(ibex_embed_batch(ARRAY['a', NULL, 'b']))"),
+            3
+        );
     }
 
     #[pg_test]
@@ -53,7 +60,10 @@ mod tests {
 
     #[pg_test]
     fn long_text_is_truncated() {
-        assert_eq!(one::<i32>("SELECT vector_dims(ibex_embed(repeat('memory ', 15000)))"), 384);
+        assert_eq!(
+            one::<i32>("SELECT vector_dims(ibex_embed(repeat('memory ', 15000)))"),
+            384
+        );
     }
 
     #[pg_test(error = "cannot embed an empty text")]
@@ -68,7 +78,10 @@ mod tests {
 
     #[pg_test]
     fn batch_of_512_works() {
-        assert_eq!(one::<i32>("SELECT cardinality(ibex_embed_batch(array_fill('x'::text, ARRAY[512])))"), 512);
+        assert_eq!(
+            one::<i32>("SELECT cardinality(ibex_embed_batch(array_fill('x'::text, ARRAY[512])))"),
+            512
+        );
     }
 
     #[pg_test]
@@ -86,7 +99,10 @@ mod tests {
             one::<String>("SELECT ibex_redact_pii('My email is jane.doe@example.com and my phone is 555-123-4567, SSN 123-45-6789')"),
             "My email is [EMAIL] and my phone is [PHONE], SSN [SSN]"
         );
-        assert_eq!(one::<String>("SELECT ibex_redact_pii('Meeting on 2024-01-15 costs $1,234.56, version 2.14.3')"), "Meeting on 2024-01-15 costs $1,234.56, version 2.14.3");
+        assert_eq!(
+            one::<String>("SELECT ibex_redact_pii('Meeting on 2024-01-15 costs $1,234.56, version 2.14.3')"),
+            "Meeting on 2024-01-15 costs $1,234.56, version 2.14.3"
+        );
         let kinds = one::<String>(
             "SELECT string_agg(e->>'type', ',' ORDER BY (e->>'start')::int) FROM jsonb_array_elements(ibex_detect_pii('ip 10.0.0.1 card 4111 1111 1111 1111')) e",
         );
@@ -97,9 +113,8 @@ mod tests {
     fn composite_score_worked_example() {
         // relevance 0.8, confidence 0.9, 3 useful / 1 not, 9 accesses, touched 168 h ago:
         // 0.32 + 0.125 + 0.1333333 + 0.09 + 0.0249461 = 0.6932794
-        let s = one::<f64>(
-            "SELECT ibex_composite_score(0.8, 0.9, 3, 1, 9, '2025-01-01 00:00+00', '2025-01-08 00:00+00')",
-        );
+        let s =
+            one::<f64>("SELECT ibex_composite_score(0.8, 0.9, 3, 1, 9, '2025-01-01 00:00+00', '2025-01-08 00:00+00')");
         assert!((s - 0.6932794).abs() < 1e-6, "{s}");
         let hot = one::<f64>("SELECT ibex_hot_score(0.9, 3, 1, 9, '2025-01-01 00:00+00', '2025-01-08 00:00+00')");
         assert!((hot - (0.6932794 - 0.32)).abs() < 1e-6, "{hot}");
@@ -121,7 +136,8 @@ mod tests {
     #[pg_test]
     fn knapsack_worked_example() {
         // budget 100: 0.9/60 fits, 0.8/50 not, 0.7/30 fits, 0.6/20 not, 0.5/10 fits.
-        let chosen = one::<Vec<i32>>("SELECT ibex_knapsack(ARRAY[0.8, 0.9, 0.6, 0.7, 0.5], ARRAY[50, 60, 20, 30, 10], 100)");
+        let chosen =
+            one::<Vec<i32>>("SELECT ibex_knapsack(ARRAY[0.8, 0.9, 0.6, 0.7, 0.5], ARRAY[50, 60, 20, 30, 10], 100)");
         assert_eq!(chosen, vec![2, 4, 5]);
     }
 

@@ -12,13 +12,21 @@ fn env(name: &str) -> String {
 
 /// A superuser pool (bypasses RLS): for fixtures and catalog queries.
 pub async fn admin_pool() -> PgPool {
-    sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&env("IBEX_MIGRATE_DATABASE_URL")).await.expect("admin pool")
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&env("IBEX_MIGRATE_DATABASE_URL"))
+        .await
+        .expect("admin pool")
 }
 
 /// A pool of the application role, subject to row-level security. One connection, so tests
 /// see what happens when the same pooled connection serves different orgs in turn.
 pub async fn app_pool() -> PgPool {
-    sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&env("IBEX_DATABASE_URL")).await.expect("app pool")
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&env("IBEX_DATABASE_URL"))
+        .await
+        .expect("app pool")
 }
 
 /// A fresh org with one agent; returns (org, agent).

@@ -18,7 +18,9 @@ async fn live_columns(pool: &sqlx::PgPool, table: &str) -> BTreeMap<String, (Str
     .fetch_all(pool)
     .await
     .expect("catalog query");
-    rows.into_iter().map(|(name, ty, nullable)| (name, (ty, nullable))).collect()
+    rows.into_iter()
+        .map(|(name, ty, nullable)| (name, (ty, nullable)))
+        .collect()
 }
 
 /// Every disagreement between a model and its table, as readable lines.
@@ -38,7 +40,10 @@ fn disagreements(
             None => problems.push(format!("{table}.{}: in the model, not in the table", col.name)),
             Some((ty, nullable)) => {
                 if ty != col.pg_type {
-                    problems.push(format!("{table}.{}: model type {} but column is {ty}", col.name, col.pg_type));
+                    problems.push(format!(
+                        "{table}.{}: model type {} but column is {ty}",
+                        col.name, col.pg_type
+                    ));
                 }
                 if *nullable != col.nullable {
                     problems.push(format!(
@@ -62,9 +67,18 @@ async fn every_model_matches_the_live_schema() {
     let pool = common::admin_pool().await;
     let mut problems = Vec::new();
     for (table, columns, unmapped) in models::all_tables() {
-        problems.extend(disagreements(table, &columns, unmapped, &live_columns(&pool, table).await));
+        problems.extend(disagreements(
+            table,
+            &columns,
+            unmapped,
+            &live_columns(&pool, table).await,
+        ));
     }
-    assert!(problems.is_empty(), "models and schema disagree:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "models and schema disagree:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -90,9 +104,21 @@ fn the_comparison_catches_each_kind_of_drift() {
     ]
     .into();
     let model = [
-        ColumnSpec { name: "id", pg_type: "uuid", nullable: false },
-        ColumnSpec { name: "score", pg_type: "double precision", nullable: false },
-        ColumnSpec { name: "gone", pg_type: "text", nullable: false },
+        ColumnSpec {
+            name: "id",
+            pg_type: "uuid",
+            nullable: false,
+        },
+        ColumnSpec {
+            name: "score",
+            pg_type: "double precision",
+            nullable: false,
+        },
+        ColumnSpec {
+            name: "gone",
+            pg_type: "text",
+            nullable: false,
+        },
     ];
     let found = disagreements("t", &model, &[], &live);
     assert_eq!(
@@ -122,11 +148,16 @@ async fn models_decode_real_rows() {
     .unwrap();
     let app = common::app_pool().await;
     let mut tx = ibex_sidecar::db::begin_for_org(&app, org).await.unwrap();
-    let memory: models::Memory =
-        sqlx::query_as("SELECT * FROM ibex_core.memories").fetch_one(&mut *tx).await.expect("decodes into Memory");
+    let memory: models::Memory = sqlx::query_as("SELECT * FROM ibex_core.memories")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("decodes into Memory");
     assert_eq!(memory.agent_id, agent);
     assert_eq!(memory.embedding.as_slice().len(), 384);
-    let org_row: models::Org = sqlx::query_as("SELECT * FROM ibex_core.orgs").fetch_one(&mut *tx).await.unwrap();
+    let org_row: models::Org = sqlx::query_as("SELECT * FROM ibex_core.orgs")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
     assert_eq!(org_row.id, org);
     tx.commit().await.unwrap();
 }

@@ -13,7 +13,10 @@ async fn org_scoped_transactions_are_isolated_and_do_not_leak() {
     let app = common::app_pool().await;
 
     let mut tx = ibex_sidecar::db::begin_for_org(&app, org_a).await.unwrap();
-    let agents: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM ibex_core.agents").fetch_all(&mut *tx).await.unwrap();
+    let agents: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM ibex_core.agents")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
     assert_eq!(agents, vec![agent_a], "org A sees exactly its own agent");
     let write_into_b = sqlx::query("INSERT INTO ibex_core.sessions (org_id, agent_id) VALUES ($1, $2)")
         .bind(org_b)
@@ -25,14 +28,22 @@ async fn org_scoped_transactions_are_isolated_and_do_not_leak() {
     tx.rollback().await.unwrap();
 
     // The single pooled connection is reused: the org setting ended with the transaction.
-    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM ibex_core.agents").fetch_one(&app).await.unwrap();
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM ibex_core.agents")
+        .fetch_one(&app)
+        .await
+        .unwrap();
     assert_eq!(visible, 0, "no org set after the transaction ended");
-    let setting: Option<String> =
-        sqlx::query_scalar("SELECT current_setting('ibex.org_id', true)").fetch_one(&app).await.unwrap();
+    let setting: Option<String> = sqlx::query_scalar("SELECT current_setting('ibex.org_id', true)")
+        .fetch_one(&app)
+        .await
+        .unwrap();
     assert!(setting.unwrap_or_default().is_empty());
 
     let mut tx = ibex_sidecar::db::begin_for_org(&app, org_b).await.unwrap();
-    let agents: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM ibex_core.agents").fetch_all(&mut *tx).await.unwrap();
+    let agents: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM ibex_core.agents")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
     assert_eq!(agents, vec![agent_b]);
     tx.commit().await.unwrap();
 }

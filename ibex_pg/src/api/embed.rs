@@ -18,13 +18,21 @@ fn ibex_embed(text: &str) -> PgVector {
 #[pg_extern(stable, parallel_safe, cost = 100000)]
 fn ibex_embed_batch(texts: Array<&str>) -> Vec<Option<PgVector>> {
     if texts.len() > MAX_BATCH {
-        SqlError::new(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, "too many texts in one embedding batch")
-            .detail(format!("got {} texts; the limit is {MAX_BATCH}", texts.len()))
-            .hint(format!("Split the input into batches of at most {MAX_BATCH} texts, e.g. with array slices."))
-            .raise();
+        SqlError::new(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            "too many texts in one embedding batch",
+        )
+        .detail(format!("got {} texts; the limit is {MAX_BATCH}", texts.len()))
+        .hint(format!(
+            "Split the input into batches of at most {MAX_BATCH} texts, e.g. with array slices."
+        ))
+        .raise();
     }
     let present: Vec<&str> = texts.iter().flatten().collect();
     let embedder = model::embedder().or_raise();
     let mut vectors = embedder.embed_batch(&present).or_raise().into_iter();
-    texts.iter().map(|text| text.map(|_| PgVector(vectors.next().expect("one vector per text")))).collect()
+    texts
+        .iter()
+        .map(|text| text.map(|_| PgVector(vectors.next().expect("one vector per text"))))
+        .collect()
 }

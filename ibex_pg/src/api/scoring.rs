@@ -16,7 +16,13 @@ fn signals(
     as_of: TimestampWithTimeZone,
 ) -> MemorySignals {
     let micros = as_of.into_inner().saturating_sub(last_touched_at.into_inner());
-    MemorySignals { confidence, useful_count, not_useful_count, access_count, hours_since_touch: micros as f64 / MICROS_PER_HOUR }
+    MemorySignals {
+        confidence,
+        useful_count,
+        not_useful_count,
+        access_count,
+        hours_since_touch: micros as f64 / MICROS_PER_HOUR,
+    }
 }
 
 /// The composite score of DESIGN.md:
@@ -33,7 +39,14 @@ fn ibex_composite_score(
     last_touched_at: TimestampWithTimeZone,
     as_of: default!(TimestampWithTimeZone, "now()"),
 ) -> f64 {
-    let s = signals(confidence, useful_count, not_useful_count, access_count, last_touched_at, as_of);
+    let s = signals(
+        confidence,
+        useful_count,
+        not_useful_count,
+        access_count,
+        last_touched_at,
+        as_of,
+    );
     score::composite(relevance, &s, gucs::recency_half_life_hours()).total
 }
 
@@ -48,7 +61,14 @@ fn ibex_hot_score(
     last_touched_at: TimestampWithTimeZone,
     as_of: default!(TimestampWithTimeZone, "now()"),
 ) -> f64 {
-    let s = signals(confidence, useful_count, not_useful_count, access_count, last_touched_at, as_of);
+    let s = signals(
+        confidence,
+        useful_count,
+        not_useful_count,
+        access_count,
+        last_touched_at,
+        as_of,
+    );
     score::query_independent(&s, gucs::recency_half_life_hours()).total
 }
 
@@ -74,9 +94,22 @@ fn ibex_score_components(
         name!(total, f64),
     ),
 > {
-    let s = signals(confidence, useful_count, not_useful_count, access_count, last_touched_at, as_of);
-    let ScoreBreakdown { relevance, recency, usefulness, confidence, access_frequency, total } =
-        score::composite(relevance, &s, gucs::recency_half_life_hours());
+    let s = signals(
+        confidence,
+        useful_count,
+        not_useful_count,
+        access_count,
+        last_touched_at,
+        as_of,
+    );
+    let ScoreBreakdown {
+        relevance,
+        recency,
+        usefulness,
+        confidence,
+        access_frequency,
+        total,
+    } = score::composite(relevance, &s, gucs::recency_half_life_hours());
     TableIterator::once((relevance, recency, usefulness, confidence, access_frequency, total))
 }
 
@@ -90,14 +123,19 @@ fn ibex_knapsack(scores: Array<f64>, tokens: Array<i32>, budget: i32) -> Vec<i32
             .raise();
     }
     if budget < 0 {
-        SqlError::invalid_parameter("budget must not be negative").detail(format!("budget = {budget}")).raise();
+        SqlError::invalid_parameter("budget must not be negative")
+            .detail(format!("budget = {budget}"))
+            .raise();
     }
     let items: Vec<Item> = scores
         .iter()
         .zip(tokens.iter())
         .enumerate()
         .map(|(i, (score, tokens))| match (score, tokens) {
-            (Some(score), Some(tokens)) if tokens >= 0 => Item { score, tokens: tokens as usize },
+            (Some(score), Some(tokens)) if tokens >= 0 => Item {
+                score,
+                tokens: tokens as usize,
+            },
             (_, Some(tokens)) if tokens < 0 => SqlError::invalid_parameter("token counts must not be negative")
                 .detail(format!("element {} is {tokens}", i + 1))
                 .raise(),
@@ -107,5 +145,9 @@ fn ibex_knapsack(scores: Array<f64>, tokens: Array<i32>, budget: i32) -> Vec<i32
                 .raise(),
         })
         .collect();
-    knapsack::pack(&items, budget as usize).chosen.into_iter().map(|i| i as i32 + 1).collect()
+    knapsack::pack(&items, budget as usize)
+        .chosen
+        .into_iter()
+        .map(|i| i as i32 + 1)
+        .collect()
 }

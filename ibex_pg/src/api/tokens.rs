@@ -34,6 +34,12 @@ fn ibex_models() -> TableIterator<
             TokenizerKind::Cl100k => ("cl100k_base", true),
             TokenizerKind::Approximate => ("cl100k_base+10%", false),
         };
-        (m.name.to_string(), m.context_window as i32, m.max_output_tokens as i32, tokenizer.to_string(), exact)
+        (
+            m.name.to_string(),
+            m.context_window as i32,
+            m.max_output_tokens as i32,
+            tokenizer.to_string(),
+            exact,
+        )
     }))
 }

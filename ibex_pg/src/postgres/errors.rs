@@ -14,7 +14,12 @@ pub struct SqlError {
 
 impl SqlError {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), detail: None, hint: None }
+        Self {
+            code,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
     }
 
     pub fn invalid_parameter(message: impl Into<String>) -> Self {

@@ -24,10 +24,14 @@ thread_local! {
 /// The backend's embedder, loading it if needed. Failures are not cached: fixing the setting and
 /// calling again works without a reconnect.
 pub fn embedder() -> Result<Rc<Embedder>, SqlError> {
-    let model_dir = gucs::model_dir().ok_or_else(|| unset("ibex.model_dir", "the directory with model.onnx and tokenizer.json"))?;
+    let model_dir =
+        gucs::model_dir().ok_or_else(|| unset("ibex.model_dir", "the directory with model.onnx and tokenizer.json"))?;
     let ort_library = gucs::ort_library_path()
         .ok_or_else(|| unset("ibex.ort_library_path", "libonnxruntime.so (installed by `make setup`)"))?;
-    let wanted = LoadedWith { model_dir: model_dir.clone(), threads: gucs::inference_threads() };
+    let wanted = LoadedWith {
+        model_dir: model_dir.clone(),
+        threads: gucs::inference_threads(),
+    };
     if let Some(hit) = MODEL.with_borrow(|m| m.as_ref().filter(|(with, _)| *with == wanted).map(|(_, e)| e.clone())) {
         return Ok(hit);
     }
@@ -40,7 +44,12 @@ pub fn embedder() -> Result<Rc<Embedder>, SqlError> {
 }
 
 fn unset(setting: &str, what: &str) -> SqlError {
-    SqlError::new(pgrx::PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR, format!("{setting} is not set"))
-        .detail(format!("IBEX needs {setting} to find {what}."))
-        .hint(format!("ALTER SYSTEM SET {setting} = '/path'; SELECT pg_reload_conf();"))
+    SqlError::new(
+        pgrx::PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+        format!("{setting} is not set"),
+    )
+    .detail(format!("IBEX needs {setting} to find {what}."))
+    .hint(format!(
+        "ALTER SYSTEM SET {setting} = '/path'; SELECT pg_reload_conf();"
+    ))
 }

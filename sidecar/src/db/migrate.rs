@@ -26,7 +26,9 @@ async fn applied_versions(conn: &mut sqlx::PgConnection) -> anyhow::Result<HashS
 
 /// Applies pending migrations; returns the versions applied (empty when up to date).
 pub async fn run(url: &str) -> anyhow::Result<Vec<i64>> {
-    let mut conn = sqlx::PgConnection::connect(url).await.context("connecting for migrations")?;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .context("connecting for migrations")?;
     let before = applied_versions(&mut conn).await?;
     let pending: Vec<_> = MIGRATOR.iter().filter(|m| !before.contains(&m.version)).collect();
     if pending.is_empty() {
@@ -39,15 +41,25 @@ pub async fn run(url: &str) -> anyhow::Result<Vec<i64>> {
     let started = Instant::now();
     MIGRATOR.run(&mut conn).await.context("applying migrations")?;
     let versions: Vec<i64> = pending.iter().map(|m| m.version).collect();
-    tracing::info!(count = versions.len(), elapsed_ms = started.elapsed().as_millis() as u64, "migrations applied");
+    tracing::info!(
+        count = versions.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "migrations applied"
+    );
     Ok(versions)
 }
 
 pub async fn print_status(url: &str) -> anyhow::Result<()> {
-    let mut conn = sqlx::PgConnection::connect(url).await.context("connecting for migrations")?;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .context("connecting for migrations")?;
     let applied = applied_versions(&mut conn).await?;
     for m in MIGRATOR.iter() {
-        let state = if applied.contains(&m.version) { "applied" } else { "pending" };
+        let state = if applied.contains(&m.version) {
+            "applied"
+        } else {
+            "pending"
+        };
         println!("{:04} {:<8} {}", m.version, state, m.description);
     }
     Ok(())

@@ -21,6 +21,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
 /// ends with the transaction and can never leak to the next user of a pooled connection.
 pub async fn begin_for_org(pool: &PgPool, org: Uuid) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT set_config('ibex.org_id', $1, true)").bind(org.to_string()).execute(&mut *tx).await?;
+    sqlx::query("SELECT set_config('ibex.org_id', $1, true)")
+        .bind(org.to_string())
+        .execute(&mut *tx)
+        .await?;
     Ok(tx)
 }

@@ -1,0 +1,5 @@
+//! Shared pieces of the benchmarks: timing statistics, machine description, report lines.
+
+pub mod report;
+pub mod stats;
+pub mod texts;
