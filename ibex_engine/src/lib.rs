@@ -1,12 +1,15 @@
-//! IBEX's pure core. No Postgres and no network in here: the extension (`ibex_pg`) and the
-//! sidecar (`ibex`) are thin adapters over these modules, so both compute exactly the same
-//! embeddings, redactions, hashes, scores and packings.
+//! IBEX's pure core, with no Postgres in it: the extension (`ibex_pg`) and the sidecar (`ibex`)
+//! are thin adapters over these modules, so both compute exactly the same embeddings,
+//! redactions, hashes, scores and packings. The one piece of I/O is the blocking
+//! OpenAI-compatible client of `extract::openai`, used by the extraction workers.
 
 pub mod content;
 pub mod embed;
+pub mod extract;
 pub mod knapsack;
 pub mod models;
 pub mod pii;
+pub mod relevance;
 pub mod score;
 pub mod tokens;
 

@@ -2,84 +2,196 @@
 //! typed getters. `SELECT name, setting, short_desc FROM pg_settings WHERE name LIKE 'ibex.%'`
 //! lists them; docs/sql.md describes each.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::path::PathBuf;
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
-/// Directory holding model.onnx and tokenizer.json (all-MiniLM-L6-v2). Superuser-only: it names
-/// files the server will load.
-static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+type Text = GucSetting<Option<CString>>;
+
+// ---- Embedding model -------------------------------------------------------------------------
+/// Directory holding model.onnx and tokenizer.json. Superuser-only: it names files the server loads.
+static MODEL_DIR: Text = Text::new(None);
 /// Path of libonnxruntime.so. Loaded once per backend; a change applies to new backends.
-static ORT_LIBRARY_PATH: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-/// ONNX Runtime intra-op threads per backend. 1 by default: every backend is its own process,
-/// so more threads per backend only compete for the same cores.
+static ORT_LIBRARY_PATH: Text = Text::new(None);
+/// ONNX Runtime intra-op threads per backend. 1: every backend is its own process, and more
+/// threads per backend only compete for the same cores.
 static INFERENCE_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
-/// Hours after which the recency component of the score halves.
+
+// ---- Scoring and the write pipeline ----------------------------------------------------------
 static RECENCY_HALF_LIFE_HOURS: GucSetting<f64> = GucSetting::<f64>::new(ibex_engine::score::DEFAULT_HALF_LIFE_HOURS);
+static LEXICAL_WEIGHT: GucSetting<f64> = GucSetting::<f64>::new(ibex_engine::relevance::DEFAULT_LEXICAL_WEIGHT);
+static NEAR_DUPLICATE_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.92);
+static CONFLICT_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.85);
+static RELATED_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.75);
+static MAX_MEMORY_CHARS: GucSetting<i32> = GucSetting::<i32>::new(8000);
+
+// ---- Tenancy and history ---------------------------------------------------------------------
 /// The organisation this session acts for. Row-level security policies and every ibex_core
 /// function compare against it; the trusted application sets it after authenticating a caller.
-static ORG_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-/// Lets a superuser delete rows of the append-only history tables (GDPR purge of an org). The
-/// history triggers read it; registering it here makes it superuser-only.
+static ORG_ID: Text = Text::new(None);
+/// Lets a superuser delete rows of the append-only history tables (GDPR purge of an org).
 static ALLOW_HISTORY_PURGE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+// ---- Background workers ----------------------------------------------------------------------
+/// Database the background workers connect to (one IBEX database per cluster).
+static DATABASE: Text = Text::new(Some(c"postgres"));
+static INDEXER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+static INDEXER_NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// libpq connection string the indexer uses for work that cannot run inside a transaction
+/// (CREATE INDEX CONCURRENTLY). Empty: the server's own Unix socket, as the bootstrap superuser.
+static MAINTENANCE_CONNINFO: Text = Text::new(None);
+static IVFFLAT_MAX_LISTS: GucSetting<i32> = GucSetting::<i32>::new(4000);
+static OUTBOX_RETENTION_HOURS: GucSetting<i32> = GucSetting::<i32>::new(24);
+
+fn text(name: &'static CStr, short: &'static CStr, long: &'static CStr, s: &'static Text, ctx: GucContext) {
+    GucRegistry::define_string_guc(name, short, long, s, ctx, GucFlags::default());
+}
+
+fn real(name: &'static CStr, short: &'static CStr, s: &'static GucSetting<f64>, min: f64, max: f64, ctx: GucContext) {
+    GucRegistry::define_float_guc(name, short, c"", s, min, max, ctx, GucFlags::default());
+}
+
+fn int(name: &'static CStr, short: &'static CStr, s: &'static GucSetting<i32>, min: i32, max: i32, ctx: GucContext) {
+    GucRegistry::define_int_guc(name, short, c"", s, min, max, ctx, GucFlags::default());
+}
+
+fn flag(name: &'static CStr, short: &'static CStr, s: &'static GucSetting<bool>, ctx: GucContext) {
+    GucRegistry::define_bool_guc(name, short, c"", s, ctx, GucFlags::default());
+}
+
 pub fn init() {
-    GucRegistry::define_string_guc(
+    use GucContext::{Postmaster, Sighup, Suset, Userset};
+    text(
         c"ibex.model_dir",
         c"Directory with model.onnx and tokenizer.json of all-MiniLM-L6-v2.",
-        c"Read by ibex_embed() when a backend first embeds; a change reloads the model on next use.",
+        c"Read when a backend first embeds; a change reloads the model on next use.",
         &MODEL_DIR,
-        GucContext::Suset,
-        GucFlags::default(),
+        Suset,
     );
-    GucRegistry::define_string_guc(
+    text(
         c"ibex.ort_library_path",
         c"Path of the ONNX Runtime shared library (libonnxruntime.so).",
         c"Loaded once per backend process; a change applies to new backends.",
         &ORT_LIBRARY_PATH,
-        GucContext::Suset,
-        GucFlags::default(),
+        Suset,
     );
-    GucRegistry::define_int_guc(
+    int(
         c"ibex.inference_threads",
         c"ONNX Runtime intra-op threads per backend.",
-        c"Keep at 1 unless few backends embed at once; a change reloads the model on next use.",
         &INFERENCE_THREADS,
         1,
         64,
-        GucContext::Suset,
-        GucFlags::default(),
+        Suset,
     );
-    GucRegistry::define_float_guc(
+    real(
         c"ibex.recency_half_life_hours",
         c"Hours after which a memory's recency score halves.",
-        c"recency = 0.5 ^ (hours since last access or creation / half-life).",
         &RECENCY_HALF_LIFE_HOURS,
         0.01,
         1_000_000.0,
-        GucContext::Userset,
-        GucFlags::default(),
+        Userset,
     );
-    GucRegistry::define_string_guc(
+    real(
+        c"ibex.lexical_weight",
+        c"Weight of full-text evidence in relevance: (1-w)*semantic + w*lexical.",
+        &LEXICAL_WEIGHT,
+        0.0,
+        1.0,
+        Userset,
+    );
+    real(
+        c"ibex.near_duplicate_threshold",
+        c"Cosine similarity above which a new memory supersedes an old one of the same agent.",
+        &NEAR_DUPLICATE_THRESHOLD,
+        0.0,
+        1.0,
+        Suset,
+    );
+    real(
+        c"ibex.conflict_threshold",
+        c"Cosine similarity above which a new memory of the same category is recorded as a conflict.",
+        &CONFLICT_THRESHOLD,
+        0.0,
+        1.0,
+        Suset,
+    );
+    real(
+        c"ibex.related_threshold",
+        c"Cosine similarity above which the indexer links memories as related_to.",
+        &RELATED_THRESHOLD,
+        0.0,
+        1.0,
+        Suset,
+    );
+    int(
+        c"ibex.max_memory_chars",
+        c"Longest memory content accepted, in characters.",
+        &MAX_MEMORY_CHARS,
+        16,
+        32768,
+        Suset,
+    );
+    text(
         c"ibex.org_id",
         c"Organisation (uuid) this session acts for; row-level security filters on it.",
         c"Set by the trusted application after it authenticated the caller.",
         &ORG_ID,
-        GucContext::Userset,
-        GucFlags::default(),
+        Userset,
     );
-    GucRegistry::define_bool_guc(
+    flag(
         c"ibex.allow_history_purge",
-        c"Allow deleting rows of the append-only history tables (superuser only).",
-        c"For GDPR purges of an org; updates to history rows stay impossible.",
+        c"Allow deleting rows of the append-only history tables (superuser only, for GDPR purges).",
         &ALLOW_HISTORY_PURGE,
-        GucContext::Suset,
-        GucFlags::default(),
+        Suset,
+    );
+    text(
+        c"ibex.database",
+        c"Database the IBEX background workers connect to.",
+        c"",
+        &DATABASE,
+        Postmaster,
+    );
+    flag(
+        c"ibex.indexer_enabled",
+        c"Run the indexing background worker.",
+        &INDEXER_ENABLED,
+        Postmaster,
+    );
+    int(
+        c"ibex.indexer_naptime_ms",
+        c"How long the indexing worker sleeps between polls, in milliseconds.",
+        &INDEXER_NAPTIME_MS,
+        10,
+        3_600_000,
+        Sighup,
+    );
+    text(
+        c"ibex.maintenance_conninfo",
+        c"Connection string for index rebuilds (CREATE INDEX CONCURRENTLY); empty: the local socket.",
+        c"",
+        &MAINTENANCE_CONNINFO,
+        Sighup,
+    );
+    int(
+        c"ibex.ivfflat_max_lists",
+        c"Upper bound on IVFFlat lists when the indexer rebuilds.",
+        &IVFFLAT_MAX_LISTS,
+        100,
+        65535,
+        Sighup,
+    );
+    int(
+        c"ibex.outbox_retention_hours",
+        c"Hours processed outbox rows are kept before the indexer deletes them.",
+        &OUTBOX_RETENTION_HOURS,
+        1,
+        8760,
+        Sighup,
     );
 }
 
-fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
+fn string(setting: &Text) -> Option<String> {
     setting
         .get()
         .and_then(|c| c.into_string().ok())
@@ -100,4 +212,28 @@ pub fn inference_threads() -> usize {
 
 pub fn recency_half_life_hours() -> f64 {
     RECENCY_HALF_LIFE_HOURS.get()
+}
+
+pub fn lexical_weight() -> f64 {
+    LEXICAL_WEIGHT.get()
+}
+
+pub fn database() -> String {
+    string(&DATABASE).unwrap_or_else(|| "postgres".into())
+}
+
+pub fn indexer_enabled() -> bool {
+    INDEXER_ENABLED.get()
+}
+
+pub fn indexer_naptime_ms() -> u64 {
+    INDEXER_NAPTIME_MS.get().max(10) as u64
+}
+
+pub fn maintenance_conninfo() -> Option<String> {
+    string(&MAINTENANCE_CONNINFO)
+}
+
+pub fn outbox_retention_hours() -> i32 {
+    OUTBOX_RETENTION_HOURS.get()
 }

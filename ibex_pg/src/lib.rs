@@ -6,12 +6,20 @@ use pgrx::prelude::*;
 mod api;
 mod gucs;
 mod postgres;
+mod workers;
 
 ::pgrx::pg_module_magic!();
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    if workers::preloading() {
+        workers::register();
+    } else {
+        log!(
+            "ibex_pg is not in shared_preload_libraries: its background workers (indexer, extraction) are not running"
+        );
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

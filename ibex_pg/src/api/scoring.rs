@@ -151,3 +151,10 @@ fn ibex_knapsack(scores: Array<f64>, tokens: Array<i32>, budget: i32) -> Vec<i32
         .map(|i| i as i32 + 1)
         .collect()
 }
+
+/// Relevance in [0, 1] from semantic similarity and lexical coverage:
+/// `(1 - w) * semantic + w * lexical` with `w = ibex.lexical_weight` (docs/ARCHITECTURE.md).
+#[pg_extern(stable, parallel_safe)]
+fn ibex_relevance(semantic: f64, lexical: f64) -> f64 {
+    ibex_engine::relevance::blend(semantic, lexical, gucs::lexical_weight())
+}
