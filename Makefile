@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
-.PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit \
+.PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
         test-pg test-regress test-sidecar lint fmt bench bench-embed clean-data
 
 help:
@@ -66,7 +66,7 @@ lint:
 fmt:
 	@cargo fmt --all
 
-bench: bench-embed
+bench: bench-embed bench-memory
 
 bench-embed: build
 	@scripts/bench-embed.sh
@@ -75,3 +75,6 @@ clean-data:
 	@scripts/stack.sh down dev || true
 	@scripts/stack.sh down test || true
 	rm -rf .ibex/data
+
+bench-memory: build
+	@scripts/bench-memory.sh

@@ -605,7 +605,11 @@ fn facts_for(person: usize, name: &str, rng: &mut Rng) -> Vec<Fact> {
     if let Some((quirk, quirk_q)) = quirk {
         facts.push(Fact {
             paraphrase_query: Some((quirk_q.to_string(), quirk.to_string())),
-            ..f(format!("{n} {quirk}."), "declarative", format!("What is unusual about {n}?"))
+            ..f(
+                format!("{n} {quirk}."),
+                "declarative",
+                format!("What is unusual about {n}?"),
+            )
         });
     }
     facts

@@ -23,7 +23,10 @@ pub async fn seed(
 ) -> sqlx::Result<Vec<Uuid>> {
     let mut ids = Vec::with_capacity(memories.len());
     for chunk in memories.chunks(SEED_CHUNK) {
-        let contents: Vec<String> = chunk.iter().map(|m| ibex_engine::pii::redact(&m.content).text).collect();
+        let contents: Vec<String> = chunk
+            .iter()
+            .map(|m| ibex_engine::pii::redact(&m.content).text)
+            .collect();
         let categories: Vec<&str> = chunk.iter().map(|m| m.category).collect();
         let chunk_ids: Vec<Uuid> = sqlx::query_scalar(
             "INSERT INTO ibex_core.memories (org_id, agent_id, content, content_hash, embedding, category, confidence)
@@ -101,7 +104,13 @@ pub async fn rank(
     if ranker == Ranker::Lexical {
         sqlx::query("SET ibex.lexical_weight = 1").execute(&mut *conn).await?;
     }
-    let ids = sqlx::query_scalar(sql).bind(org).bind(agent).bind(query).bind(k).fetch_all(&mut *conn).await;
+    let ids = sqlx::query_scalar(sql)
+        .bind(org)
+        .bind(agent)
+        .bind(query)
+        .bind(k)
+        .fetch_all(&mut *conn)
+        .await;
     if ranker == Ranker::Lexical {
         sqlx::query("RESET ibex.lexical_weight").execute(&mut *conn).await?;
     }
@@ -168,8 +177,15 @@ pub async fn evaluate(
     k: i32,
 ) -> sqlx::Result<QualityReport> {
     let mut conn = pool.acquire().await?;
-    sqlx::query("SELECT set_config('ibex.org_id', $1, false)").bind(org.to_string()).execute(&mut *conn).await?;
-    let mut report = QualityReport { k, queries: data.queries.len(), ..Default::default() };
+    sqlx::query("SELECT set_config('ibex.org_id', $1, false)")
+        .bind(org.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let mut report = QualityReport {
+        k,
+        queries: data.queries.len(),
+        ..Default::default()
+    };
     for q in &data.queries {
         *report.per_style.entry(q.style.label()).or_default() += 1;
         let answer = ids[q.answer];

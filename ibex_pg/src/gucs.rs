@@ -25,6 +25,8 @@ static NEAR_DUPLICATE_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.92);
 static CONFLICT_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.85);
 static RELATED_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.75);
 static MAX_MEMORY_CHARS: GucSetting<i32> = GucSetting::<i32>::new(8000);
+/// Agents with at most this many active memories are searched exactly instead of through IVFFlat.
+static EXACT_SEARCH_MAX_MEMORIES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 // ---- Tenancy and history ---------------------------------------------------------------------
 /// The organisation this session acts for. Row-level security policies and every ibex_core
@@ -123,6 +125,14 @@ pub fn init() {
         0.0,
         1.0,
         Suset,
+    );
+    int(
+        c"ibex.exact_search_max_memories",
+        c"Agents with at most this many active memories are searched exactly, larger ones via IVFFlat.",
+        &EXACT_SEARCH_MAX_MEMORIES,
+        0,
+        i32::MAX,
+        Userset,
     );
     int(
         c"ibex.max_memory_chars",

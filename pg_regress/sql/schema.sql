@@ -43,11 +43,8 @@ FROM pg_roles WHERE rolname IN ('ibex_owner', 'ibex_app', 'ibex_system') ORDER B
 -- The vector column and its indexes: IVFFlat with vector_cosine_ops and lists=100, GIN full text.
 SELECT format_type(atttypid, atttypmod) FROM pg_attribute
 WHERE attrelid = 'ibex_core.memories'::regclass AND attname = 'embedding';
-SELECT i.relname AS index, am.amname AS method, opc.opcname AS opclass, i.reloptions
-FROM pg_index x
-JOIN pg_class i ON i.oid = x.indexrelid
-JOIN pg_am am ON am.oid = i.relam
-LEFT JOIN pg_opclass opc ON opc.oid = x.indclass[0]
+SELECT i.relname AS index, pg_get_indexdef(x.indexrelid) AS definition
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
 WHERE x.indrelid = 'ibex_core.memories'::regclass
 ORDER BY i.relname;
 SELECT pg_get_expr(adbin, adrelid) AS content_tsv_expr FROM pg_attrdef

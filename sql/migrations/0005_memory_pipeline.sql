@@ -414,6 +414,9 @@ RETURNS TABLE (memory_id uuid, content text, category text, confidence real, tag
                score float8, relevance float8, semantic float8, lexical float8, recency float8,
                usefulness float8, access_frequency float8)
 LANGUAGE plpgsql
+-- Planning the candidate query costs more than running it; one generic plan serves every call
+-- (the exact/IVFFlat choice is a run-time filter, so a generic plan loses nothing).
+SET plan_cache_mode = force_generic_plan
 SET ivfflat.probes = 10
 SET ivfflat.iterative_scan = relaxed_order
 SET ivfflat.max_probes = 100
@@ -427,6 +430,7 @@ DECLARE
     v_idf       float8[];
     v_idf_total float8;
     v_any       tsquery;
+    v_exact     boolean;
 BEGIN
     PERFORM ibex_core.assert_org(p_org);
     IF p_agent IS NULL THEN
@@ -465,19 +469,38 @@ BEGIN
     JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = t
     WHERE st.doc_count > 0 AND st.doc_count <= greatest(50, v_n / 5);
 
+    -- Semantic candidates: an agent with few memories is searched exactly (its rows come from
+    -- the agent index; a full cosine scan of a few thousand vectors is cheaper than probing
+    -- IVFFlat lists shared with every other agent, and misses nothing). Larger agents go through
+    -- the IVFFlat index, with iterative scans so the agent filter cannot starve the result.
+    v_exact := v_n <= current_setting('ibex.exact_search_max_memories')::integer;
+
     RETURN QUERY
     WITH semantic_candidates AS (
-        SELECT m.id
-        FROM ibex_core.memories m
-        WHERE m.org_id = p_org AND m.agent_id = p_agent AND m.status = 'active'
-          AND (p_categories IS NULL OR m.category = ANY (p_categories))
-          AND (p_created_after IS NULL OR m.created_at >= p_created_after)
-          AND (p_created_before IS NULL OR m.created_at < p_created_before)
-          AND (v_tags IS NULL OR EXISTS (
-                SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
-                WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))
-        ORDER BY m.embedding <=> v_query
-        LIMIT v_pool),
+        (SELECT m.id
+         FROM ibex_core.memories m
+         WHERE v_exact AND m.org_id = p_org AND m.agent_id = p_agent AND m.status = 'active'
+           AND (p_categories IS NULL OR m.category = ANY (p_categories))
+           AND (p_created_after IS NULL OR m.created_at >= p_created_after)
+           AND (p_created_before IS NULL OR m.created_at < p_created_before)
+           AND (v_tags IS NULL OR EXISTS (
+                 SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
+                 WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))
+         -- "+ 0" keeps the planner from answering this branch with the approximate index.
+         ORDER BY (m.embedding <=> v_query) + 0
+         LIMIT v_pool)
+        UNION ALL
+        (SELECT m.id
+         FROM ibex_core.memories m
+         WHERE NOT v_exact AND m.org_id = p_org AND m.agent_id = p_agent AND m.status = 'active'
+           AND (p_categories IS NULL OR m.category = ANY (p_categories))
+           AND (p_created_after IS NULL OR m.created_at >= p_created_after)
+           AND (p_created_before IS NULL OR m.created_at < p_created_before)
+           AND (v_tags IS NULL OR EXISTS (
+                 SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
+                 WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))
+         ORDER BY m.embedding <=> v_query
+         LIMIT v_pool)),
     lexical_candidates AS (
         SELECT m.id
         FROM ibex_core.memories m
@@ -587,6 +610,9 @@ RETURNS SETOF ibex_core.memory_versions
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     PERFORM ibex_core.assert_org(p_org);
+    IF NOT EXISTS (SELECT 1 FROM ibex_core.memories m WHERE m.org_id = p_org AND m.id = p_memory) THEN
+        RAISE EXCEPTION 'memory % not found', p_memory USING ERRCODE = 'no_data_found';
+    END IF;
     RETURN QUERY SELECT * FROM ibex_core.memory_versions v
                  WHERE v.org_id = p_org AND v.memory_id = p_memory ORDER BY v.version, v.created_at;
 END
@@ -633,11 +659,11 @@ BEGIN
         RAISE EXCEPTION 'memory % is not part of conflict %', p_forget_memory, p_conflict
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    UPDATE ibex_core.memory_conflicts x SET status = p_status, resolution = p_resolution, resolved_at = now()
+    WHERE x.org_id = p_org AND x.id = p_conflict AND x.status = 'open';
     IF p_forget_memory IS NOT NULL THEN
         PERFORM ibex_core.forget(p_org, p_forget_memory, coalesce(p_resolution, 'lost a conflict'));
     END IF;
-    UPDATE ibex_core.memory_conflicts x SET status = p_status, resolution = p_resolution, resolved_at = now()
-    WHERE x.org_id = p_org AND x.id = p_conflict AND x.status = 'open';
     RETURN QUERY SELECT x.id, x.status FROM ibex_core.memory_conflicts x WHERE x.org_id = p_org AND x.id = p_conflict;
 END
 $$;
