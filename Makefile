@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar lint fmt bench bench-embed clean-data
+        test-pg test-regress test-sidecar test-e2e lint fmt bench bench-embed clean-data
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -55,6 +55,9 @@ test-pg: setup
 
 test-regress: setup
 	@scripts/test.sh regress
+
+test-e2e: setup
+	@scripts/test.sh e2e
 
 test-sidecar: setup
 	@scripts/test.sh sidecar

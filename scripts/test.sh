@@ -6,6 +6,7 @@
 #   pg        #[pg_test]s of ibex_pg in a pgrx-managed cluster
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
 #   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
+#   e2e       tests/ against the running test stack (background workers, retrieval quality)
 source "$(dirname "$0")/env.sh"
 IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
 PG_REGRESS=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
@@ -75,6 +76,12 @@ tier_sidecar() {
   cargo test --release -p ibex_sidecar
 }
 
+tier_e2e() {
+  eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
+  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
+  cargo test --release -p ibex_e2e
+}
+
 summary() {
   log "test summary:"
   printf '  %s\n' "${SUMMARY[@]}" >&2
@@ -85,6 +92,7 @@ case "${1:-all}" in
   pg) timed pg_test tier_pg ;;
   regress) timed build build_all; timed fresh-database fresh_database; timed regress tier_regress ;;
   sidecar) timed build build_all; timed fresh-database fresh_database; timed sidecar tier_sidecar ;;
+  e2e) timed build build_all; timed fresh-database fresh_database; timed e2e tier_e2e ;;
   all)
     T0=$(date +%s)
     timed unit tier_unit
@@ -93,7 +101,8 @@ case "${1:-all}" in
     timed fresh-database fresh_database
     timed regress tier_regress
     timed sidecar tier_sidecar
+    timed e2e tier_e2e
     summary
     log "all tests passed in $(( $(date +%s) - T0 ))s" ;;
-  *) die "usage: test.sh all|unit|pg|regress|sidecar" ;;
+  *) die "usage: test.sh all|unit|pg|regress|sidecar|e2e" ;;
 esac

@@ -1,5 +1,16 @@
 //! The IBEX sidecar: what a database should not serve. This crate is a set of thin adapters:
 //! domain logic lives in `ibex_engine` and in the database (`ibex_pg` + sql/migrations).
 
+pub mod config;
 pub mod db;
+pub mod embedding;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
 pub mod models;
+pub mod server;
+pub mod state;
+
+pub use config::{Config, LogFormat};
+pub use server::{start, RunningServer};

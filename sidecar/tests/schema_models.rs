@@ -11,7 +11,8 @@ async fn live_columns(pool: &sqlx::PgPool, table: &str) -> BTreeMap<String, (Str
     let rows: Vec<(String, String, bool)> = sqlx::query_as(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
          FROM pg_attribute a
-         WHERE a.attrelid = to_regclass(format('ibex_core.%I', $1::text)) AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE a.attrelid = to_regclass(CASE WHEN strpos($1, '.') > 0 THEN $1 ELSE format('ibex_core.%I', $1::text) END)
+           AND a.attnum > 0 AND NOT a.attisdropped
          ORDER BY a.attnum",
     )
     .bind(table)
@@ -85,7 +86,8 @@ async fn every_model_matches_the_live_schema() {
 async fn every_table_has_a_model() {
     let pool = common::admin_pool().await;
     let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT relname::text FROM pg_class WHERE relnamespace = 'ibex_core'::regnamespace AND relkind = 'r' ORDER BY 1",
+        "SELECT CASE WHEN relnamespace = 'ibex_core'::regnamespace THEN relname::text ELSE 'ibex_ops.' || relname END
+         FROM pg_class WHERE relnamespace IN ('ibex_core'::regnamespace, 'ibex_ops'::regnamespace) AND relkind = 'r' ORDER BY 1",
     )
     .fetch_all(&pool)
     .await

@@ -77,6 +77,8 @@ BEGIN
         BEGIN
             IF e.event = 'memory.created' THEN
                 v_linked := v_linked + ibex_ops.link_related(e.org_id, e.aggregate_id);
+            ELSE
+                RAISE EXCEPTION 'unknown index event: %', e.event;
             END IF;
             UPDATE ibex_core.outbox SET processed_at = now(), attempts = e.attempts + 1
             WHERE org_id = e.org_id AND id = e.id;

@@ -43,7 +43,7 @@ pub struct ColumnSpec {
 }
 
 pub trait TableModel {
-    /// Table name inside the ibex_core schema.
+    /// Table name: inside the ibex_core schema, or schema-qualified ("ibex_ops.maintenance_log").
     const TABLE: &'static str;
     fn columns() -> Vec<ColumnSpec>;
     /// Columns deliberately not mapped to a field.

@@ -94,3 +94,31 @@ crate::model! {
         created_at: DateTime<Utc>,
     }
 }
+
+crate::model! {
+    /// A recorded read, folded into `memories.access_count` by the indexing worker.
+    pub struct MemoryAccess in "memory_access" {
+        org_id: Uuid,
+        id: i64,
+        memory_id: Uuid,
+        accessed_at: DateTime<Utc>,
+    }
+}
+
+crate::model! {
+    /// How many of an agent's active memories contain a lexeme (the idf of lexical relevance).
+    pub struct LexemeStat in "lexeme_stats" {
+        org_id: Uuid,
+        agent_id: Uuid,
+        lexeme: String,
+        doc_count: i32,
+    }
+}
+
+crate::model! {
+    pub struct AgentMemoryStat in "agent_memory_stats" {
+        org_id: Uuid,
+        agent_id: Uuid,
+        active_memories: i32,
+    }
+}

@@ -52,7 +52,7 @@ macro_rules! model {
     };
 }
 
-/// Every model, for checks that walk all tables.
+/// Every model, for checks that walk all tables. Names without a schema are in ibex_core.
 pub fn all_tables() -> Vec<(&'static str, Vec<ColumnSpec>, &'static [&'static str])> {
     fn entry<M: TableModel>() -> (&'static str, Vec<ColumnSpec>, &'static [&'static str]) {
         (M::TABLE, M::columns(), M::unmapped())
@@ -75,5 +75,10 @@ pub fn all_tables() -> Vec<(&'static str, Vec<ColumnSpec>, &'static [&'static st
         entry::<MemoryConflict>(),
         entry::<Tag>(),
         entry::<MemoryTag>(),
+        entry::<MemoryAccess>(),
+        entry::<LexemeStat>(),
+        entry::<AgentMemoryStat>(),
+        entry::<MaintenanceLogEntry>(),
+        entry::<WorkerCounter>(),
     ]
 }

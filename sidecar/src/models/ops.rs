@@ -85,3 +85,25 @@ crate::model! {
         resolved_at: Option<DateTime<Utc>>,
     }
 }
+
+crate::model! {
+    /// What the background workers did (schema ibex_ops: not tenant data).
+    pub struct MaintenanceLogEntry in "ibex_ops.maintenance_log" {
+        id: i64,
+        worker: String,
+        action: String,
+        detail: serde_json::Value,
+        error: Option<String>,
+        started_at: DateTime<Utc>,
+        finished_at: Option<DateTime<Utc>>,
+    }
+}
+
+crate::model! {
+    pub struct WorkerCounter in "ibex_ops.worker_counters" {
+        worker: String,
+        counter: String,
+        value: i64,
+        updated_at: DateTime<Utc>,
+    }
+}

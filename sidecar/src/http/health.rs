@@ -1,0 +1,44 @@
+//! Probes and metrics: `GET /livez`, `GET /readyz`, `GET /metrics`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::embedding::Readiness;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The process is up and serving HTTP: no dependency is consulted, so a slow model load or a
+/// database outage never gets the process restarted.
+pub async fn livez() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// Ready once the model is loaded and warmed up. The database and Redis are deliberately not
+/// consulted: the embedding API works without either.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    match state.core.readiness() {
+        Readiness::Ready { model, workers } => Ok(Json(json!({
+            "status": "ready",
+            "model": model,
+            "embed_workers": workers,
+        }))),
+        Readiness::Loading => Err(ApiError::NotReady("the embedding model is still loading".into())),
+        Readiness::Failed(reason) => Err(ApiError::NotReady(format!(
+            "the embedding model failed to load: {reason}"
+        ))),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(format!("rendering metrics: {e}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    ))
+}

@@ -1,0 +1,130 @@
+//! Prometheus metrics of one server instance, exposed at `GET /metrics`.
+//!
+//! Each server owns its registry (rather than the process-global default) so that two instances
+//! in one process, as in the tests, count separately.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds: embedding requests take milliseconds; the tail goes to seconds
+/// for large batches.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+pub struct Metrics {
+    registry: Registry,
+    /// By method, route template (never the raw path: bounded label values) and status.
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    /// Counted per text, not per request: a batch of 10 with 8 hits adds 8 and 2.
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    /// Failed cache operations, by `op` (`get`, `set`); the request went on without the cache.
+    pub cache_errors: IntCounterVec,
+    /// Lookups skipped because the cache failed moments ago (see `embedding::cache`).
+    pub cache_bypassed: IntCounter,
+    pub inference_duration: Histogram,
+    /// Texts per forward pass (misses only; hits never reach the model).
+    pub inference_batch_size: Histogram,
+    /// Time a request waited for a free model instance.
+    pub queue_duration: Histogram,
+    /// Embedding requests admitted and not yet finished.
+    pub inflight: IntGauge,
+    /// Embedding requests answered 429 because `max_inflight` were already admitted.
+    pub rejected_overloaded: IntCounter,
+    /// 1 once the model is loaded and warmed up.
+    pub model_ready: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("ibex".into()), None)?;
+        let latency = |name: &str, help: &str| HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+        let metrics = Self {
+            http_requests: IntCounterVec::new(
+                Opts::new("http_requests_total", "HTTP requests by method, route and status"),
+                &["method", "route", "status"],
+            )?,
+            http_duration: HistogramVec::new(
+                latency("http_request_duration_seconds", "HTTP request latency"),
+                &["method", "route", "status"],
+            )?,
+            cache_hits: IntCounter::new("embed_cache_hits_total", "Texts answered from the embedding cache")?,
+            cache_misses: IntCounter::new("embed_cache_misses_total", "Texts not in the embedding cache")?,
+            cache_errors: IntCounterVec::new(
+                Opts::new("embed_cache_errors_total", "Failed embedding cache operations"),
+                &["op"],
+            )?,
+            cache_bypassed: IntCounter::new(
+                "embed_cache_bypassed_total",
+                "Cache lookups skipped while the cache is marked unavailable",
+            )?,
+            inference_duration: Histogram::with_opts(latency(
+                "embed_inference_duration_seconds",
+                "Model forward pass latency per batch",
+            ))?,
+            inference_batch_size: Histogram::with_opts(
+                HistogramOpts::new("embed_inference_batch_size", "Texts per forward pass")
+                    .buckets(BATCH_BUCKETS.to_vec()),
+            )?,
+            queue_duration: Histogram::with_opts(latency(
+                "embed_queue_duration_seconds",
+                "Wait for a free model instance",
+            ))?,
+            inflight: IntGauge::new("embed_inflight_requests", "Embedding requests in flight")?,
+            rejected_overloaded: IntCounter::new(
+                "embed_rejected_overloaded_total",
+                "Embedding requests refused with 429 because max_inflight were in flight",
+            )?,
+            model_ready: IntGauge::new("model_ready", "1 once the model is loaded and warmed up")?,
+            registry,
+        };
+        metrics.register_all()?;
+        Ok(metrics)
+    }
+
+    fn register_all(&self) -> Result<(), prometheus::Error> {
+        let r = &self.registry;
+        r.register(Box::new(self.http_requests.clone()))?;
+        r.register(Box::new(self.http_duration.clone()))?;
+        r.register(Box::new(self.cache_hits.clone()))?;
+        r.register(Box::new(self.cache_misses.clone()))?;
+        r.register(Box::new(self.cache_errors.clone()))?;
+        r.register(Box::new(self.cache_bypassed.clone()))?;
+        r.register(Box::new(self.inference_duration.clone()))?;
+        r.register(Box::new(self.inference_batch_size.clone()))?;
+        r.register(Box::new(self.queue_duration.clone()))?;
+        r.register(Box::new(self.inflight.clone()))?;
+        r.register(Box::new(self.rejected_overloaded.clone()))?;
+        r.register(Box::new(self.model_ready.clone()))?;
+        Ok(())
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_counters() {
+        let metrics = Metrics::new().unwrap();
+        metrics.cache_hits.inc_by(3);
+        metrics
+            .http_requests
+            .with_label_values(&["POST", "/v1/embed", "200"])
+            .inc();
+        let text = metrics.render().unwrap();
+        assert!(text.contains("ibex_embed_cache_hits_total 3"), "{text}");
+        assert!(text.contains(r#"ibex_http_requests_total{method="POST",route="/v1/embed",status="200"} 1"#));
+    }
+}

@@ -1,0 +1,249 @@
+//! `ibex serve`: wiring and lifecycle. Both listeners are bound first (so probes answer at once),
+//! the model loads in the background, readiness flips after warm-up, and a shutdown stops
+//! accepting, lets in-flight requests finish, then returns.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use anyhow::{anyhow, Context};
+use ibex_engine::EmbedderConfig;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::embedding::{CacheSettings, CoreSettings, EmbeddingCache, EmbeddingCore, ModelPool, PoolSettings};
+use crate::grpc::health::HealthStatus;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::{db, grpc, http};
+
+/// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`] and then
+/// [`RunningServer::wait`].
+pub struct RunningServer {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    shutdown: CancellationToken,
+    /// Set when the server cannot go on (the model failed to load); `wait` reports it.
+    fatal: Arc<OnceLock<String>>,
+    http: JoinHandle<std::io::Result<()>>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// A handle that starts the graceful shutdown when cancelled (it can be cloned and kept).
+    pub fn shutdown_handle(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting connections; requests in flight run to completion.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until both servers have stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let (http, grpc) = tokio::join!(self.http, self.grpc);
+        http.context("HTTP server task")?.context("HTTP server")?;
+        grpc.context("gRPC server task")?.context("gRPC server")?;
+        match self.fatal.get() {
+            Some(reason) => Err(anyhow!("{reason}")),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (setting {setting})"))
+}
+
+/// Binds both listeners, starts serving, and starts loading the model in the background.
+/// Returns as soon as the listeners are up, with the addresses actually bound.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    config.validate()?;
+    let http_listener = bind(config.http_addr, "http_addr").await?;
+    let grpc_listener = bind(config.grpc_addr, "grpc_addr").await?;
+    let http_addr = http_listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
+
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let cache = EmbeddingCache::new(
+        CacheSettings {
+            url: config.redis_url.clone(),
+            ttl: config.cache_ttl,
+            timeout: config.redis_timeout,
+        },
+        Arc::clone(&metrics),
+    )
+    .context("setting redis_url")?;
+    if !cache.is_enabled() {
+        tracing::warn!("no redis_url configured: the embedding cache is off and every text runs inference");
+    }
+    let db = match &config.database_url {
+        Some(url) => Some(db::connect_lazy(url, config.db_max_connections).context("setting database_url")?),
+        None => None,
+    };
+    let core = Arc::new(EmbeddingCore::new(
+        CoreSettings {
+            max_inflight: config.max_inflight,
+            max_batch: config.max_batch,
+        },
+        cache,
+        Arc::clone(&metrics),
+    ));
+    let config = Arc::new(config);
+    let state = AppState {
+        config: Arc::clone(&config),
+        core: Arc::clone(&core),
+        metrics,
+        db,
+    };
+
+    let shutdown = CancellationToken::new();
+    let fatal = Arc::new(OnceLock::new());
+    let (health, health_service) = HealthStatus::new().await;
+    let grpc_routes = grpc::server::services(&state, health_service);
+    let app = http::router(state);
+
+    let http = tokio::spawn({
+        let token = shutdown.clone();
+        async move {
+            let result = axum::serve(http_listener, app)
+                .with_graceful_shutdown(token.clone().cancelled_owned())
+                .await;
+            // A server that stops on its own takes the other one down with it.
+            token.cancel();
+            result
+        }
+    });
+    let grpc = tokio::spawn({
+        let token = shutdown.clone();
+        async move {
+            let result = grpc::server::serve(grpc_listener, grpc_routes, token.clone().cancelled_owned()).await;
+            token.cancel();
+            result
+        }
+    });
+    tokio::spawn({
+        let (token, health) = (shutdown.clone(), health.clone());
+        async move {
+            token.cancelled().await;
+            tracing::info!("shutting down: no new connections; finishing requests in flight");
+            health.set_not_serving().await;
+        }
+    });
+    spawn_model_loader(&config, core, health, shutdown.clone(), Arc::clone(&fatal));
+
+    tracing::info!(
+        http = %http_addr,
+        grpc = %grpc_addr,
+        embed_workers = config.embed_workers,
+        embed_threads = config.embed_threads,
+        max_inflight = config.max_inflight,
+        cache = config.redis_url.is_some(),
+        database = config.database_url.is_some(),
+        "listening; loading the model"
+    );
+    Ok(RunningServer {
+        http_addr,
+        grpc_addr,
+        shutdown,
+        fatal,
+        http,
+        grpc,
+    })
+}
+
+/// Loads and warms up the model pool on a blocking thread, then marks the core ready and the
+/// gRPC health SERVING. A load failure is fatal: the process shuts down and says why, rather
+/// than staying up forever not ready.
+fn spawn_model_loader(
+    config: &Config,
+    core: Arc<EmbeddingCore>,
+    health: HealthStatus,
+    shutdown: CancellationToken,
+    fatal: Arc<OnceLock<String>>,
+) {
+    let settings = PoolSettings {
+        embedder: EmbedderConfig::new(&config.model_dir, &config.ort_library)
+            .with_threads(config.embed_threads)
+            .with_setting_names(
+                "model_dir (--model-dir, IBEX_MODEL_DIR)",
+                "ort_library (--ort-library, IBEX_ORT_LIBRARY)",
+            ),
+        workers: config.embed_workers,
+    };
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let loaded = tokio::task::spawn_blocking(move || ModelPool::load(&settings)).await;
+        let failure = match loaded {
+            Ok(Ok(pool)) => {
+                tracing::info!(
+                    model = pool.model_id(),
+                    embed_workers = pool.size(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "model loaded and warmed up; ready"
+                );
+                core.install(pool);
+                if !shutdown.is_cancelled() {
+                    health.set_serving().await;
+                }
+                return;
+            }
+            Ok(Err(e)) => format!("loading the embedding model: {e}"),
+            Err(e) => format!("the model loader stopped: {e}"),
+        };
+        tracing::error!(error = %failure, "cannot serve embeddings; shutting down");
+        core.mark_failed(failure.clone());
+        let _ = fatal.set(failure);
+        shutdown.cancel();
+    });
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+            let _ = interrupt.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// `ibex serve`: runs until SIGINT/SIGTERM (or a fatal error), then shuts down gracefully within
+/// `shutdown_grace`.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let grace = config.shutdown_grace;
+    let server = start(config).await?;
+    let token = server.shutdown_handle();
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = token.cancelled() => {}
+    }
+    server.shutdown();
+    match tokio::time::timeout(grace, server.wait()).await {
+        Ok(result) => {
+            if result.is_ok() {
+                tracing::info!("stopped");
+            }
+            result
+        }
+        Err(_) => {
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "requests still in flight after the grace period; exiting"
+            );
+            Ok(())
+        }
+    }
+}
