@@ -51,6 +51,7 @@ max_worker_processes = 16
 ibex.model_dir = '$IBEX_MODEL_DIR'
 ibex.ort_library_path = '$IBEX_ORT_LIB'
 ibex.database = '$DB'
+ibex.extraction_workers = 2
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = info
 CONF
@@ -134,6 +135,8 @@ case "${1:-}" in
   running) pg_running ;;
   reset-db)
     pg_start
+    # Settings a previous test run left with ALTER SYSTEM go too.
+    psql_admin -d postgres -c "ALTER SYSTEM RESET ALL" -c "SELECT pg_reload_conf()" >/dev/null
     psql_admin -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
     pg_ensure_database ;;
   set-app-password) pg_ensure_database ;;

@@ -1,6 +1,7 @@
 //! Shared pieces of the benchmarks: timing statistics, machine description, report lines.
 
 pub mod dataset;
+pub mod fake_llm;
 pub mod report;
 pub mod retrieval;
 pub mod stats;

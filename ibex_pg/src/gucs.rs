@@ -46,6 +46,26 @@ static MAINTENANCE_CONNINFO: Text = Text::new(None);
 static IVFFLAT_MAX_LISTS: GucSetting<i32> = GucSetting::<i32>::new(4000);
 static OUTBOX_RETENTION_HOURS: GucSetting<i32> = GucSetting::<i32>::new(24);
 
+// ---- Extraction ------------------------------------------------------------------------------
+/// Number of "ibex extraction" workers (they share the queue through SKIP LOCKED and leases).
+static EXTRACTION_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+static EXTRACTION_POLL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Seconds a claimed session stays reserved for one worker (covers the LLM call).
+static EXTRACTION_LEASE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
+/// New turns read per job; a longer backlog is worked through in several jobs.
+static EXTRACTION_MAX_TURNS: GucSetting<i32> = GucSetting::<i32>::new(50);
+static EXTRACTION_MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// First retry delay; each further retry waits twice as long.
+static EXTRACTION_RETRY_BASE_MS: GucSetting<i32> = GucSetting::<i32>::new(2000);
+/// OpenAI-compatible endpoint (e.g. https://api.openai.com/v1). Empty: the rule-based extractor.
+static LLM_BASE_URL: Text = Text::new(None);
+static LLM_MODEL: Text = Text::new(Some(c"gpt-4o-mini"));
+/// File holding the API key (read at each job, so a rotated key needs no restart).
+static LLM_API_KEY_FILE: Text = Text::new(None);
+/// Environment variable of the postmaster holding the API key, used when no file is set.
+static LLM_API_KEY_ENV: Text = Text::new(Some(c"IBEX_LLM_API_KEY"));
+static LLM_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+
 fn text(name: &'static CStr, short: &'static CStr, long: &'static CStr, s: &'static Text, ctx: GucContext) {
     GucRegistry::define_string_guc(name, short, long, s, ctx, GucFlags::default());
 }
@@ -199,6 +219,95 @@ pub fn init() {
         8760,
         Sighup,
     );
+    init_extraction();
+}
+
+fn init_extraction() {
+    use GucContext::{Postmaster, Sighup};
+    int(
+        c"ibex.extraction_workers",
+        c"Number of extraction background workers.",
+        &EXTRACTION_WORKERS,
+        0,
+        32,
+        Postmaster,
+    );
+    int(
+        c"ibex.extraction_poll_ms",
+        c"How often idle extraction workers look for work, in milliseconds.",
+        &EXTRACTION_POLL_MS,
+        10,
+        3_600_000,
+        Sighup,
+    );
+    int(
+        c"ibex.extraction_lease_seconds",
+        c"Seconds a claimed session stays reserved for the worker that claimed it.",
+        &EXTRACTION_LEASE_SECONDS,
+        1,
+        86_400,
+        Sighup,
+    );
+    int(
+        c"ibex.extraction_max_turns",
+        c"New turns read per extraction job.",
+        &EXTRACTION_MAX_TURNS,
+        1,
+        10_000,
+        Sighup,
+    );
+    int(
+        c"ibex.extraction_max_retries",
+        c"Retries of a failed extraction before it is dead-lettered.",
+        &EXTRACTION_MAX_RETRIES,
+        0,
+        100,
+        Sighup,
+    );
+    int(
+        c"ibex.extraction_retry_base_ms",
+        c"Delay before the first retry of a failed extraction; doubles with each retry.",
+        &EXTRACTION_RETRY_BASE_MS,
+        0,
+        86_400_000,
+        Sighup,
+    );
+    text(
+        c"ibex.llm_base_url",
+        c"OpenAI-compatible API base URL for extraction; empty uses the built-in rule-based extractor.",
+        c"",
+        &LLM_BASE_URL,
+        Sighup,
+    );
+    text(
+        c"ibex.llm_model",
+        c"Model name sent to the extraction LLM.",
+        c"",
+        &LLM_MODEL,
+        Sighup,
+    );
+    text(
+        c"ibex.llm_api_key_file",
+        c"File with the extraction LLM's API key.",
+        c"",
+        &LLM_API_KEY_FILE,
+        Sighup,
+    );
+    text(
+        c"ibex.llm_api_key_env",
+        c"Environment variable (of the postmaster) with the extraction LLM's API key.",
+        c"",
+        &LLM_API_KEY_ENV,
+        Sighup,
+    );
+    int(
+        c"ibex.llm_timeout_ms",
+        c"Timeout of one extraction LLM call, in milliseconds.",
+        &LLM_TIMEOUT_MS,
+        100,
+        600_000,
+        Sighup,
+    );
 }
 
 fn string(setting: &Text) -> Option<String> {
@@ -246,4 +355,47 @@ pub fn maintenance_conninfo() -> Option<String> {
 
 pub fn outbox_retention_hours() -> i32 {
     OUTBOX_RETENTION_HOURS.get()
+}
+
+pub fn extraction_workers() -> i32 {
+    EXTRACTION_WORKERS.get()
+}
+
+pub fn extraction_poll_ms() -> u64 {
+    EXTRACTION_POLL_MS.get().max(10) as u64
+}
+
+pub fn extraction_lease_seconds() -> i32 {
+    EXTRACTION_LEASE_SECONDS.get()
+}
+
+pub fn extraction_max_turns() -> i32 {
+    EXTRACTION_MAX_TURNS.get()
+}
+
+pub fn extraction_max_retries() -> i32 {
+    EXTRACTION_MAX_RETRIES.get()
+}
+
+pub fn extraction_retry_base_ms() -> i64 {
+    i64::from(EXTRACTION_RETRY_BASE_MS.get())
+}
+
+/// The extraction LLM settings, or None for the rule-based extractor.
+pub struct LlmSettings {
+    pub base_url: String,
+    pub model: String,
+    pub api_key_file: Option<PathBuf>,
+    pub api_key_env: Option<String>,
+    pub timeout_ms: u64,
+}
+
+pub fn llm_settings() -> Option<LlmSettings> {
+    Some(LlmSettings {
+        base_url: string(&LLM_BASE_URL)?,
+        model: string(&LLM_MODEL).unwrap_or_else(|| "gpt-4o-mini".into()),
+        api_key_file: string(&LLM_API_KEY_FILE).map(PathBuf::from),
+        api_key_env: string(&LLM_API_KEY_ENV),
+        timeout_ms: LLM_TIMEOUT_MS.get().max(1) as u64,
+    })
 }

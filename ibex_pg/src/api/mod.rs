@@ -6,3 +6,4 @@ mod info;
 mod pii;
 mod scoring;
 mod tokens;
+mod wake;

@@ -58,3 +58,27 @@ pub fn abort_transaction() {
     // own recovery path (it also pops the active snapshot and resets memory contexts).
     unsafe { pg_sys::AbortCurrentTransaction() }
 }
+
+/// Entry point of each "ibex extraction N" background worker; the argument is N.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn ibex_extraction_main(arg: pg_sys::Datum) {
+    super::extractor::run(arg.value() as i32);
+    // Exit code 1: restarted by the postmaster (see ibex_indexer_main).
+    // SAFETY: proc_exit runs the backend's exit callbacks and never returns.
+    unsafe { pg_sys::proc_exit(1) }
+}
+
+/// Sets the latch of the backend with this pid, if it still exists: a background worker waiting
+/// in WaitLatch wakes up at once.
+pub fn set_latch_of(pid: i32) {
+    // SAFETY: BackendPidGetProc takes ProcArrayLock and returns the live PGPROC of pid or NULL;
+    // a PGPROC's latch stays valid for the life of the shared memory segment, and SetLatch on
+    // the latch of a process that has exited meanwhile is harmless.
+    unsafe {
+        let proc_ = pg_sys::BackendPidGetProc(pid);
+        if !proc_.is_null() {
+            pg_sys::SetLatch(&raw mut (*proc_).procLatch);
+        }
+    }
+}

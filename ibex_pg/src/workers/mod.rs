@@ -3,6 +3,7 @@
 //! the extraction workers. Without preloading they cannot exist; _PG_init says so in the log.
 
 mod entry;
+mod extractor;
 mod indexer;
 mod maintenance;
 mod runtime;
@@ -10,6 +11,7 @@ mod runtime;
 use std::time::Duration;
 
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::IntoDatum;
 
 use crate::gucs;
 
@@ -17,7 +19,7 @@ use crate::gucs;
 /// the workers keep no state outside the database, and a restart is how they recover.
 const RESTART_AFTER: Duration = Duration::from_secs(5);
 
-pub use entry::preloading;
+pub use entry::{preloading, set_latch_of};
 
 pub fn register() {
     if gucs::indexer_enabled() {
@@ -25,6 +27,17 @@ pub fn register() {
             .set_type("ibex indexer")
             .set_library("ibex_pg")
             .set_function("ibex_indexer_main")
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(Some(RESTART_AFTER))
+            .load();
+    }
+    for n in 1..=gucs::extraction_workers() {
+        BackgroundWorkerBuilder::new(&format!("ibex extraction {n}"))
+            .set_type("ibex extraction")
+            .set_library("ibex_pg")
+            .set_function("ibex_extraction_main")
+            .set_argument(n.into_datum())
             .enable_spi_access()
             .set_start_time(BgWorkerStartTime::RecoveryFinished)
             .set_restart_time(Some(RESTART_AFTER))

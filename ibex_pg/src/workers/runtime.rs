@@ -15,6 +15,10 @@ pub fn start(name: &str) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = gucs::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    // pg_stat_activity shows which worker is which (and tests terminate a given one).
+    let _ = transaction("naming the worker", || {
+        Spi::run_with_args("SELECT set_config('application_name', $1, false)", &[name.into()])
+    });
     log!("{name} started (database {database})");
 }
 
