@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar test-e2e lint fmt bench bench-embed clean-data
+        test-pg test-regress test-sidecar test-e2e lint fmt bench bench-embed bench-extraction clean-data
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -69,7 +69,7 @@ lint:
 fmt:
 	@cargo fmt --all
 
-bench: bench-embed bench-memory
+bench: bench-embed bench-memory bench-extraction
 
 bench-embed: build
 	@scripts/bench-embed.sh
@@ -81,3 +81,6 @@ clean-data:
 
 bench-memory: build
 	@scripts/bench-memory.sh
+
+bench-extraction: build
+	@scripts/bench-extraction.sh
