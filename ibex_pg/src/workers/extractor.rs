@@ -55,7 +55,7 @@ pub fn run(index: i32) {
     let mut nap = Duration::ZERO;
     while runtime::sleep(nap) {
         nap = Duration::from_millis(gucs::extraction_poll_ms());
-        if !schema_ready() {
+        if !runtime::function_exists("ibex_ops.claim_extraction") {
             if !waiting_logged {
                 log!(
                     "{name}: extraction queue not found in database {}; waiting for migrations",
@@ -76,15 +76,6 @@ pub fn run(index: i32) {
         }
     }
     log!("{name} stopping");
-}
-
-fn schema_ready() -> bool {
-    runtime::transaction("schema check", || {
-        Spi::get_one::<bool>("SELECT to_regproc('ibex_ops.claim_extraction') IS NOT NULL")
-    })
-    .ok()
-    .and_then(|r| r.ok().flatten())
-    .unwrap_or(false)
 }
 
 fn claim(worker: &str) -> Option<Job> {

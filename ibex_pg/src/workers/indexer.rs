@@ -25,7 +25,7 @@ pub fn run() {
     let mut nap = Duration::ZERO;
     while runtime::sleep(nap) {
         nap = Duration::from_millis(gucs::indexer_naptime_ms());
-        if !schema_ready() {
+        if !runtime::function_exists("ibex_ops.fold_memory_access") {
             if !waiting_logged {
                 log!(
                     "{NAME}: ibex_ops schema not found in database {}; waiting for migrations",
@@ -50,15 +50,6 @@ pub fn run() {
         }
     }
     log!("{NAME} stopping");
-}
-
-fn schema_ready() -> bool {
-    runtime::transaction("schema check", || {
-        Spi::get_one::<bool>("SELECT to_regproc('ibex_ops.fold_memory_access') IS NOT NULL")
-    })
-    .ok()
-    .and_then(|r| r.ok().flatten())
-    .unwrap_or(false)
 }
 
 /// Calls a batch function until it reports a short batch (or shutdown), one transaction per batch.

@@ -34,6 +34,17 @@ pub fn sleep(timeout: Duration) -> bool {
     alive && !entry::shutdown_requested()
 }
 
+/// Whether the migrations that define `function` have run (a worker waits for them).
+pub fn function_exists(function: &str) -> bool {
+    let function = function.to_string();
+    transaction("schema check", move || {
+        Spi::get_one_with_args::<bool>("SELECT to_regproc($1) IS NOT NULL", &[function.as_str().into()])
+    })
+    .ok()
+    .and_then(|r| r.ok().flatten())
+    .unwrap_or(false)
+}
+
 pub fn stopping() -> bool {
     entry::shutdown_requested()
 }
