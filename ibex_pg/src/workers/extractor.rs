@@ -181,10 +181,13 @@ fn load_inputs(job: &Job) -> Result<Inputs, String> {
             )?;
             let mut turns = Vec::new();
             for row in rows {
+                // Redacted before anything leaves the database: the LLM never sees the PII that
+                // remember would strip from the memories anyway.
+                let content = row.get::<String>(3)?.unwrap_or_default();
                 turns.push(Turn::new(
                     row.get::<i32>(1)?.unwrap_or(0),
                     row.get::<String>(2)?.unwrap_or_default(),
-                    row.get::<String>(3)?.unwrap_or_default(),
+                    ibex_engine::pii::redact(&content).text,
                 ));
             }
             let user_text: String = turns
