@@ -152,4 +152,25 @@ mod tests {
         assert_eq!(one::<i32>("SELECT ibex_model_context_window('gpt-4o-mini')"), 128000);
         assert!(one::<bool>("SELECT ibex_model_context_window('no-such-model') IS NULL"));
     }
+
+    #[pg_test]
+    fn relevance_blend_follows_the_setting() {
+        let r = one::<f64>("SELECT ibex_relevance(0.8, 0.2)");
+        let w = ibex_engine::relevance::DEFAULT_LEXICAL_WEIGHT;
+        assert!((r - ((1.0 - w) * 0.8 + w * 0.2)).abs() < 1e-9, "{r}");
+        Spi::run("SET ibex.lexical_weight = 1").unwrap();
+        assert!((one::<f64>("SELECT ibex_relevance(0.8, 0.2)") - 0.2).abs() < 1e-9);
+    }
+
+    #[pg_test]
+    fn workers_are_registered_when_preloaded() {
+        // The test cluster preloads ibex_pg (postgresql_conf_options), so the workers run.
+        let n = one::<i64>("SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('ibex indexer', 'ibex extraction')");
+        assert!(n >= 2, "{n} IBEX background workers");
+    }
+
+    #[pg_test]
+    fn waking_the_extraction_workers_is_harmless_outside_sessions() {
+        Spi::run("SELECT ibex_wake_extraction_workers(); SELECT ibex_wake_extraction_workers();").unwrap();
+    }
 }
