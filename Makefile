@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar test-e2e lint fmt bench bench-embed bench-extraction clean-data
+        test-pg test-regress test-sidecar test-e2e lint fmt bench bench-embed bench-extraction bench-sidecar clean-data
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -31,6 +31,7 @@ run: build
 	@scripts/run.sh
 
 stop:
+	@scripts/run.sh stop-sidecar
 	@scripts/stack.sh down dev
 
 status:
@@ -69,7 +70,7 @@ lint:
 fmt:
 	@cargo fmt --all
 
-bench: bench-embed bench-memory bench-extraction
+bench: bench-embed bench-memory bench-sidecar bench-extraction
 
 bench-embed: build
 	@scripts/bench-embed.sh
@@ -81,6 +82,9 @@ clean-data:
 
 bench-memory: build
 	@scripts/bench-memory.sh
+
+bench-sidecar: build
+	@scripts/bench-sidecar.sh
 
 bench-extraction: build
 	@scripts/bench-extraction.sh

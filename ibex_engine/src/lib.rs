@@ -4,6 +4,7 @@
 //! OpenAI-compatible client of `extract::openai`, used by the extraction workers.
 
 pub mod content;
+pub mod context;
 pub mod embed;
 pub mod extract;
 pub mod knapsack;

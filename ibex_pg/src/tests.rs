@@ -165,7 +165,9 @@ mod tests {
     #[pg_test]
     fn workers_are_registered_when_preloaded() {
         // The test cluster preloads ibex_pg (postgresql_conf_options), so the workers run.
-        let n = one::<i64>("SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('ibex indexer', 'ibex extraction')");
+        let n = one::<i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('ibex indexer', 'ibex extraction')",
+        );
         assert!(n >= 2, "{n} IBEX background workers");
     }
 

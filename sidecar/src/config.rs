@@ -30,6 +30,8 @@ pub struct Config {
     /// and the pool connects lazily, so a database outage never blocks start-up or readiness.
     pub database_url: Option<String>,
     pub db_max_connections: u32,
+    /// Connections opened and warmed at start (the model loaded in their backends), and kept.
+    pub db_warm_connections: u32,
     /// Embedding cache. Optional: without it every request runs inference.
     pub redis_url: Option<String>,
     /// Upper bound on one cache round trip; past it the request goes on without the cache.
@@ -50,6 +52,60 @@ pub struct Config {
     /// After SIGINT/SIGTERM, how long in-flight requests may take before the process exits anyway.
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+
+    // Context assembly (AssembleContext and the proxy), see `crate::context`.
+    /// Deadline of the retrieval (directive, hot, cold together); past it the answer is
+    /// directive-only and marked degraded.
+    pub context_deadline: Duration,
+    /// Memories kept per agent in the Redis hot cache.
+    pub hot_cache_size: usize,
+    /// Memories asked of the cold semantic search (`ibex_core.search`'s k).
+    pub cold_k: usize,
+    /// Largest share of the tokens left for memories and history that memories may take.
+    pub memory_share: f64,
+    /// Absolute cap on memory tokens in one context.
+    pub max_memory_tokens: usize,
+    /// Recency half-life; keep equal to the database's `ibex.recency_half_life_hours`.
+    pub recency_half_life_hours: f64,
+    /// Weight of lexical evidence in relevance; keep equal to `ibex.lexical_weight`.
+    pub lexical_weight: f64,
+    /// How long an agent's directives are served from memory before they are read again.
+    pub directive_cache_ttl: Duration,
+    /// `statement_timeout` of the hot-path queries, so abandoned ones do not pile up.
+    pub context_statement_timeout: Duration,
+    /// How long a successful token check is remembered (0: every call reads the database).
+    pub auth_cache_ttl: Duration,
+
+    // Hot cache consumer, see `crate::hotcache`.
+    /// Run the outbox consumer in this process (needs database_url and redis_url).
+    pub hot_cache_consumer: bool,
+    /// Polling interval when no notification arrives (LISTEN is the fast path).
+    pub hot_cache_poll: Duration,
+    /// Lease of claimed outbox events; unacknowledged events come back after it.
+    pub hot_cache_lease: Duration,
+    /// Events claimed per batch.
+    pub hot_cache_batch: usize,
+    /// Every agent's hot set is recomputed this often: recency decays with time, so membership
+    /// of the top N drifts even without writes.
+    pub hot_cache_rebuild_interval: Duration,
+
+    // OpenAI-compatible proxy, see `crate::http::proxy`.
+    /// Base URL of the upstream, e.g. `https://api.openai.com/v1` (the proxy posts to
+    /// `<base>/chat/completions`). Without it the proxy answers 503.
+    pub upstream_base_url: Option<String>,
+    pub upstream_api_key: Option<Secret>,
+    /// Longest wait for the upstream's response headers, and between two streamed chunks.
+    pub upstream_timeout: Duration,
+}
+
+/// A setting that must never appear in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl Default for Config {
@@ -59,6 +115,7 @@ impl Default for Config {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8781)),
             database_url: None,
             db_max_connections: 16,
+            db_warm_connections: 4,
             redis_url: None,
             redis_timeout: Duration::from_millis(250),
             // The layout `make setup` creates in a checkout; deployments set their own paths.
@@ -74,6 +131,24 @@ impl Default for Config {
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
             log_format: LogFormat::Text,
+            context_deadline: Duration::from_millis(40),
+            hot_cache_size: 50,
+            cold_k: 20,
+            memory_share: 0.5,
+            max_memory_tokens: 4096,
+            recency_half_life_hours: ibex_engine::score::DEFAULT_HALF_LIFE_HOURS,
+            lexical_weight: ibex_engine::relevance::DEFAULT_LEXICAL_WEIGHT,
+            directive_cache_ttl: Duration::from_secs(5),
+            context_statement_timeout: Duration::from_secs(2),
+            auth_cache_ttl: Duration::from_secs(10),
+            hot_cache_consumer: true,
+            hot_cache_poll: Duration::from_secs(1),
+            hot_cache_lease: Duration::from_secs(30),
+            hot_cache_batch: 200,
+            hot_cache_rebuild_interval: Duration::from_secs(600),
+            upstream_base_url: None,
+            upstream_api_key: None,
+            upstream_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -98,6 +173,9 @@ pub struct ServeArgs {
     /// Database pool size [default: 16].
     #[arg(long, env = "IBEX_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
+    /// Connections opened and warmed at start and kept open [default: 4].
+    #[arg(long, env = "IBEX_DB_WARM_CONNECTIONS")]
+    pub db_warm_connections: Option<u32>,
     /// Embedding cache, e.g. redis://127.0.0.1:6379/ [default: none, cache off].
     #[arg(long, env = "IBEX_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
@@ -131,6 +209,63 @@ pub struct ServeArgs {
     /// Time in-flight requests get after SIGINT/SIGTERM [default: 30].
     #[arg(long, env = "IBEX_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
+    /// Retrieval deadline of context assembly [default: 40].
+    #[arg(long, env = "IBEX_CONTEXT_DEADLINE_MS")]
+    pub context_deadline_ms: Option<u64>,
+    /// Memories per agent in the hot cache [default: 50].
+    #[arg(long, env = "IBEX_HOT_CACHE_SIZE")]
+    pub hot_cache_size: Option<usize>,
+    /// Memories from the cold search, 1 to 200 [default: 20].
+    #[arg(long, env = "IBEX_COLD_K")]
+    pub cold_k: Option<usize>,
+    /// Largest share of the free tokens that memories take, 0 to 1 [default: 0.5].
+    #[arg(long, env = "IBEX_MEMORY_SHARE")]
+    pub memory_share: Option<f64>,
+    /// Cap on memory tokens per context [default: 4096].
+    #[arg(long, env = "IBEX_MAX_MEMORY_TOKENS")]
+    pub max_memory_tokens: Option<usize>,
+    /// Recency half-life in hours, as ibex.recency_half_life_hours [default: 168].
+    #[arg(long, env = "IBEX_RECENCY_HALF_LIFE_HOURS")]
+    pub recency_half_life_hours: Option<f64>,
+    /// Lexical weight of relevance, as ibex.lexical_weight [default: 0.35].
+    #[arg(long, env = "IBEX_LEXICAL_WEIGHT")]
+    pub lexical_weight: Option<f64>,
+    /// Directives are re-read after this long [default: 5000].
+    #[arg(long, env = "IBEX_DIRECTIVE_CACHE_TTL_MS")]
+    pub directive_cache_ttl_ms: Option<u64>,
+    /// statement_timeout of hot-path queries [default: 2000].
+    #[arg(long, env = "IBEX_CONTEXT_STATEMENT_TIMEOUT_MS")]
+    pub context_statement_timeout_ms: Option<u64>,
+    /// Successful token checks are remembered this long; 0 disables [default: 10].
+    #[arg(long, env = "IBEX_AUTH_CACHE_TTL_SECONDS")]
+    pub auth_cache_ttl_seconds: Option<u64>,
+    /// Run the hot cache outbox consumer here [default: true].
+    #[arg(long, env = "IBEX_HOT_CACHE_CONSUMER")]
+    pub hot_cache_consumer: Option<bool>,
+    /// Outbox polling interval when no notification arrives [default: 1000].
+    #[arg(long, env = "IBEX_HOT_CACHE_POLL_MS")]
+    pub hot_cache_poll_ms: Option<u64>,
+    /// Lease of claimed outbox events [default: 30].
+    #[arg(long, env = "IBEX_HOT_CACHE_LEASE_SECONDS")]
+    pub hot_cache_lease_seconds: Option<u64>,
+    /// Outbox events per batch [default: 200].
+    #[arg(long, env = "IBEX_HOT_CACHE_BATCH")]
+    pub hot_cache_batch: Option<usize>,
+    /// Full recomputation of every hot set [default: 600].
+    #[arg(long, env = "IBEX_HOT_CACHE_REBUILD_INTERVAL_SECONDS")]
+    pub hot_cache_rebuild_interval_seconds: Option<u64>,
+    /// Upstream of the chat completions proxy, e.g. https://api.openai.com/v1 [default: none].
+    #[arg(long, env = "IBEX_UPSTREAM_BASE_URL")]
+    pub upstream_base_url: Option<String>,
+    /// API key sent upstream as a Bearer token [default: none].
+    #[arg(long, env = "IBEX_UPSTREAM_API_KEY", hide_env_values = true)]
+    pub upstream_api_key: Option<String>,
+    /// File holding the upstream API key (first line), instead of the key itself.
+    #[arg(long, env = "IBEX_UPSTREAM_API_KEY_FILE")]
+    pub upstream_api_key_file: Option<PathBuf>,
+    /// Longest wait for upstream headers or between streamed chunks [default: 120000].
+    #[arg(long, env = "IBEX_UPSTREAM_TIMEOUT_MS")]
+    pub upstream_timeout_ms: Option<u64>,
 }
 
 /// The TOML file: the same keys, all optional; unknown keys are an error so typos do not pass
@@ -142,6 +277,7 @@ struct FileConfig {
     grpc_addr: Option<SocketAddr>,
     database_url: Option<String>,
     db_max_connections: Option<u32>,
+    db_warm_connections: Option<u32>,
     redis_url: Option<String>,
     redis_timeout_ms: Option<u64>,
     model_dir: Option<PathBuf>,
@@ -154,6 +290,25 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
     log_format: Option<LogFormat>,
+    context_deadline_ms: Option<u64>,
+    hot_cache_size: Option<usize>,
+    cold_k: Option<usize>,
+    memory_share: Option<f64>,
+    max_memory_tokens: Option<usize>,
+    recency_half_life_hours: Option<f64>,
+    lexical_weight: Option<f64>,
+    directive_cache_ttl_ms: Option<u64>,
+    context_statement_timeout_ms: Option<u64>,
+    auth_cache_ttl_seconds: Option<u64>,
+    hot_cache_consumer: Option<bool>,
+    hot_cache_poll_ms: Option<u64>,
+    hot_cache_lease_seconds: Option<u64>,
+    hot_cache_batch: Option<usize>,
+    hot_cache_rebuild_interval_seconds: Option<u64>,
+    upstream_base_url: Option<String>,
+    upstream_api_key: Option<String>,
+    upstream_api_key_file: Option<PathBuf>,
+    upstream_timeout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -171,7 +326,22 @@ impl Config {
             Some(path) => FileConfig::read(path)?,
             None => FileConfig::default(),
         };
-        let config = Self::merge(args, log_format, file);
+        let key_file = args
+            .upstream_api_key_file
+            .clone()
+            .or(file.upstream_api_key_file.clone());
+        let mut config = Self::merge(args, log_format, file);
+        if config.upstream_api_key.is_none() {
+            if let Some(path) = key_file {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading upstream_api_key_file {}", path.display()))?;
+                let key = text.lines().next().unwrap_or("").trim().to_string();
+                if key.is_empty() {
+                    bail!("setting upstream_api_key_file: {} is empty", path.display());
+                }
+                config.upstream_api_key = Some(Secret(key));
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -179,6 +349,7 @@ impl Config {
     fn merge(args: ServeArgs, log_format: Option<LogFormat>, file: FileConfig) -> Self {
         let d = Self::default();
         let secs = Duration::from_secs;
+        let ms = Duration::from_millis;
         Self {
             http_addr: args.http_addr.or(file.http_addr).unwrap_or(d.http_addr),
             grpc_addr: args.grpc_addr.or(file.grpc_addr).unwrap_or(d.grpc_addr),
@@ -187,6 +358,10 @@ impl Config {
                 .db_max_connections
                 .or(file.db_max_connections)
                 .unwrap_or(d.db_max_connections),
+            db_warm_connections: args
+                .db_warm_connections
+                .or(file.db_warm_connections)
+                .unwrap_or(d.db_warm_connections),
             redis_url: args.redis_url.or(file.redis_url).or(d.redis_url),
             redis_timeout: args
                 .redis_timeout_ms
@@ -208,6 +383,63 @@ impl Config {
                 .or(file.shutdown_grace_seconds)
                 .map_or(d.shutdown_grace, secs),
             log_format: log_format.or(file.log_format).unwrap_or(d.log_format),
+            context_deadline: args
+                .context_deadline_ms
+                .or(file.context_deadline_ms)
+                .map_or(d.context_deadline, ms),
+            hot_cache_size: args.hot_cache_size.or(file.hot_cache_size).unwrap_or(d.hot_cache_size),
+            cold_k: args.cold_k.or(file.cold_k).unwrap_or(d.cold_k),
+            memory_share: args.memory_share.or(file.memory_share).unwrap_or(d.memory_share),
+            max_memory_tokens: args
+                .max_memory_tokens
+                .or(file.max_memory_tokens)
+                .unwrap_or(d.max_memory_tokens),
+            recency_half_life_hours: args
+                .recency_half_life_hours
+                .or(file.recency_half_life_hours)
+                .unwrap_or(d.recency_half_life_hours),
+            lexical_weight: args.lexical_weight.or(file.lexical_weight).unwrap_or(d.lexical_weight),
+            directive_cache_ttl: args
+                .directive_cache_ttl_ms
+                .or(file.directive_cache_ttl_ms)
+                .map_or(d.directive_cache_ttl, ms),
+            context_statement_timeout: args
+                .context_statement_timeout_ms
+                .or(file.context_statement_timeout_ms)
+                .map_or(d.context_statement_timeout, ms),
+            auth_cache_ttl: args
+                .auth_cache_ttl_seconds
+                .or(file.auth_cache_ttl_seconds)
+                .map_or(d.auth_cache_ttl, secs),
+            hot_cache_consumer: args
+                .hot_cache_consumer
+                .or(file.hot_cache_consumer)
+                .unwrap_or(d.hot_cache_consumer),
+            hot_cache_poll: args
+                .hot_cache_poll_ms
+                .or(file.hot_cache_poll_ms)
+                .map_or(d.hot_cache_poll, ms),
+            hot_cache_lease: args
+                .hot_cache_lease_seconds
+                .or(file.hot_cache_lease_seconds)
+                .map_or(d.hot_cache_lease, secs),
+            hot_cache_batch: args
+                .hot_cache_batch
+                .or(file.hot_cache_batch)
+                .unwrap_or(d.hot_cache_batch),
+            hot_cache_rebuild_interval: args
+                .hot_cache_rebuild_interval_seconds
+                .or(file.hot_cache_rebuild_interval_seconds)
+                .map_or(d.hot_cache_rebuild_interval, secs),
+            upstream_base_url: args
+                .upstream_base_url
+                .or(file.upstream_base_url)
+                .or(d.upstream_base_url),
+            upstream_api_key: args.upstream_api_key.or(file.upstream_api_key).map(Secret),
+            upstream_timeout: args
+                .upstream_timeout_ms
+                .or(file.upstream_timeout_ms)
+                .map_or(d.upstream_timeout, ms),
         }
     }
 
@@ -241,6 +473,49 @@ impl Config {
         }
         if self.redis_timeout.is_zero() {
             bail!("setting redis_timeout_ms must be at least 1");
+        }
+        let nonzero = [
+            ("hot_cache_size", self.hot_cache_size),
+            ("hot_cache_batch", self.hot_cache_batch),
+            ("context_deadline_ms", self.context_deadline.as_millis() as usize),
+            ("hot_cache_poll_ms", self.hot_cache_poll.as_millis() as usize),
+            ("hot_cache_lease_seconds", self.hot_cache_lease.as_secs() as usize),
+            ("upstream_timeout_ms", self.upstream_timeout.as_millis() as usize),
+            (
+                "context_statement_timeout_ms",
+                self.context_statement_timeout.as_millis() as usize,
+            ),
+            (
+                "hot_cache_rebuild_interval_seconds",
+                self.hot_cache_rebuild_interval.as_secs() as usize,
+            ),
+        ];
+        for (name, value) in nonzero {
+            if value == 0 {
+                bail!("setting {name} must be at least 1");
+            }
+        }
+        if !(1..=200).contains(&self.cold_k) {
+            bail!(
+                "setting cold_k must be between 1 and 200 (ibex_core.search's limit), got {}",
+                self.cold_k
+            );
+        }
+        for (name, value) in [
+            ("memory_share", self.memory_share),
+            ("lexical_weight", self.lexical_weight),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                bail!("setting {name} must be between 0 and 1, got {value}");
+            }
+        }
+        if self.recency_half_life_hours.is_nan() || self.recency_half_life_hours <= 0.0 {
+            bail!("setting recency_half_life_hours must be positive");
+        }
+        if let Some(url) = &self.upstream_base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("setting upstream_base_url must start with http:// or https://, got {url:?}");
+            }
         }
         if self.http_addr == self.grpc_addr && self.http_addr.port() != 0 {
             bail!(

@@ -31,6 +31,33 @@ pub enum ApiError {
     Overloaded { max_inflight: usize },
     #[error("{0}")]
     NotReady(String),
+    /// No credentials, or credentials that are not (or no longer) valid.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials without the right to do this (scope, org, agent).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A named resource (agent, session) that does not exist in the caller's org.
+    #[error("{0}")]
+    ResourceNotFound(String),
+    /// The request conflicts with the resource's state (e.g. appending to a completed session).
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency (the database) is unreachable or failing; retrying later may work. The
+    /// detail is logged, never sent.
+    #[error("{public}")]
+    Unavailable { public: String, detail: String },
+    /// The proxy's upstream failed: unreachable, or answered an error status.
+    #[error("{message}")]
+    UpstreamError {
+        message: String,
+        upstream_status: Option<u16>,
+        upstream_body: Option<Value>,
+    },
+    #[error("the upstream did not answer within {timeout_ms} ms")]
+    UpstreamTimeout { timeout_ms: u64 },
+    #[error("no upstream is configured for the proxy (setting upstream_base_url)")]
+    UpstreamNotConfigured,
     /// The detail is logged, never sent: it may name files, hosts or internals.
     #[error("internal error")]
     Internal(String),
@@ -53,6 +80,20 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Self::ResourceNotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable { .. } | Self::UpstreamNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            // The client's own mistakes, reported by the upstream, keep their status; anything
+            // else (the upstream's failures, our key refused) is a bad gateway.
+            Self::UpstreamError { upstream_status, .. } => match upstream_status {
+                Some(s @ (400 | 404 | 409 | 413 | 422 | 429)) => {
+                    StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_GATEWAY)
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -67,6 +108,14 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Overloaded { .. } => "overloaded",
             Self::NotReady(_) => "not_ready",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::PermissionDenied(_) => "permission_denied",
+            Self::ResourceNotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Unavailable { .. } => "unavailable",
+            Self::UpstreamError { .. } => "upstream_error",
+            Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::UpstreamNotConfigured => "upstream_not_configured",
             Self::Internal(_) => "internal",
         }
     }
@@ -82,6 +131,14 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => tonic::Code::Unimplemented,
             Self::Overloaded { .. } => tonic::Code::ResourceExhausted,
             Self::NotReady(_) => tonic::Code::Unavailable,
+            Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            Self::PermissionDenied(_) => tonic::Code::PermissionDenied,
+            Self::ResourceNotFound(_) => tonic::Code::NotFound,
+            Self::Conflict(_) => tonic::Code::FailedPrecondition,
+            Self::Unavailable { .. } | Self::UpstreamError { .. } | Self::UpstreamNotConfigured => {
+                tonic::Code::Unavailable
+            }
+            Self::UpstreamTimeout { .. } => tonic::Code::DeadlineExceeded,
             Self::Internal(_) => tonic::Code::Internal,
         }
     }
@@ -90,6 +147,12 @@ impl ApiError {
         match self {
             Self::InvalidRequest { details, .. } | Self::PayloadTooLarge { details, .. } => details.clone(),
             Self::Overloaded { max_inflight } => Some(json!({ "max_inflight": max_inflight })),
+            Self::UpstreamError {
+                upstream_status,
+                upstream_body,
+                ..
+            } => Some(json!({ "upstream_status": upstream_status, "upstream_body": upstream_body })),
+            Self::UpstreamTimeout { timeout_ms } => Some(json!({ "timeout_ms": timeout_ms })),
             _ => None,
         }
     }
@@ -110,21 +173,48 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = current_request_id();
-        if let Self::Internal(detail) = &self {
-            tracing::error!(request_id = request_id.as_deref(), error = %detail, "internal error");
-        }
+        self.log(request_id.as_deref());
         let mut response = (self.status(), axum::Json(self.envelope(request_id.as_deref()))).into_response();
-        if matches!(self, Self::Overloaded { .. } | Self::NotReady(_)) {
+        if matches!(
+            self,
+            Self::Overloaded { .. } | Self::NotReady(_) | Self::Unavailable { .. }
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, Self::Unauthenticated(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
 }
 
+impl ApiError {
+    /// The details that are never sent are logged where the error is answered.
+    fn log(&self, request_id: Option<&str>) {
+        match self {
+            Self::Internal(detail) => tracing::error!(request_id, error = %detail, "internal error"),
+            Self::Unavailable { detail, .. } => tracing::warn!(request_id, error = %detail, "dependency unavailable"),
+            _ => {}
+        }
+    }
+
+    /// A database failure on a request path: the client learns the database is unavailable,
+    /// the log learns why.
+    pub fn database(context: &str, error: impl std::fmt::Display) -> Self {
+        Self::Unavailable {
+            public: "the database is unavailable; retry shortly".into(),
+            detail: format!("{context}: {error}"),
+        }
+    }
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(error: ApiError) -> Self {
+        error.log(None);
         let mut status = tonic::Status::new(error.grpc_code(), error.to_string());
         status.metadata_mut().insert(
             "ibex-error-code",
@@ -223,6 +313,68 @@ mod tests {
                 tonic::Code::Unavailable,
             ),
             (ApiError::Internal("x".into()), 500, "internal", tonic::Code::Internal),
+            (
+                ApiError::Unauthenticated("x".into()),
+                401,
+                "unauthenticated",
+                tonic::Code::Unauthenticated,
+            ),
+            (
+                ApiError::PermissionDenied("x".into()),
+                403,
+                "permission_denied",
+                tonic::Code::PermissionDenied,
+            ),
+            (
+                ApiError::ResourceNotFound("x".into()),
+                404,
+                "not_found",
+                tonic::Code::NotFound,
+            ),
+            (
+                ApiError::Conflict("x".into()),
+                409,
+                "conflict",
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                ApiError::database("ctx", "connection refused"),
+                503,
+                "unavailable",
+                tonic::Code::Unavailable,
+            ),
+            (
+                ApiError::UpstreamError {
+                    message: "x".into(),
+                    upstream_status: Some(500),
+                    upstream_body: None,
+                },
+                502,
+                "upstream_error",
+                tonic::Code::Unavailable,
+            ),
+            (
+                ApiError::UpstreamError {
+                    message: "x".into(),
+                    upstream_status: Some(429),
+                    upstream_body: None,
+                },
+                429,
+                "upstream_error",
+                tonic::Code::Unavailable,
+            ),
+            (
+                ApiError::UpstreamTimeout { timeout_ms: 5 },
+                504,
+                "upstream_timeout",
+                tonic::Code::DeadlineExceeded,
+            ),
+            (
+                ApiError::UpstreamNotConfigured,
+                503,
+                "upstream_not_configured",
+                tonic::Code::Unavailable,
+            ),
         ];
         for (error, status, code, grpc) in cases {
             assert_eq!(error.status().as_u16(), status, "{error:?}");
@@ -254,6 +406,22 @@ mod tests {
         )));
         assert_eq!(internal.code(), "internal");
         assert!(!internal.envelope(None).to_string().contains("/secret/path"));
+    }
+
+    #[test]
+    fn dependency_details_stay_in_the_log() {
+        let error = ApiError::database("ensure_session", "password authentication failed for host db-7");
+        let text = error.envelope(None).to_string();
+        assert!(!text.contains("db-7"), "{text}");
+        let upstream = ApiError::UpstreamError {
+            message: "the upstream answered 500".into(),
+            upstream_status: Some(500),
+            upstream_body: Some(json!({"error": "boom"})),
+        };
+        assert_eq!(
+            upstream.details(),
+            Some(json!({"upstream_status": 500, "upstream_body": {"error": "boom"}}))
+        );
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! The IBEX sidecar: what a database should not serve. This crate is a set of thin adapters:
 //! domain logic lives in `ibex_engine` and in the database (`ibex_pg` + sql/migrations).
 
+pub mod admin;
+pub mod auth;
 pub mod config;
+pub mod context;
 pub mod db;
 pub mod embedding;
 pub mod error;
 pub mod grpc;
+pub mod hotcache;
 pub mod http;
 pub mod metrics;
 pub mod models;

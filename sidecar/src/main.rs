@@ -2,7 +2,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use ibex_sidecar::config::{Config, LogFormat, ServeArgs};
-use ibex_sidecar::{db, server};
+use ibex_sidecar::{admin, db, server};
 
 /// IBEX sidecar: migrations and the HTTP/gRPC services.
 #[derive(Parser)]
@@ -26,9 +26,46 @@ enum Command {
         #[arg(long)]
         status: bool,
     },
-    /// Serve the HTTP API (embeddings, health, metrics) and gRPC until SIGINT/SIGTERM.
+    /// Serve the HTTP API (embeddings, chat completions proxy, health, metrics) and gRPC
+    /// (AssembleContext, health) until SIGINT/SIGTERM.
     /// Settings: flags > IBEX_* environment > --config file > defaults.
     Serve(Box<ServeArgs>),
+    /// Create the demo org "demo", its agent "assistant" and, if the org has no token yet, an
+    /// admin token (printed once). Idempotent. Prints shell assignments (IBEX_ORG_ID=...).
+    Bootstrap {
+        /// A superuser URL (creating orgs bypasses row-level security).
+        #[arg(long, env = "IBEX_MIGRATE_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (it is shown only this once).
+    Create {
+        #[arg(long, env = "IBEX_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Org id (UUID).
+        #[arg(long)]
+        org: uuid::Uuid,
+        /// A name to tell the token apart.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes, e.g. proxy,context:assemble (admin implies all).
+        #[arg(long)]
+        scopes: String,
+        /// Bind the token to one agent of the org.
+        #[arg(long)]
+        agent: Option<uuid::Uuid>,
+        /// Expire the token after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -53,6 +90,50 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 db::migrate::run(&database_url).await.map(|_| ())
             }
+        }
+        Command::Bootstrap { database_url } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let b = admin::bootstrap(&database_url).await?;
+            println!("IBEX_ORG_ID={}", b.org_id);
+            println!("IBEX_AGENT_ID={}", b.agent_id);
+            match b.token {
+                Some(token) => {
+                    println!("IBEX_TOKEN={token}");
+                    eprintln!(
+                        "issued an admin token for org {}: it is shown only now; keep it",
+                        admin::DEMO_ORG_SLUG
+                    );
+                }
+                None => eprintln!(
+                    "org {} already has a token (tokens are shown only when issued); create another with \
+                     `ibex token create --org {} --name <name> --scopes admin`",
+                    admin::DEMO_ORG_SLUG,
+                    b.org_id
+                ),
+            }
+            Ok(())
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    database_url,
+                    org,
+                    name,
+                    scopes,
+                    agent,
+                    expires_in_days,
+                },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let t = admin::create_token(&database_url, org, &name, &scopes, agent, expires_in_days).await?;
+            eprintln!(
+                "token {} ({}) for org {org}, scopes {}: shown only now; keep it",
+                t.id,
+                t.prefix,
+                t.scopes.join(",")
+            );
+            println!("{}", t.token);
+            Ok(())
         }
         Command::Serve(args) => {
             // The file may set the log format, so logging starts once the settings are resolved.

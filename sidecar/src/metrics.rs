@@ -7,10 +7,10 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-/// Latency buckets in seconds: embedding requests take milliseconds; the tail goes to seconds
-/// for large batches.
+/// Latency buckets in seconds: embedding requests and context assembly take milliseconds (0.04 is
+/// the assembly deadline); the tail goes to seconds for large batches and upstream calls.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
@@ -37,6 +37,22 @@ pub struct Metrics {
     pub rejected_overloaded: IntCounter,
     /// 1 once the model is loaded and warmed up.
     pub model_ready: IntGauge,
+    /// AssembleContext calls (gRPC and proxy) by outcome: ok, degraded, error.
+    pub context_requests: IntCounterVec,
+    pub context_duration: Histogram,
+    /// Hot cache outbox events by outcome: applied, failed.
+    pub hot_cache_events: IntCounterVec,
+    /// Agent sets recomputed from Postgres and written to Redis.
+    pub hot_cache_refreshes: IntCounter,
+    pub hot_cache_rebuilds: IntCounter,
+    /// Consumer failures by kind: redis, rebuild.
+    pub hot_cache_errors: IntCounterVec,
+    /// Proxied chat completions by outcome: ok, upstream_error, upstream_timeout, error.
+    pub proxy_requests: IntCounterVec,
+    /// Upstream latency (to the last byte) of proxied calls.
+    pub proxy_upstream_duration: Histogram,
+    /// Turns or usage that could not be recorded after a proxied call.
+    pub proxy_record_failures: IntCounter,
 }
 
 impl Metrics {
@@ -80,6 +96,39 @@ impl Metrics {
                 "Embedding requests refused with 429 because max_inflight were in flight",
             )?,
             model_ready: IntGauge::new("model_ready", "1 once the model is loaded and warmed up")?,
+            context_requests: IntCounterVec::new(
+                Opts::new("context_requests_total", "Context assemblies by outcome"),
+                &["outcome"],
+            )?,
+            context_duration: Histogram::with_opts(latency(
+                "context_duration_seconds",
+                "Context assembly latency (retrieval, scoring, packing)",
+            ))?,
+            hot_cache_events: IntCounterVec::new(
+                Opts::new("hot_cache_events_total", "Hot cache outbox events by outcome"),
+                &["outcome"],
+            )?,
+            hot_cache_refreshes: IntCounter::new(
+                "hot_cache_refreshes_total",
+                "Agent hot sets recomputed from Postgres and written to Redis",
+            )?,
+            hot_cache_rebuilds: IntCounter::new("hot_cache_rebuilds_total", "Full hot cache rebuilds")?,
+            hot_cache_errors: IntCounterVec::new(
+                Opts::new("hot_cache_errors_total", "Hot cache consumer failures by kind"),
+                &["kind"],
+            )?,
+            proxy_requests: IntCounterVec::new(
+                Opts::new("proxy_requests_total", "Proxied chat completions by outcome"),
+                &["outcome"],
+            )?,
+            proxy_upstream_duration: Histogram::with_opts(latency(
+                "proxy_upstream_duration_seconds",
+                "Upstream latency of proxied chat completions",
+            ))?,
+            proxy_record_failures: IntCounter::new(
+                "proxy_record_failures_total",
+                "Proxied calls whose turns or usage could not be recorded",
+            )?,
             registry,
         };
         metrics.register_all()?;
@@ -100,6 +149,15 @@ impl Metrics {
         r.register(Box::new(self.inflight.clone()))?;
         r.register(Box::new(self.rejected_overloaded.clone()))?;
         r.register(Box::new(self.model_ready.clone()))?;
+        r.register(Box::new(self.context_requests.clone()))?;
+        r.register(Box::new(self.context_duration.clone()))?;
+        r.register(Box::new(self.hot_cache_events.clone()))?;
+        r.register(Box::new(self.hot_cache_refreshes.clone()))?;
+        r.register(Box::new(self.hot_cache_rebuilds.clone()))?;
+        r.register(Box::new(self.hot_cache_errors.clone()))?;
+        r.register(Box::new(self.proxy_requests.clone()))?;
+        r.register(Box::new(self.proxy_upstream_duration.clone()))?;
+        r.register(Box::new(self.proxy_record_failures.clone()))?;
         Ok(())
     }
 

@@ -4,17 +4,21 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use axum::serve::ListenerExt;
 use ibex_engine::EmbedderConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::context::{ContextEngine, EngineSettings};
 use crate::embedding::{CacheSettings, CoreSettings, EmbeddingCache, EmbeddingCore, ModelPool, PoolSettings};
 use crate::grpc::health::HealthStatus;
+use crate::hotcache::{ConsumerSettings, HotCacheConsumer, HotStore};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::{db, grpc, http};
@@ -29,6 +33,8 @@ pub struct RunningServer {
     fatal: Arc<OnceLock<String>>,
     http: JoinHandle<std::io::Result<()>>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The hot cache consumer, when this process runs one; it finishes its batch on shutdown.
+    consumer: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -47,6 +53,9 @@ impl RunningServer {
         let (http, grpc) = tokio::join!(self.http, self.grpc);
         http.context("HTTP server task")?.context("HTTP server")?;
         grpc.context("gRPC server task")?.context("gRPC server")?;
+        if let Some(consumer) = self.consumer {
+            consumer.await.context("hot cache consumer task")?;
+        }
         match self.fatal.get() {
             Some(reason) => Err(anyhow!("{reason}")),
             None => Ok(()),
@@ -83,7 +92,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         tracing::warn!("no redis_url configured: the embedding cache is off and every text runs inference");
     }
     let db = match &config.database_url {
-        Some(url) => Some(db::connect_lazy(url, config.db_max_connections).context("setting database_url")?),
+        Some(url) => Some(
+            db::connect_lazy_warm(url, config.db_max_connections, config.db_warm_connections)
+                .context("setting database_url")?,
+        ),
         None => None,
     };
     let core = Arc::new(EmbeddingCore::new(
@@ -94,15 +106,70 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         cache,
         Arc::clone(&metrics),
     ));
+    let hot = Arc::new(
+        HotStore::new(
+            config.redis_url.as_deref(),
+            config.redis_timeout,
+            config.recency_half_life_hours,
+        )
+        .context("setting redis_url")?,
+    );
+    let context = Arc::new(ContextEngine::new(
+        db.clone(),
+        Arc::clone(&hot),
+        Arc::clone(&core),
+        EngineSettings::from_config(&config),
+        Arc::clone(&metrics),
+    ));
+    let auth = Arc::new(Authenticator::new(db.clone(), config.auth_cache_ttl));
+    let upstream = reqwest::Client::builder()
+        .connect_timeout(config.upstream_timeout.min(Duration::from_secs(10)))
+        .build()
+        .context("building the upstream HTTP client")?;
     let config = Arc::new(config);
     let state = AppState {
         config: Arc::clone(&config),
         core: Arc::clone(&core),
-        metrics,
-        db,
+        metrics: Arc::clone(&metrics),
+        db: db.clone(),
+        auth,
+        context,
+        upstream,
     };
 
+    if let Some(pool) = &db {
+        let (pool, warm) = (pool.clone(), config.db_warm_connections);
+        tokio::spawn(async move { db::warm_up(&pool, warm).await });
+    }
     let shutdown = CancellationToken::new();
+    let consumer = match (
+        &db,
+        &config.database_url,
+        config.redis_url.is_some(),
+        config.hot_cache_consumer,
+    ) {
+        (Some(pool), Some(url), true, true) => {
+            let consumer = HotCacheConsumer::new(
+                pool.clone(),
+                Arc::clone(&hot),
+                ConsumerSettings {
+                    database_url: url.clone(),
+                    hot_cache_size: config.hot_cache_size,
+                    poll: config.hot_cache_poll,
+                    lease: config.hot_cache_lease,
+                    batch: config.hot_cache_batch,
+                    rebuild_interval: config.hot_cache_rebuild_interval,
+                },
+                Arc::clone(&metrics),
+            );
+            Some(tokio::spawn(consumer.run(shutdown.clone())))
+        }
+        (Some(_), _, false, true) => {
+            tracing::warn!("no redis_url: no hot cache; context assembly reads hot sets from Postgres");
+            None
+        }
+        _ => None,
+    };
     let fatal = Arc::new(OnceLock::new());
     let (health, health_service) = HealthStatus::new().await;
     let grpc_routes = grpc::server::services(&state, health_service);
@@ -111,7 +178,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let http = tokio::spawn({
         let token = shutdown.clone();
         async move {
-            let result = axum::serve(http_listener, app)
+            // TCP_NODELAY: streamed chunks (the proxy's SSE) go out as they come, not after the
+            // peer's delayed ACK.
+            let listener = http_listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
+            let result = axum::serve(listener, app)
                 .with_graceful_shutdown(token.clone().cancelled_owned())
                 .await;
             // A server that stops on its own takes the other one down with it.
@@ -145,6 +219,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         max_inflight = config.max_inflight,
         cache = config.redis_url.is_some(),
         database = config.database_url.is_some(),
+        hot_cache_consumer = consumer.is_some(),
+        upstream = config.upstream_base_url.as_deref().unwrap_or("none"),
+        context_deadline_ms = config.context_deadline.as_millis() as u64,
         "listening; loading the model"
     );
     Ok(RunningServer {
@@ -154,6 +231,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         fatal,
         http,
         grpc,
+        consumer,
     })
 }
 

@@ -193,7 +193,10 @@ async fn a_completed_session_becomes_memories_once() {
         .await
         .unwrap();
     wait_extracted(&admin, org, s).await;
-    assert!(llm.requests().iter().all(|r| !r.contains("555-123-4567")), "turns are redacted before they reach the LLM");
+    assert!(
+        llm.requests().iter().all(|r| !r.contains("555-123-4567")),
+        "turns are redacted before they reach the LLM"
+    );
     let last = llm.requests().into_iter().rev().find(|r| r.contains(&k2)).unwrap();
     assert!(!last.contains(&k), "old turns are not sent again");
     assert!(

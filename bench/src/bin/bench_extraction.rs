@@ -36,11 +36,17 @@ async fn configure(admin: &PgPool, base_url: Option<&str>) -> anyhow::Result<()>
     match base_url {
         // ALTER SYSTEM takes no parameters; the URL is our own local server's.
         Some(url) => {
-            sqlx::query(&format!("ALTER SYSTEM SET ibex.llm_base_url = '{url}'")).execute(admin).await?;
-            sqlx::query("ALTER SYSTEM SET ibex.llm_model = 'bench-llm'").execute(admin).await?;
+            sqlx::query(&format!("ALTER SYSTEM SET ibex.llm_base_url = '{url}'"))
+                .execute(admin)
+                .await?;
+            sqlx::query("ALTER SYSTEM SET ibex.llm_model = 'bench-llm'")
+                .execute(admin)
+                .await?;
         }
         None => {
-            sqlx::query("ALTER SYSTEM RESET ibex.llm_base_url").execute(admin).await?;
+            sqlx::query("ALTER SYSTEM RESET ibex.llm_base_url")
+                .execute(admin)
+                .await?;
             sqlx::query("ALTER SYSTEM RESET ibex.llm_model").execute(admin).await?;
         }
     }
@@ -54,7 +60,10 @@ async fn configure(admin: &PgPool, base_url: Option<&str>) -> anyhow::Result<()>
 /// it and waits until the workers moved the checkpoint past every turn.
 async fn one_session(admin: &PgPool, org: Uuid, agent: Uuid, tag: &str) -> anyhow::Result<Duration> {
     let mut tx = admin.begin().await?;
-    sqlx::query("SELECT set_config('ibex.org_id', $1, true)").bind(org.to_string()).execute(&mut *tx).await?;
+    sqlx::query("SELECT set_config('ibex.org_id', $1, true)")
+        .bind(org.to_string())
+        .execute(&mut *tx)
+        .await?;
     let session: Uuid = sqlx::query_scalar("SELECT ibex_core.ensure_session($1, $2, $3)")
         .bind(org)
         .bind(agent)
@@ -77,34 +86,54 @@ async fn one_session(admin: &PgPool, org: Uuid, agent: Uuid, tag: &str) -> anyho
         .bind(serde_json::Value::Array(turns))
         .execute(&mut *tx)
         .await?;
-    sqlx::query("SELECT ibex_core.complete_session($1, $2)").bind(org).bind(session).execute(&mut *tx).await?;
+    sqlx::query("SELECT ibex_core.complete_session($1, $2)")
+        .bind(org)
+        .bind(session)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     let started = Instant::now();
     loop {
-        let done: bool =
-            sqlx::query_scalar("SELECT last_extracted_turn = turn_count FROM ibex_core.sessions WHERE org_id = $1 AND id = $2")
-                .bind(org)
-                .bind(session)
-                .fetch_one(admin)
-                .await?;
+        let done: bool = sqlx::query_scalar(
+            "SELECT last_extracted_turn = turn_count FROM ibex_core.sessions WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(session)
+        .fetch_one(admin)
+        .await?;
         if done {
             return Ok(started.elapsed());
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "session {session} not extracted after 60 s");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "session {session} not extracted after 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::var("IBEX_BENCH_URL").context("IBEX_BENCH_URL is not set (run through `make bench-extraction`)")?;
-    let runs: usize = std::env::var("IBEX_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let url =
+        std::env::var("IBEX_BENCH_URL").context("IBEX_BENCH_URL is not set (run through `make bench-extraction`)")?;
+    let runs: usize = std::env::var("IBEX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let admin = PgPoolOptions::new().max_connections(2).connect(&url).await?;
     let workers: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'ibex extraction'").fetch_one(&admin).await?;
-    anyhow::ensure!(workers > 0, "no extraction workers run on this database (is it ibex.database?)");
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'ibex extraction'")
+            .fetch_one(&admin)
+            .await?;
+    anyhow::ensure!(
+        workers > 0,
+        "no extraction workers run on this database (is it ibex.database?)"
+    );
     let slug = format!("bench-extraction-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let org: Uuid = sqlx::query_scalar("INSERT INTO ibex_core.orgs (name, slug) VALUES ($1, $1) RETURNING id").bind(&slug).fetch_one(&admin).await?;
+    let org: Uuid = sqlx::query_scalar("INSERT INTO ibex_core.orgs (name, slug) VALUES ($1, $1) RETURNING id")
+        .bind(&slug)
+        .fetch_one(&admin)
+        .await?;
 
     println!("bench-extraction: 10-turn sessions (5 user turns with a fact each, 5 assistant turns) learned by the extraction workers");
     println!("machine: {}", machine());
@@ -114,16 +143,20 @@ async fn main() -> anyhow::Result<()> {
     let instant = FakeLlm::start(Duration::ZERO).await;
     let mut figures = Figures::default();
     let mut results = Vec::new();
-    for (label, llm) in [("LLM answering in ~1 s", &slow), ("LLM answering at once (IBEX overhead)", &instant)] {
+    for (label, llm) in [
+        ("LLM answering in ~1 s", &slow),
+        ("LLM answering at once (IBEX overhead)", &instant),
+    ] {
         configure(&admin, Some(&llm.base_url())).await?;
         let mut samples = Samples::default();
         for run in 0..runs {
             // A fresh agent per session, so every run stores its memories from scratch.
-            let agent: Uuid = sqlx::query_scalar("INSERT INTO ibex_core.agents (org_id, name) VALUES ($1, $2) RETURNING id")
-                .bind(org)
-                .bind(format!("agent-{}-{run}", results.len()))
-                .fetch_one(&admin)
-                .await?;
+            let agent: Uuid =
+                sqlx::query_scalar("INSERT INTO ibex_core.agents (org_id, name) VALUES ($1, $2) RETURNING id")
+                    .bind(org)
+                    .bind(format!("agent-{}-{run}", results.len()))
+                    .fetch_one(&admin)
+                    .await?;
             let d = one_session(&admin, org, agent, &format!("{}-{run}", results.len())).await?;
             eprintln!("  {label}: run {}/{runs}: {:.0} ms", run + 1, d.as_secs_f64() * 1000.0);
             samples.push(d);
@@ -131,18 +164,43 @@ async fn main() -> anyhow::Result<()> {
         results.push((label, samples));
     }
     configure(&admin, None).await?;
-    let stored: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM ibex_core.memories WHERE org_id = $1").bind(org).fetch_one(&admin).await?;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM ibex_core.memories WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&admin)
+        .await?;
 
-    println!("\n  {:<40} {:>9} {:>9} {:>9} {:>6}", "end to end (ms)", "p50", "p95", "max", "runs");
+    println!(
+        "\n  {:<40} {:>9} {:>9} {:>9} {:>6}",
+        "end to end (ms)", "p50", "p95", "max", "runs"
+    );
     for (label, s) in &results {
-        println!("  {label:<40} {:>9.1} {:>9.1} {:>9.1} {:>6}", s.p50(), s.p95(), s.percentile(100.0), s.len());
+        println!(
+            "  {label:<40} {:>9.1} {:>9.1} {:>9.1} {:>6}",
+            s.p50(),
+            s.p95(),
+            s.percentile(100.0),
+            s.len()
+        );
     }
     println!("  memories stored: {stored} ({} expected: 5 per session)", 5 * runs * 2);
     let (slow_s, overhead) = (&results[0].1, &results[1].1);
     println!("\ntargets");
-    println!("{}", verdict("10-turn session within 10 s (1 s LLM)", slow_s.percentile(100.0) <= 10_000.0, format!("max {:.2} s", slow_s.percentile(100.0) / 1000.0)));
-    println!("{}", verdict("own overhead <= 200 ms", overhead.p50() <= 200.0, format!("p50 {:.1} ms, p95 {:.1} ms", overhead.p50(), overhead.p95())));
+    println!(
+        "{}",
+        verdict(
+            "10-turn session within 10 s (1 s LLM)",
+            slow_s.percentile(100.0) <= 10_000.0,
+            format!("max {:.2} s", slow_s.percentile(100.0) / 1000.0)
+        )
+    );
+    println!(
+        "{}",
+        verdict(
+            "own overhead <= 200 ms",
+            overhead.p50() <= 200.0,
+            format!("p50 {:.1} ms, p95 {:.1} ms", overhead.p50(), overhead.p95())
+        )
+    );
     figures.add("extraction_10turn_s", slow_s.p50() / 1000.0);
     figures.add("extraction_10turn_max_s", slow_s.percentile(100.0) / 1000.0);
     figures.add("extraction_overhead_ms", overhead.p50());

@@ -5,6 +5,7 @@ mod health;
 mod json;
 pub mod middleware;
 mod openai;
+pub mod proxy;
 
 use std::any::Any;
 
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embed", post(embed::embed_one))
         .route("/v1/embed/batch", post(embed::embed_batch))
         .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/chat/completions", post(proxy::chat_completions))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

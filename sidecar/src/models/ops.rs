@@ -20,6 +20,12 @@ crate::model! {
         archived_at: Option<DateTime<Utc>>,
         created_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
+        // Extraction state (migration 0007).
+        extraction_attempts: i32,
+        extraction_lease_until: Option<DateTime<Utc>>,
+        extraction_next_at: Option<DateTime<Utc>>,
+        extraction_error: Option<String>,
+        extraction_dead: bool,
     }
 }
 

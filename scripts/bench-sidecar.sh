@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# `make bench-sidecar`: see bench/src/bin/bench_sidecar.rs. Runs against the dev cluster's
+# ibex_bench_100k database (100k memories, seeded by `make bench-memory`; seeded here through it
+# when missing) and the dev Redis (logical database 2, so the dev sidecar's hot cache is not
+# mixed with the benchmark's). Starts its own `ibex serve` on IBEX_BENCH_HTTP_PORT /
+# IBEX_BENCH_GRPC_PORT (8790 / 8791) and stops it at the end.
+source "$(dirname "$0")/env.sh"
+IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
+HTTP_ADDR=127.0.0.1:${IBEX_BENCH_HTTP_PORT:-8790}
+GRPC_ADDR=127.0.0.1:${IBEX_BENCH_GRPC_PORT:-8791}
+DB=ibex_bench_100k
+SOCKET=$IBEX_DATA/dev/run
+LOG=$IBEX_STATE/bench-sidecar.log
+
+"$IBEX_ROOT/scripts/stack.sh" up dev
+cargo build --release -p ibex_sidecar --bin ibex -p ibex_bench --bin bench_sidecar
+psql_admin() { "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$SOCKET" -p "$IBEX_PG_PORT" -U postgres "$@"; }
+SUPER_URL="postgres://postgres@localhost/$DB?host=$SOCKET&port=$IBEX_PG_PORT"
+MIGRATIONS=$(cat "$IBEX_ROOT"/sql/migrations/*.sql | sha256sum | cut -c1-16)
+
+seeded() {
+  [ -n "$(psql_admin -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$DB'")" ] || return 1
+  [ "$(psql_admin -d "$DB" -c "SELECT rows FROM public.ibex_bench_seed WHERE version = 1" 2>/dev/null)" = 100000 ]
+}
+
+if seeded; then
+  stamp=$(psql_admin -d "$DB" -c "SELECT description FROM pg_description WHERE objoid = (SELECT oid FROM pg_database WHERE datname = '$DB')")
+  if [ "$stamp" != "migrations $MIGRATIONS" ]; then
+    # Newer migrations: apply them forward (what a deployment does) and keep the seeded rows.
+    # If that is refused (an applied migration changed), seed again from zero below.
+    if "$IBEX_BIN" migrate --database-url "$SUPER_URL" >>"$LOG" 2>&1; then
+      psql_admin -d postgres -c "COMMENT ON DATABASE $DB IS 'migrations $MIGRATIONS'"
+    else
+      log "bench-sidecar: $DB cannot be migrated forward; seeding it again"
+      psql_admin -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+    fi
+  fi
+fi
+if ! seeded; then
+  log "bench-sidecar: seeding $DB through bench-memory (100k memories; a few minutes, once; log: $LOG)"
+  IBEX_BENCH_SIZES=100000 IBEX_BENCH_ROUNDS=1 "$IBEX_ROOT/scripts/bench-memory.sh" >>"$LOG" 2>&1 ||
+    { tail -20 "$LOG" >&2; die "seeding $DB failed (log: $LOG)"; }
+  seeded || die "$DB is still not seeded (log: $LOG)"
+fi
+
+"$IBEX_ROOT/scripts/stack.sh" set-app-password dev
+# shellcheck disable=SC1090
+source "$IBEX_DATA/dev/secrets.env"
+APP_URL="postgres://ibex_app:$IBEX_APP_PASSWORD@127.0.0.1:$IBEX_PG_PORT/$DB"
+REDIS_URL="redis://127.0.0.1:$IBEX_REDIS_PORT/2"
+# Every run starts cold: no embedding cached by an earlier run (its queries would all be hits),
+# and a hot cache rebuilt from Postgres at start, which is waited for below. Database 2 holds
+# nothing but the benchmark's.
+redis-cli -p "$IBEX_REDIS_PORT" -n 2 FLUSHDB >/dev/null
+
+IBEX_DATABASE_URL=$APP_URL IBEX_REDIS_URL=$REDIS_URL IBEX_HTTP_ADDR=$HTTP_ADDR IBEX_GRPC_ADDR=$GRPC_ADDR \
+IBEX_MODEL_DIR=$IBEX_MODEL_DIR IBEX_ORT_LIBRARY=$IBEX_ORT_LIB IBEX_LOG=warn \
+  "$IBEX_BIN" serve >>"$LOG" 2>&1 </dev/null &
+SIDECAR_PID=$!
+stop_sidecar() { kill -TERM "$SIDECAR_PID" 2>/dev/null || true; wait "$SIDECAR_PID" 2>/dev/null || true; }
+trap stop_sidecar EXIT
+for _ in $(seq 600); do
+  curl -fsS "http://$HTTP_ADDR/readyz" >/dev/null 2>&1 && break
+  kill -0 "$SIDECAR_PID" 2>/dev/null || { tail -20 "$LOG" >&2; die "the sidecar exited (log: $LOG)"; }
+  sleep 0.1
+done
+curl -fsS "http://$HTTP_ADDR/readyz" >/dev/null || die "the sidecar was not ready within 60 s (log: $LOG)"
+# The hot cache is rebuilt at start (100 agents): wait for its marker before measuring.
+for _ in $(seq 1200); do
+  [ -n "$(redis-cli -p "$IBEX_REDIS_PORT" -n 2 GET ibex:hot:v1:ready)" ] && break
+  sleep 0.1
+done
+[ -n "$(redis-cli -p "$IBEX_REDIS_PORT" -n 2 GET ibex:hot:v1:ready)" ] || die "the hot cache was not built within 120 s"
+
+IBEX_BENCH_URL_100K=$SUPER_URL IBEX_BENCH_GRPC=$GRPC_ADDR IBEX_BENCH_HTTP=$HTTP_ADDR \
+IBEX_MODEL_DIR=$IBEX_MODEL_DIR IBEX_ORT_LIB=$IBEX_ORT_LIB \
+  "$CARGO_TARGET_DIR/release/bench_sidecar"

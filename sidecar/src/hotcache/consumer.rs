@@ -1,0 +1,292 @@
+//! The outbox consumer that keeps the hot cache (module docs of `hotcache` give the guarantees).
+//!
+//! One cycle:
+//! 1. Redis healthy? If it does not answer, claim nothing (work that cannot be applied would only
+//!    burn attempts) and try again after `hot_cache_poll`.
+//! 2. Marker missing (first start, or Redis lost its data) or the periodic rebuild due: recompute
+//!    every agent with memories, then set the marker.
+//! 3. Claim up to `hot_cache_batch` hot_cache events (lease `hot_cache_lease`), recompute each
+//!    agent they name once, acknowledge the events of the agents written, give the others back
+//!    with their error (retried after a backoff, dead-lettered after 10 attempts).
+//! 4. A full batch goes round again at once; otherwise wait for a notification on channel
+//!    `ibex_outbox` with payload `hot_cache` (LISTEN) or `hot_cache_poll`, whichever comes first.
+//!    Notifications are only a wake-up: a lost one (the LISTEN connection dropped) costs at most
+//!    one polling interval.
+//!
+//! Shutdown is checked between cycles, never inside one, so a claimed batch is finished and
+//! acknowledged rather than left to its lease.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::source::{agent_top, agents_with_memories};
+use super::HotStore;
+use crate::metrics::Metrics;
+
+/// Failures of one event before it goes to dead_letters.
+const MAX_ATTEMPTS: i32 = 10;
+/// Postgres reads of the consumer are not on anyone's hot path.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug)]
+pub struct ConsumerSettings {
+    /// For the LISTEN connection (outside the pool, so it never takes a pooled connection).
+    pub database_url: String,
+    pub hot_cache_size: usize,
+    pub poll: Duration,
+    pub lease: Duration,
+    pub batch: usize,
+    pub rebuild_interval: Duration,
+}
+
+pub struct HotCacheConsumer {
+    db: PgPool,
+    store: Arc<HotStore>,
+    settings: ConsumerSettings,
+    metrics: Arc<Metrics>,
+    last_rebuild: Option<Instant>,
+    redis_down: bool,
+}
+
+type ClaimedRow = (Uuid, i64, String, Option<Uuid>, serde_json::Value, i32);
+
+struct Claimed {
+    org: Uuid,
+    id: i64,
+    agent: Option<Uuid>,
+}
+
+impl HotCacheConsumer {
+    pub fn new(db: PgPool, store: Arc<HotStore>, settings: ConsumerSettings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            db,
+            store,
+            settings,
+            metrics,
+            last_rebuild: None,
+            redis_down: false,
+        }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        tracing::info!(
+            batch = self.settings.batch,
+            poll_ms = self.settings.poll.as_millis() as u64,
+            "hot cache consumer started"
+        );
+        let mut listener = None;
+        let mut listen_retry_at = Instant::now();
+        while !shutdown.is_cancelled() {
+            if listener.is_none() && Instant::now() >= listen_retry_at {
+                listener = self.listen().await;
+                listen_retry_at = Instant::now() + Duration::from_secs(5);
+            }
+            let busy = match self.cycle().await {
+                Ok(full) => full,
+                Err(e) => {
+                    tracing::debug!(error = %e, "hot cache cycle failed");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            let wait = tokio::time::sleep(self.settings.poll);
+            match listener.as_mut() {
+                Some(l) => tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = wait => {}
+                    received = l.recv() => match received {
+                        Ok(n) if n.payload() == "hot_cache" => {}
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(error = %e, "LISTEN connection lost; polling until it is back");
+                            listener = None;
+                        }
+                    },
+                },
+                None => tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = wait => {}
+                },
+            }
+        }
+        tracing::info!("hot cache consumer stopped");
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let connect = async {
+            let mut l = PgListener::connect(&self.settings.database_url).await?;
+            l.listen("ibex_outbox").await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), connect).await {
+            Ok(Ok(l)) => Some(l),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "LISTEN ibex_outbox failed; polling");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// One cycle; `Ok(true)` when a full batch was processed (more may be waiting).
+    async fn cycle(&mut self) -> anyhow::Result<bool> {
+        let ready = match self.store.is_ready().await {
+            Ok(ready) => {
+                if self.redis_down {
+                    tracing::info!("hot cache: Redis reachable again");
+                    self.redis_down = false;
+                }
+                ready
+            }
+            Err(e) => {
+                if !self.redis_down {
+                    tracing::warn!(error = %e, "hot cache: Redis unavailable; not consuming until it is back");
+                    self.redis_down = true;
+                }
+                self.metrics.hot_cache_errors.with_label_values(&["redis"]).inc();
+                return Ok(false);
+            }
+        };
+        let rebuild_due = self
+            .last_rebuild
+            .is_none_or(|at| at.elapsed() >= self.settings.rebuild_interval);
+        if !ready || rebuild_due {
+            if let Err(e) = self.rebuild(!ready).await {
+                tracing::warn!(error = %e, "hot cache rebuild failed; retrying next cycle");
+                self.metrics.hot_cache_errors.with_label_values(&["rebuild"]).inc();
+                if ready {
+                    // A periodic recomputation is retried at the next interval, not in a loop.
+                    self.last_rebuild = Some(Instant::now());
+                }
+            }
+        }
+        self.process_batch().await
+    }
+
+    /// Recomputes every agent with memories, then marks the cache ready.
+    pub async fn rebuild(&mut self, lost: bool) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let agents = agents_with_memories(&self.db).await?;
+        let mut failed = 0usize;
+        for &(org, agent) in &agents {
+            if let Err(e) = self.refresh(org, agent).await {
+                failed += 1;
+                tracing::debug!(%org, %agent, error = %e, "hot cache: agent refresh failed during rebuild");
+            }
+        }
+        if failed > 0 {
+            anyhow::bail!("{failed} of {} agents failed to refresh", agents.len());
+        }
+        let generation = Uuid::new_v4().to_string();
+        self.store.mark_ready(&generation).await?;
+        self.last_rebuild = Some(Instant::now());
+        self.metrics.hot_cache_rebuilds.inc();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if lost {
+            tracing::info!(agents = agents.len(), elapsed_ms, %generation, "hot cache rebuilt from Postgres");
+        } else {
+            tracing::debug!(
+                agents = agents.len(),
+                elapsed_ms,
+                "hot cache: periodic recomputation done"
+            );
+        }
+        Ok(())
+    }
+
+    async fn refresh(&self, org: Uuid, agent: Uuid) -> anyhow::Result<()> {
+        let top = agent_top(&self.db, org, agent, self.settings.hot_cache_size, READ_TIMEOUT).await?;
+        self.store.replace(org, agent, &top).await?;
+        self.metrics.hot_cache_refreshes.inc();
+        Ok(())
+    }
+
+    async fn process_batch(&mut self) -> anyhow::Result<bool> {
+        let rows: Vec<ClaimedRow> = sqlx::query_as(
+            "SELECT event_org, event_id, event_name, event_aggregate, event_payload, event_attempts
+             FROM ibex_core.claim_hot_cache_events($1, $2)",
+        )
+        .bind(self.settings.batch as i32)
+        .bind(self.settings.lease.as_secs().max(1) as i32)
+        .fetch_all(&self.db)
+        .await?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let full = rows.len() >= self.settings.batch;
+        let events: Vec<Claimed> = rows
+            .into_iter()
+            .map(|(org, id, name, aggregate, payload, _attempts)| {
+                let agent = payload
+                    .get("agent_id")
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                    .or(if name == "agent.rescored" { aggregate } else { None });
+                Claimed { org, id, agent }
+            })
+            .collect();
+        // Each agent once, however many events name it.
+        let mut by_agent: BTreeMap<(Uuid, Uuid), Vec<usize>> = BTreeMap::new();
+        let mut done: Vec<usize> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            match e.agent {
+                Some(agent) => by_agent.entry((e.org, agent)).or_default().push(i),
+                None => {
+                    // Nothing to apply: acknowledged so it cannot block the queue.
+                    tracing::warn!(org = %e.org, id = e.id, "hot cache event without agent_id; skipped");
+                    done.push(i);
+                }
+            }
+        }
+        let mut failed: Vec<(usize, String)> = Vec::new();
+        for ((org, agent), indices) in by_agent {
+            match self.refresh(org, agent).await {
+                Ok(()) => done.extend(indices),
+                Err(e) => {
+                    let message = e.to_string();
+                    failed.extend(indices.into_iter().map(|i| (i, message.clone())));
+                }
+            }
+        }
+        if !done.is_empty() {
+            let orgs: Vec<Uuid> = done.iter().map(|&i| events[i].org).collect();
+            let ids: Vec<i64> = done.iter().map(|&i| events[i].id).collect();
+            sqlx::query("SELECT ibex_core.ack_hot_cache_events($1, $2)")
+                .bind(&orgs)
+                .bind(&ids)
+                .execute(&self.db)
+                .await?;
+            self.metrics
+                .hot_cache_events
+                .with_label_values(&["applied"])
+                .inc_by(done.len() as u64);
+        }
+        if !failed.is_empty() {
+            tracing::warn!(events = failed.len(), error = %failed[0].1, "hot cache events failed; retrying later");
+            let orgs: Vec<Uuid> = failed.iter().map(|&(i, _)| events[i].org).collect();
+            let ids: Vec<i64> = failed.iter().map(|&(i, _)| events[i].id).collect();
+            sqlx::query("SELECT ibex_core.retry_hot_cache_events($1, $2, $3, $4, $5)")
+                .bind(&orgs)
+                .bind(&ids)
+                .bind(&failed[0].1)
+                .bind(self.settings.poll.as_secs().max(1) as i32)
+                .bind(MAX_ATTEMPTS)
+                .execute(&self.db)
+                .await?;
+            self.metrics
+                .hot_cache_events
+                .with_label_values(&["failed"])
+                .inc_by(failed.len() as u64);
+        }
+        Ok(full)
+    }
+}

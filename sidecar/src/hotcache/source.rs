@@ -1,0 +1,90 @@
+//! The truth the hot cache is derived from: an agent's top N active memories by the
+//! query-independent score, read as the application role inside the agent's org.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ibex_engine::context::Category;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::HotEntry;
+use crate::db;
+
+/// An agent's hot set as of one Postgres read.
+#[derive(Clone, Debug)]
+pub struct AgentTop {
+    /// `statement_timestamp()` of a statement that ran before the read, in microseconds: the
+    /// read reflects every commit before it (see the module docs of `hotcache`).
+    pub asof_micros: i64,
+    /// Best first.
+    pub entries: Vec<HotEntry>,
+}
+
+type Row = (
+    Uuid,
+    String,
+    String,
+    f32,
+    i32,
+    i32,
+    i64,
+    DateTime<Utc>,
+    pgvector::Vector,
+);
+
+/// `ibex_hot_score` is the extension's query-independent score (the same formula as
+/// `ibex_engine::score::query_independent`, with `ibex.recency_half_life_hours`).
+const TOP_SQL: &str = "SELECT m.id, m.content, m.category, m.confidence, m.useful_count, m.not_useful_count,
+           m.access_count, coalesce(m.last_accessed_at, m.created_at), m.embedding
+    FROM ibex_core.memories m
+    WHERE m.org_id = $1 AND m.agent_id = $2 AND m.status = 'active'
+    ORDER BY ibex_hot_score(m.confidence, m.useful_count, m.not_useful_count, m.access_count,
+                            coalesce(m.last_accessed_at, m.created_at)) DESC, m.id
+    LIMIT $3";
+
+pub async fn agent_top(
+    pool: &PgPool,
+    org: Uuid,
+    agent: Uuid,
+    limit: usize,
+    statement_timeout: Duration,
+) -> Result<AgentTop, sqlx::Error> {
+    let mut tx = db::begin_for_org_with_timeout(pool, org, statement_timeout).await?;
+    let asof_micros: i64 = sqlx::query_scalar("SELECT (extract(epoch FROM statement_timestamp()) * 1000000)::bigint")
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows: Vec<Row> = sqlx::query_as(TOP_SQL)
+        .bind(org)
+        .bind(agent)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let entries = rows
+        .into_iter()
+        .filter_map(
+            |(id, content, category, confidence, useful, not_useful, accesses, touched_at, embedding)| {
+                Some(HotEntry {
+                    id,
+                    category: Category::parse(&category)?,
+                    content,
+                    confidence,
+                    useful_count: useful,
+                    not_useful_count: not_useful,
+                    access_count: accesses,
+                    touched_at,
+                    embedding: embedding.to_vec(),
+                })
+            },
+        )
+        .collect();
+    Ok(AgentTop { asof_micros, entries })
+}
+
+/// Every (org, agent) that has active memories (through the definer function of migration 0008).
+pub async fn agents_with_memories(pool: &PgPool) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as("SELECT agent_org, agent_id FROM ibex_core.hot_cache_agents()")
+        .fetch_all(pool)
+        .await
+}

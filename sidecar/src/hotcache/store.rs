@@ -1,0 +1,177 @@
+//! Reading and writing the hot cache in Redis (layout in the module docs of `hotcache`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ibex_engine::score;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use uuid::Uuid;
+
+use super::source::AgentTop;
+use super::{asof_key, data_key, set_key, HotEntry, READY_KEY};
+
+/// Replaces an agent's set unless it was computed from a later Postgres read.
+/// KEYS: set, data, asof. ARGV: asof, n, then n triples (member, score, entry).
+const REPLACE_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[3])
+if current and tonumber(current) > tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+local n = tonumber(ARGV[2])
+for i = 0, n - 1 do
+  local base = 3 + 3 * i
+  redis.call('ZADD', KEYS[1], ARGV[base + 1], ARGV[base])
+  redis.call('HSET', KEYS[2], ARGV[base], ARGV[base + 2])
+end
+redis.call('SET', KEYS[3], ARGV[1])
+return 1
+";
+
+/// The marker, the ranked members with their scores, and the entries by member.
+type PipelineAnswer = (Option<String>, Vec<(String, f64)>, HashMap<String, Vec<u8>>);
+
+/// What a read of an agent's hot set found.
+#[derive(Debug)]
+pub enum HotRead {
+    /// The cache is built: the agent's entries, best first (empty: the agent has no memories).
+    Ready(Vec<HotEntry>),
+    /// No `ready` marker: the cache lost its data and is being rebuilt. Read Postgres instead.
+    NotReady,
+}
+
+pub struct HotStore {
+    connection: Option<ConnectionManager>,
+    half_life_hours: f64,
+    script: redis::Script,
+    epoch: Instant,
+    /// Milliseconds since `epoch` before which Redis is not tried (it failed moments ago): an
+    /// outage then costs a read nothing instead of a connection attempt.
+    skip_until_ms: AtomicU64,
+}
+
+/// How long Redis is skipped after a failure.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+impl HotStore {
+    /// A client that connects lazily (an unreachable Redis at start-up is not an error).
+    pub fn new(url: Option<&str>, timeout: Duration, half_life_hours: f64) -> Result<Self, redis::RedisError> {
+        let connection = match url {
+            Some(url) => {
+                let client = redis::Client::open(url)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    // Fail fast: the caller has a 40 ms budget, and the manager reconnects in the
+                    // background on the next use anyway.
+                    .set_number_of_retries(0)
+                    .set_max_delay(Duration::from_millis(500));
+                Some(ConnectionManager::new_lazy_with_config(client, config)?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            connection,
+            half_life_hours,
+            script: redis::Script::new(REPLACE_SCRIPT),
+            epoch: Instant::now(),
+            skip_until_ms: AtomicU64::new(0),
+        })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.connection.is_some()
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, redis::RedisError> {
+        let connection = self.connection.clone().ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::Client, "no redis_url configured for the hot cache"))
+        })?;
+        if (self.epoch.elapsed().as_millis() as u64) < self.skip_until_ms.load(Ordering::Relaxed) {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "Redis failed moments ago; not retried yet",
+            )));
+        }
+        Ok(connection)
+    }
+
+    /// Notes the outcome of a Redis call: a failure makes the next calls skip Redis briefly.
+    fn observe<T>(&self, result: Result<T, redis::RedisError>) -> Result<T, redis::RedisError> {
+        if result.is_err() {
+            let until = self.epoch.elapsed().as_millis() as u64 + RETRY_AFTER.as_millis() as u64;
+            self.skip_until_ms.fetch_max(until, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// The agent's entries, best first by the score stored with the set.
+    pub async fn read(&self, org: Uuid, agent: Uuid) -> Result<HotRead, redis::RedisError> {
+        let mut connection = self.connection()?;
+        let answer: Result<PipelineAnswer, _> = redis::pipe()
+            .cmd("GET")
+            .arg(READY_KEY)
+            .cmd("ZRANGE")
+            .arg(set_key(org, agent))
+            .arg(0)
+            .arg(-1)
+            .arg("REV")
+            .arg("WITHSCORES")
+            .cmd("HGETALL")
+            .arg(data_key(org, agent))
+            .query_async(&mut connection)
+            .await;
+        let (ready, ranked, data) = self.observe(answer)?;
+        if ready.is_none() {
+            return Ok(HotRead::NotReady);
+        }
+        let entries = ranked
+            .into_iter()
+            .filter_map(|(member, _)| {
+                let id = Uuid::parse_str(&member).ok()?;
+                HotEntry::decode(id, data.get(&member)?)
+            })
+            .collect();
+        Ok(HotRead::Ready(entries))
+    }
+
+    /// Writes an agent's set unless a set from a later read is already there. Returns whether
+    /// it was written.
+    pub async fn replace(&self, org: Uuid, agent: Uuid, top: &AgentTop) -> Result<bool, redis::RedisError> {
+        let mut connection = self.connection()?;
+        let now = Utc::now();
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(set_key(org, agent))
+            .key(data_key(org, agent))
+            .key(asof_key(org, agent))
+            .arg(top.asof_micros)
+            .arg(top.entries.len());
+        for entry in &top.entries {
+            let rank = score::query_independent(&entry.signals(now), self.half_life_hours).total;
+            invocation.arg(entry.id.to_string()).arg(rank).arg(entry.encode());
+        }
+        let written: i64 = self.observe(invocation.invoke_async(&mut connection).await)?;
+        Ok(written == 1)
+    }
+
+    /// Whether the cache was fully built since Redis last lost its data.
+    pub async fn is_ready(&self) -> Result<bool, redis::RedisError> {
+        let mut connection = self.connection()?;
+        let ready: Option<String> =
+            self.observe(redis::cmd("GET").arg(READY_KEY).query_async(&mut connection).await)?;
+        Ok(ready.is_some())
+    }
+
+    pub async fn mark_ready(&self, generation: &str) -> Result<(), redis::RedisError> {
+        let mut connection = self.connection()?;
+        let result = redis::cmd("SET")
+            .arg(READY_KEY)
+            .arg(format!("{generation} {}", Utc::now().to_rfc3339()))
+            .query_async::<()>(&mut connection)
+            .await;
+        self.observe(result)
+    }
+}

@@ -1,0 +1,119 @@
+//! AssembleContext under its real 40 ms deadline: a Redis outage and a slow Postgres give
+//! degraded, directive-only answers in time. These tests measure wall time, so they live in a
+//! binary of their own and run one at a time: with the rest of the suite running model
+//! inference on the same cores, a timer can fire late for reasons that have nothing to do with
+//! the code under test.
+
+#[path = "serve/fixtures.rs"]
+mod fixtures;
+#[path = "serve/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use fixtures::{assemble, message, request};
+use ibex_sidecar::grpc::proto::context::v1 as pb;
+use pb::SectionKind;
+use support::TestServer;
+use tokio::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+fn section(r: &pb::AssembleContextResponse, kind: SectionKind) -> &pb::Section {
+    r.sections
+        .iter()
+        .find(|s| s.kind == kind as i32)
+        .expect("section present")
+}
+
+fn timing<'a>(r: &'a pb::AssembleContextResponse, name: &str) -> &'a pb::DependencyTiming {
+    r.timings
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("timing {name}: {r:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_gives_a_degraded_directive_only_answer() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let port = fixtures::closed_port().await;
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        redis_url: Some(format!("redis://127.0.0.1:{port}/")),
+        hot_cache_consumer: false,
+        ..support::config()
+    })
+    .await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "ctx-redis-down").await;
+    fixtures::directive(&admin, t, "tone", "Answer in one sentence.", 0).await;
+    fixtures::remember(&admin, t, "The user lives in Porto.", "declarative").await;
+    let token = fixtures::token(t.org, "context:assemble", None).await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let started = Instant::now();
+    let r = assemble(
+        &mut client,
+        &token,
+        request(t, "gpt-4o", vec![message("user", "Where does the user live?")]),
+    )
+    .await
+    .expect("a degraded answer is still an answer");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(r.degraded);
+    assert!(r.degraded_reason.contains("hot"), "{}", r.degraded_reason);
+    assert!(
+        ["error", "timeout"].contains(&timing(&r, "hot").status.as_str()),
+        "{r:?}"
+    );
+    assert!(r.memories.is_empty(), "directive-only");
+    assert_eq!(section(&r, SectionKind::Directive).items.len(), 1);
+    assert!(r.context.contains("Answer in one sentence."));
+    assert!(!r.context.contains("Porto"));
+    assert_eq!(section(&r, SectionKind::History).items.len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_postgres_gives_a_degraded_answer_inside_the_deadline() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let proxy = fixtures::DelayProxy::start(fixtures::database_addr()).await;
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        database_url: Some(fixtures::database_url_via(proxy.addr)),
+        hot_cache_consumer: false,
+        ..support::config()
+    })
+    .await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "ctx-slow-pg").await;
+    fixtures::directive(&admin, t, "tone", "Keep answers short.", 0).await;
+    fixtures::remember(&admin, t, "The user's sister is called Marta.", "declarative").await;
+    let token = fixtures::token(t.org, "context:assemble", None).await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let body = request(t, "gpt-4o", vec![message("user", "What is my sister's name?")]);
+    // Warm up while Postgres is fast: token checked and remembered, directives read, the query's
+    // embedding cached, pooled connections open.
+    for _ in 0..3 {
+        assemble(&mut client, &token, body.clone()).await.expect("warm-up");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    proxy.set_delay(Duration::from_millis(250));
+    let started = Instant::now();
+    let r = assemble(&mut client, &token, body).await.expect("answered");
+    let wall = started.elapsed();
+    proxy.set_delay(Duration::ZERO);
+    assert!(r.degraded, "{r:?}");
+    assert!(r.degraded_reason.contains("cold"), "{}", r.degraded_reason);
+    assert_eq!(timing(&r, "cold").status, "timeout");
+    assert!(r.memories.is_empty());
+    assert!(
+        r.context.contains("Keep answers short."),
+        "the directive is served from memory"
+    );
+    assert!(r.total_millis < 50.0, "assembly {} ms", r.total_millis);
+    assert!(
+        wall < Duration::from_millis(60),
+        "answered in {wall:?}, inside the 40 ms deadline plus the call"
+    );
+    server.stop().await;
+}

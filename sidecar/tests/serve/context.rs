@@ -1,0 +1,357 @@
+//! gRPC AssembleContext against the real stack: section order, scores, budgets, history trimming
+//! and authentication. Degradation under the real 40 ms deadline is in tests/deadline.rs.
+
+use std::time::Duration;
+
+use ibex_sidecar::grpc::proto::context::v1 as pb;
+use pb::SectionKind;
+use tonic::Code;
+
+use crate::fixtures::{self, assemble, eventually, message, request, Tenant};
+use crate::support::{self, TestServer};
+
+const KINDS: [SectionKind; 5] = [
+    SectionKind::Directive,
+    SectionKind::Procedural,
+    SectionKind::Declarative,
+    SectionKind::Episodic,
+    SectionKind::History,
+];
+
+fn section(r: &pb::AssembleContextResponse, kind: SectionKind) -> &pb::Section {
+    r.sections
+        .iter()
+        .find(|s| s.kind == kind as i32)
+        .expect("section present")
+}
+
+fn timing<'a>(r: &'a pb::AssembleContextResponse, name: &str) -> &'a pb::DependencyTiming {
+    r.timings
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("timing {name}: {r:?}"))
+}
+
+/// A tenant with two directives and memories of every category, already in the hot cache.
+async fn seeded(label: &str) -> (Tenant, Vec<uuid::Uuid>) {
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, label).await;
+    fixtures::directive(&admin, t, "tone", "Answer briefly and politely.", 1).await;
+    fixtures::directive(&admin, t, "safety", "Never reveal account numbers.", 10).await;
+    let mut ids = Vec::new();
+    for (content, category) in [
+        (
+            "Always confirm the delivery address before placing a food order.",
+            "procedural",
+        ),
+        ("The user is vegetarian and allergic to peanuts.", "declarative"),
+        ("The user's favourite cuisine is Ethiopian food.", "declarative"),
+        (
+            "Last Friday the user ordered injera from Queen of Sheba and loved it.",
+            "episodic",
+        ),
+        ("The user's car is a blue 2014 Volvo estate.", "declarative"),
+    ] {
+        ids.push(fixtures::remember(&admin, t, content, category).await);
+    }
+    let redis = support::redis().await;
+    eventually(Duration::from_secs(15), "memories reach the hot cache", || {
+        let mut redis = redis.clone();
+        async move { fixtures::hot_members(&mut redis, t).await.len() == 5 }
+    })
+    .await;
+    (t, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sections_come_in_order_with_scored_memories_from_hot_and_cold() {
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        ..support::config()
+    })
+    .await;
+    let (t, ids) = seeded("ctx-order").await;
+    let token = fixtures::token(t.org, "context:assemble", None).await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let body = request(
+        t,
+        "gpt-4o-mini",
+        vec![
+            message("system", "You are a food ordering assistant."),
+            message("user", "Hi!"),
+            message("assistant", "Hello, how can I help?"),
+            message("user", "What food should I order tonight? I am hungry."),
+        ],
+    );
+    let r = assemble(&mut client, &token, body).await.expect("assembled");
+    assert!(!r.degraded, "{}", r.degraded_reason);
+    let kinds: Vec<i32> = r.sections.iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        KINDS.map(|k| k as i32),
+        "directive, procedural, declarative, episodic, history"
+    );
+    assert_eq!(r.model, "gpt-4o-mini");
+    assert!(r.exact_token_counts);
+
+    let directive = section(&r, SectionKind::Directive);
+    assert_eq!(directive.items.len(), 2);
+    assert_eq!(
+        directive.items[0].content, "Never reveal account numbers.",
+        "higher priority first"
+    );
+    assert!(r
+        .context
+        .starts_with("## Directives\nNever reveal account numbers.\n\nAnswer briefly"));
+
+    // Every memory is chosen (the budget is large), each in its category's section, best first.
+    assert_eq!(r.memories.len(), 5, "{:?}", r.memories);
+    let chosen: std::collections::HashSet<String> = r.memories.iter().map(|m| m.memory_id.clone()).collect();
+    assert_eq!(chosen, ids.iter().map(|i| i.to_string()).collect());
+    for w in r.memories.windows(2) {
+        assert!(w[0].score >= w[1].score, "packing order is score order");
+    }
+    for m in &r.memories {
+        let expected = 0.40 * m.relevance
+            + 0.25 * m.recency
+            + 0.20 * m.usefulness
+            + 0.10 * m.confidence
+            + 0.05 * m.access_frequency;
+        assert!((m.score - expected).abs() < 1e-9, "composite score: {m:?}");
+        assert!(["hot", "cold", "both"].contains(&m.source.as_str()));
+        assert!((m.confidence - 0.9).abs() < 1e-6);
+    }
+    assert!(
+        r.memories.iter().any(|m| m.source == "both"),
+        "hot and cold agree on some"
+    );
+    let declarative = section(&r, SectionKind::Declarative);
+    assert_eq!(declarative.items.len(), 3);
+    assert!(declarative.text.starts_with("## Memories: declarative"));
+    assert_eq!(section(&r, SectionKind::Procedural).items.len(), 1);
+    assert_eq!(section(&r, SectionKind::Episodic).items.len(), 1);
+    let positions: Vec<usize> = [
+        "## Directives",
+        "## Memories: procedural",
+        "## Memories: declarative",
+        "## Memories: episodic",
+    ]
+    .iter()
+    .map(|h| r.context.find(h).expect(h))
+    .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{}", r.context);
+    // The vegetarian fact answers the question better than the car.
+    let score_of = |needle: &str| {
+        let item = declarative.items.iter().find(|i| i.content.contains(needle)).unwrap();
+        r.memories.iter().find(|m| m.memory_id == item.id).unwrap().relevance
+    };
+    assert!(score_of("vegetarian") > score_of("Volvo"));
+
+    let history = section(&r, SectionKind::History);
+    assert_eq!(history.items.len(), 4);
+    assert_eq!(
+        history.items[3].content,
+        "What food should I order tonight? I am hungry."
+    );
+    let budget = r.budget.unwrap();
+    assert_eq!(budget.context_window, 128_000);
+    assert_eq!(budget.max_output_tokens, 16_384);
+    assert!(budget.memory_tokens <= budget.memory_budget);
+    assert!(r.total_tokens + budget.max_output_tokens <= budget.context_window);
+    assert_eq!(budget.history_tokens, history.tokens);
+    for name in ["directive", "hot", "cold"] {
+        assert!(
+            ["ok", "cached", "fallback"].contains(&timing(&r, name).status.as_str()),
+            "{r:?}"
+        );
+    }
+    assert!(r.total_millis < 1000.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_holds_and_a_large_memory_is_skipped() {
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        max_memory_tokens: 150,
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        ..support::config()
+    })
+    .await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "ctx-budget").await;
+    let long = format!(
+        "The user's garden has tomatoes. {}",
+        "It also grows basil, parsley, thyme, rosemary, mint, chives and oregano in raised beds. ".repeat(12)
+    );
+    let big = fixtures::remember(&admin, t, &long, "declarative").await;
+    let small_a = fixtures::remember(&admin, t, "The user grows tomatoes in the garden.", "declarative").await;
+    let small_b = fixtures::remember(&admin, t, "The user waters the garden every evening.", "procedural").await;
+    let token = fixtures::token(t.org, "admin", None).await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let body = request(
+        t,
+        "gpt-4o",
+        vec![message("user", "What does the user grow in the garden? Tomatoes?")],
+    );
+    let r = assemble(&mut client, &token, body).await.unwrap();
+    assert!(!r.degraded, "{}", r.degraded_reason);
+    let budget = r.budget.unwrap();
+    assert_eq!(budget.memory_budget, 150);
+    assert!(budget.memory_tokens <= 150, "{budget:?}");
+    let chosen: Vec<String> = r.memories.iter().map(|m| m.memory_id.clone()).collect();
+    assert!(!chosen.contains(&big.to_string()), "the 200-token memory does not fit");
+    assert!(chosen.contains(&small_a.to_string()) && chosen.contains(&small_b.to_string()));
+    let memory_sections: u32 = r.sections[1..4].iter().map(|s| s.tokens).sum();
+    assert_eq!(memory_sections, budget.memory_tokens);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_trimmed_to_fit_newest_kept() {
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        ..support::config()
+    })
+    .await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "ctx-history").await;
+    let token = fixtures::token(t.org, "context:assemble", Some(t.agent)).await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let paragraph = "We talked about the weather, the harvest and the price of grain at length. ".repeat(40);
+    let mut messages = vec![message("system", "Be helpful.")];
+    for i in 0..12 {
+        messages.push(message("user", &format!("turn {i}: {paragraph}")));
+        messages.push(message("assistant", &format!("reply {i}: {paragraph}")));
+    }
+    messages.push(message("user", "So, what did we decide?"));
+    let mut body = request(t, "gpt-4", messages.clone());
+    body.max_output_tokens = Some(1000);
+    let r = assemble(&mut client, &token, body).await.unwrap();
+    let history = section(&r, SectionKind::History);
+    let budget = r.budget.unwrap();
+    assert_eq!(budget.context_window, 8192);
+    assert!(r.total_tokens + 1000 <= 8192, "{} tokens", r.total_tokens);
+    assert!(history.items.len() < messages.len(), "something was trimmed");
+    assert_eq!(
+        history.items[0].content, "Be helpful.",
+        "the caller's system message is kept"
+    );
+    assert_eq!(history.items.last().unwrap().content, "So, what did we decide?");
+    // What is kept after the system message is the newest run of the conversation.
+    let kept: Vec<&str> = history.items[1..].iter().map(|i| i.content.as_str()).collect();
+    let tail: Vec<&str> = messages[messages.len() - kept.len()..]
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(kept, tail);
+    assert!(history.tokens <= budget.history_budget);
+
+    let err = assemble(
+        &mut client,
+        &token,
+        request(t, "my-own-model", vec![message("user", "hi")]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("unknown model"), "{}", err.message());
+    let err = assemble(&mut client, &token, request(t, "gpt-4o", vec![]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_and_authorisation_failures() {
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        auth_cache_ttl: Duration::ZERO,
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        ..support::config()
+    })
+    .await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "ctx-auth").await;
+    let other = fixtures::tenant(&admin, "ctx-auth-other").await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let body = || request(t, "gpt-4o", vec![message("user", "hello")]);
+
+    let no_token = client.assemble_context(tonic::Request::new(body())).await.unwrap_err();
+    assert_eq!(no_token.code(), Code::Unauthenticated);
+    assert_eq!(no_token.metadata().get("ibex-error-code").unwrap(), "unauthenticated");
+    let malformed = assemble(&mut client, "not-a-token", body()).await.unwrap_err();
+    assert_eq!(malformed.code(), Code::Unauthenticated);
+    let unknown = ibex_sidecar::auth::generate_token();
+    let err = assemble(&mut client, &unknown, body()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("unknown"), "{}", err.message());
+
+    let revoked = fixtures::token(t.org, "context:assemble", None).await;
+    assert!(
+        assemble(&mut client, &revoked, body()).await.is_ok(),
+        "valid before revocation"
+    );
+    sqlx::query("UPDATE ibex_core.api_tokens SET revoked_at = now() WHERE token_hash = $1")
+        .bind(ibex_sidecar::auth::token_hash(&revoked))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let err = assemble(&mut client, &revoked, body()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("revoked"), "{}", err.message());
+
+    let expired = fixtures::token(t.org, "context:assemble", None).await;
+    sqlx::query(
+        "UPDATE ibex_core.api_tokens SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day'
+         WHERE token_hash = $1",
+    )
+    .bind(ibex_sidecar::auth::token_hash(&expired))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let err = assemble(&mut client, &expired, body()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("expired"), "{}", err.message());
+
+    let wrong_scope = fixtures::token(t.org, "proxy,memories:read", None).await;
+    let err = assemble(&mut client, &wrong_scope, body()).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("context:assemble"));
+
+    let other_org = fixtures::token(other.org, "context:assemble", None).await;
+    let err = assemble(&mut client, &other_org, body()).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "a token acts for its own org only");
+
+    let bound = fixtures::token(t.org, "context:assemble", Some(t.agent)).await;
+    let mut elsewhere = body();
+    let second_agent = uuid::Uuid::new_v4();
+    fixtures::add_agent(&admin, t.org, second_agent, "second").await;
+    elsewhere.agent_id = second_agent.to_string();
+    let err = assemble(&mut client, &bound, elsewhere).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::PermissionDenied,
+        "an agent-bound token acts for its agent only"
+    );
+
+    let good = fixtures::token(t.org, "context:assemble", None).await;
+    let mut missing_agent = body();
+    missing_agent.agent_id = uuid::Uuid::new_v4().to_string();
+    let err = assemble(&mut client, &good, missing_agent).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let mut bad_uuid = body();
+    bad_uuid.org_id = "nope".into();
+    assert_eq!(
+        assemble(&mut client, &good, bad_uuid).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    // last_used_at was recorded for the token that worked.
+    let used: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT last_used_at FROM ibex_core.api_tokens WHERE token_hash = $1")
+            .bind(ibex_sidecar::auth::token_hash(&good))
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!(used.is_some());
+    server.stop().await;
+}

@@ -1,0 +1,382 @@
+//! The OpenAI-compatible proxy against a local test upstream: context injection, turns and usage
+//! recorded, streaming pass-through, upstream failures in the error envelope, authentication.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use ibex_sidecar::config::Secret;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::fixtures::{self, eventually, Tenant};
+use crate::support::{self, Reply, TestServer};
+
+/// What the test upstream received.
+type Seen = Arc<Mutex<Vec<Value>>>;
+
+/// An OpenAI-compatible upstream answering from a script keyed on the last user message:
+/// "[500]" fails, "[slow]" answers after 2 s, `"stream": true` streams, anything else answers.
+async fn upstream() -> (SocketAddr, Seen) {
+    async fn completions(State(seen): State<Seen>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk-upstream-test") {
+            return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": "bad key"}}))).into_response();
+        }
+        seen.lock().unwrap().push(body.clone());
+        let last = body["messages"]
+            .as_array()
+            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+            .to_string();
+        if last.contains("[500]") {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": {"message": "the model crashed", "type": "server_error"}})),
+            )
+                .into_response();
+        }
+        if last.contains("[slow]") {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        if body["stream"] == true {
+            let pieces = ["Hello", " from", " the", " stream"];
+            let chunks = futures_util::stream::iter(
+                std::iter::once(json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}))
+                    .chain(
+                        pieces
+                            .into_iter()
+                            .map(|p| json!({"choices": [{"index": 0, "delta": {"content": p}}]})),
+                    )
+                    .map(|c| format!("data: {c}\n\n"))
+                    .chain(std::iter::once("data: [DONE]\n\n".to_string())),
+            )
+            .then(|line| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, std::io::Error>(line)
+            });
+            return Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(chunks))
+                .unwrap();
+        }
+        Json(json!({
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from upstream"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 123, "completion_tokens": 4, "total_tokens": 127}
+        }))
+        .into_response()
+    }
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(completions))
+        .with_state(Arc::clone(&seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+async fn proxy_server(upstream: SocketAddr) -> TestServer {
+    TestServer::start_ready(ibex_sidecar::Config {
+        upstream_base_url: Some(format!("http://{upstream}/v1")),
+        upstream_api_key: Some(Secret("sk-upstream-test".into())),
+        upstream_timeout: Duration::from_millis(700),
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        ..support::config()
+    })
+    .await
+}
+
+async fn call(server: &TestServer, token: &str, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = server
+        .client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(token)
+        .json(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("proxy answers")
+}
+
+async fn turns(admin: &sqlx::PgPool, t: Tenant, external: &str) -> (Uuid, String, Vec<(String, String)>) {
+    let (session, status): (Uuid, String) =
+        sqlx::query_as("SELECT id, status FROM ibex_core.sessions WHERE org_id = $1 AND external_id = $2")
+            .bind(t.org)
+            .bind(external)
+            .fetch_one(admin)
+            .await
+            .expect("session recorded");
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT role, content FROM ibex_core.session_turns WHERE org_id = $1 AND session_id = $2 ORDER BY turn_index",
+    )
+    .bind(t.org)
+    .bind(session)
+    .fetch_all(admin)
+    .await
+    .unwrap();
+    (session, status, rows)
+}
+
+type Usage = (String, i32, i32, i32, Option<i32>, bool, Option<Uuid>);
+
+async fn usage(admin: &sqlx::PgPool, t: Tenant) -> Vec<Usage> {
+    sqlx::query_as(
+        "SELECT model, prompt_tokens, completion_tokens, latency_ms, status_code, streamed, session_id
+         FROM ibex_core.usage_events WHERE org_id = $1 ORDER BY created_at",
+    )
+    .bind(t.org)
+    .fetch_all(admin)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_trip_injects_context_and_records_turns_and_usage() {
+    let (addr, seen) = upstream().await;
+    let server = proxy_server(addr).await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "proxy-round").await;
+    fixtures::directive(&admin, t, "tone", "Speak like a pirate.", 0).await;
+    fixtures::remember(&admin, t, "The user's boat is called Sea Biscuit.", "declarative").await;
+    let token = fixtures::token(t.org, "proxy", Some(t.agent)).await;
+    let body = json!({
+        "model": "gpt-4o-mini",
+        "temperature": 0.3,
+        "messages": [
+            {"role": "system", "content": "You are the harbour assistant."},
+            {"role": "user", "content": "What is my boat called?"}
+        ]
+    });
+    let response = call(&server, &token, &body, &[("x-ibex-session-id", "conv-1")]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-ibex-context-degraded"], "false");
+    let session_header = response.headers()["x-ibex-session-uuid"].to_str().unwrap().to_string();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "Hello from upstream");
+
+    let sent = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(sent["temperature"], 0.3, "other fields pass through");
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    let context = messages[0]["content"].as_str().unwrap();
+    assert!(context.starts_with("## Directives\nSpeak like a pirate."), "{context}");
+    assert!(context.contains("Sea Biscuit"), "the memory is injected: {context}");
+    assert_eq!(
+        messages[1],
+        json!({"role": "system", "content": "You are the harbour assistant."})
+    );
+    assert_eq!(messages[2]["content"], "What is my boat called?");
+
+    let (session, status, rows) = turns(&admin, t, "conv-1").await;
+    assert_eq!(session.to_string(), session_header);
+    assert_eq!(status, "active");
+    assert_eq!(
+        rows,
+        vec![
+            ("user".to_string(), "What is my boat called?".to_string()),
+            ("assistant".to_string(), "Hello from upstream".to_string())
+        ]
+    );
+    let events = usage(&admin, t).await;
+    assert_eq!(events.len(), 1);
+    let (model, prompt, completion, _latency, code, streamed, usage_session) = &events[0];
+    assert_eq!(model, "gpt-4o-mini");
+    assert_eq!((*prompt, *completion), (123, 4), "the upstream's usage");
+    assert_eq!((*code, *streamed, *usage_session), (Some(200), false, Some(session)));
+
+    // The next turn of the same conversation appends, then completes the session.
+    let body = json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "user", "content": "What is my boat called?"},
+            {"role": "assistant", "content": "Hello from upstream"},
+            {"role": "user", "content": "Thanks, bye."}
+        ]
+    });
+    let response = call(
+        &server,
+        &token,
+        &body,
+        &[("x-ibex-session-id", "conv-1"), ("x-ibex-session-complete", "true")],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, status, rows) = turns(&admin, t, "conv-1").await;
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[2], ("user".to_string(), "Thanks, bye.".to_string()));
+    assert_eq!(status, "completed");
+    let again = support::reply(call(&server, &token, &body, &[("x-ibex-session-id", "conv-1")]).await).await;
+    again.error(409, "conflict");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_passes_chunks_through_and_records_the_reply() {
+    let (addr, _seen) = upstream().await;
+    let server = proxy_server(addr).await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "proxy-stream").await;
+    let token = fixtures::token(t.org, "admin", None).await;
+    let body = json!({
+        "model": "gpt-4o",
+        "stream": true,
+        "messages": [{"role": "user", "content": "Say hello."}]
+    });
+    let agent = t.agent.to_string();
+    let response = call(
+        &server,
+        &token,
+        &body,
+        &[("x-ibex-session-id", "stream-1"), ("x-ibex-agent-id", &agent)],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut stream = response.bytes_stream();
+    let mut chunks = 0;
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        chunks += 1;
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(chunks >= 2, "chunks arrive as the upstream sends them ({chunks})");
+    assert!(
+        text.contains("\" stream\"") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+
+    let admin2 = admin.clone();
+    eventually(Duration::from_secs(5), "the streamed turn is recorded", || {
+        let admin = admin2.clone();
+        async move { turns(&admin, t, "stream-1").await.2.len() == 2 }
+    })
+    .await;
+    let (_, _, rows) = turns(&admin, t, "stream-1").await;
+    assert_eq!(rows[1], ("assistant".to_string(), "Hello from the stream".to_string()));
+    let events = usage(&admin, t).await;
+    assert_eq!(events.len(), 1);
+    let (_, prompt, completion, _, code, streamed, _) = &events[0];
+    assert!(*prompt > 0 && *completion > 0, "counted when the stream sends no usage");
+    assert_eq!((*code, *streamed), (Some(200), true));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_come_back_in_the_envelope() {
+    let (addr, _seen) = upstream().await;
+    let server = proxy_server(addr).await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "proxy-fail").await;
+    let token = fixtures::token(t.org, "proxy", Some(t.agent)).await;
+
+    let crash = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "[500] please"}]});
+    let reply: Reply = support::reply(call(&server, &token, &crash, &[]).await).await;
+    let error = reply.error(502, "upstream_error");
+    assert_eq!(error["details"]["upstream_status"], 500);
+    assert_eq!(
+        error["details"]["upstream_body"]["error"]["message"],
+        "the model crashed"
+    );
+
+    let slow = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "[slow] please"}]});
+    let started = std::time::Instant::now();
+    let reply = support::reply(call(&server, &token, &slow, &[]).await).await;
+    reply.error(504, "upstream_timeout");
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "gave up after upstream_timeout"
+    );
+
+    let unreachable = TestServer::start_ready(ibex_sidecar::Config {
+        upstream_base_url: Some(format!("http://127.0.0.1:{}/v1", fixtures::closed_port().await)),
+        ..support::config()
+    })
+    .await;
+    let ok = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let reply = support::reply(call(&unreachable, &token, &ok, &[]).await).await;
+    let error = reply.error(502, "upstream_error");
+    assert!(error["details"]["upstream_status"].is_null());
+    assert!(
+        !error["message"].as_str().unwrap().contains("127.0.0.1"),
+        "the upstream URL is not shown"
+    );
+    unreachable.stop().await;
+
+    // Failed calls are still accounted for.
+    let codes: Vec<Option<i32>> = usage(&admin, t).await.into_iter().map(|u| u.4).collect();
+    assert_eq!(codes, vec![Some(500), Some(504), Some(502)]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_checks_tokens_scopes_and_agents() {
+    let (addr, seen) = upstream().await;
+    let server = proxy_server(addr).await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "proxy-auth").await;
+    let other = fixtures::tenant(&admin, "proxy-auth-other").await;
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+
+    let reply = support::reply(
+        server
+            .client
+            .post(server.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    reply.error(401, "unauthenticated");
+    assert_eq!(reply.headers["www-authenticate"], "Bearer");
+    let fake = ibex_sidecar::auth::generate_token();
+    support::reply(call(&server, &fake, &body, &[]).await)
+        .await
+        .error(401, "unauthenticated");
+    let no_scope = fixtures::token(t.org, "context:assemble", Some(t.agent)).await;
+    support::reply(call(&server, &no_scope, &body, &[]).await)
+        .await
+        .error(403, "permission_denied");
+    let unbound = fixtures::token(t.org, "proxy", None).await;
+    support::reply(call(&server, &unbound, &body, &[]).await)
+        .await
+        .error(400, "invalid_request");
+    let foreign = other.agent.to_string();
+    support::reply(call(&server, &unbound, &body, &[("x-ibex-agent-id", &foreign)]).await)
+        .await
+        .error(404, "not_found");
+    let bound = fixtures::token(t.org, "proxy", Some(t.agent)).await;
+    support::reply(call(&server, &bound, &body, &[("x-ibex-agent-id", &foreign)]).await)
+        .await
+        .error(403, "permission_denied");
+    support::reply(call(&server, &bound, &json!({"model": "gpt-4o", "messages": []}), &[]).await)
+        .await
+        .error(400, "invalid_request");
+    support::reply(
+        call(
+            &server,
+            &bound,
+            &json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}),
+            &[],
+        )
+        .await,
+    )
+    .await
+    .error(400, "invalid_request");
+    assert!(seen.lock().unwrap().is_empty(), "nothing reached the upstream");
+    server.stop().await;
+}
