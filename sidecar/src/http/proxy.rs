@@ -196,6 +196,17 @@ struct Outcome {
     completion_tokens: Option<u64>,
 }
 
+/// Records a call that got no answer to pass on (usage row with `status`), then hands back the
+/// error the client gets.
+async fn failed(state: &AppState, call: &CallRecord, status: u16, error: ApiError) -> ApiError {
+    let outcome = Outcome {
+        status,
+        ..Outcome::default()
+    };
+    record(state, call, outcome).await;
+    error
+}
+
 async fn record(state: &AppState, call: &CallRecord, outcome: Outcome) {
     let Some(pool) = state.db.as_ref() else { return };
     let latency_ms = call.started.elapsed().as_millis().min(i32::MAX as u128) as i32;
@@ -392,33 +403,14 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
     let timeout_ms = timeout.as_millis() as u64;
     let upstream_started = Instant::now();
     let response = match tokio::time::timeout(timeout, request.send()).await {
-        Err(_) => {
-            record(
-                state,
-                &call,
-                Outcome {
-                    status: 504,
-                    ..Outcome::default()
-                },
-            )
-            .await;
-            return Err(ApiError::UpstreamTimeout { timeout_ms });
-        }
+        Err(_) => return Err(failed(state, &call, 504, ApiError::UpstreamTimeout { timeout_ms }).await),
         Ok(Err(e)) => {
-            record(
-                state,
-                &call,
-                Outcome {
-                    status: 502,
-                    ..Outcome::default()
-                },
-            )
-            .await;
-            return Err(ApiError::UpstreamError {
+            let error = ApiError::UpstreamError {
                 message: format!("cannot reach the upstream: {}", without_url(&e)),
                 upstream_status: None,
                 upstream_body: None,
-            });
+            };
+            return Err(failed(state, &call, 502, error).await);
         }
         Ok(Ok(response)) => response,
     };
@@ -431,20 +423,12 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
             }
             _ => None,
         };
-        record(
-            state,
-            &call,
-            Outcome {
-                status: status.as_u16(),
-                ..Outcome::default()
-            },
-        )
-        .await;
-        return Err(ApiError::UpstreamError {
+        let error = ApiError::UpstreamError {
             message: format!("the upstream answered {status}"),
             upstream_status: Some(status.as_u16()),
             upstream_body: body,
-        });
+        };
+        return Err(failed(state, &call, status.as_u16(), error).await);
     }
     if chat.stream {
         return Ok(stream_through(
@@ -457,33 +441,14 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
         ));
     }
     let bytes = match tokio::time::timeout(timeout, response.bytes()).await {
-        Err(_) => {
-            record(
-                state,
-                &call,
-                Outcome {
-                    status: 504,
-                    ..Outcome::default()
-                },
-            )
-            .await;
-            return Err(ApiError::UpstreamTimeout { timeout_ms });
-        }
+        Err(_) => return Err(failed(state, &call, 504, ApiError::UpstreamTimeout { timeout_ms }).await),
         Ok(Err(e)) => {
-            record(
-                state,
-                &call,
-                Outcome {
-                    status: 502,
-                    ..Outcome::default()
-                },
-            )
-            .await;
-            return Err(ApiError::UpstreamError {
+            let error = ApiError::UpstreamError {
                 message: format!("the upstream's answer broke off: {}", without_url(&e)),
                 upstream_status: Some(status.as_u16()),
                 upstream_body: None,
-            });
+            };
+            return Err(failed(state, &call, 502, error).await);
         }
         Ok(Ok(bytes)) => bytes,
     };
