@@ -39,7 +39,7 @@ pub async fn run(url: &str) -> anyhow::Result<Vec<i64>> {
         tracing::info!(version = m.version, description = %m.description, "pending migration");
     }
     let started = Instant::now();
-    MIGRATOR.run(&mut conn).await.context("applying migrations")?;
+    MIGRATOR.run(&mut conn).await.map_err(explain)?;
     let versions: Vec<i64> = pending.iter().map(|m| m.version).collect();
     tracing::info!(
         count = versions.len(),
@@ -47,6 +47,20 @@ pub async fn run(url: &str) -> anyhow::Result<Vec<i64>> {
         "migrations applied"
     );
     Ok(versions)
+}
+
+/// The migrator's error, with what to do about the one an operator meets most: a database
+/// migrated by a build whose copy of an applied migration differs from this one's.
+fn explain(error: sqlx::migrate::MigrateError) -> anyhow::Error {
+    match error {
+        sqlx::migrate::MigrateError::VersionMismatch(version) => anyhow::anyhow!(
+            "migration {version} was applied to this database from a different file than this build's \
+             sql/migrations/{version:04}_*.sql; applied migrations are never edited, so this database \
+             was migrated by another build. Run the build that migrated it, or (a disposable dev \
+             database) recreate it: make clean-data && make run"
+        ),
+        other => anyhow::Error::new(other).context("applying migrations"),
+    }
 }
 
 pub async fn print_status(url: &str) -> anyhow::Result<()> {
