@@ -88,6 +88,12 @@ SELECT count(*) AS future FROM ibex_core.search(:org, :agent, 'tea', 10, p_creat
 -- Superseded memories never come back.
 SELECT count(*) AS superseded_found FROM ibex_core.search(:org, :agent, 'dentist appointment Friday', 10, p_record_access => false)
 WHERE content LIKE '%Friday%';
+-- A search that records no access writes nothing, so it runs read-only (on a hot standby).
+BEGIN READ ONLY;
+SELECT count(*) AS read_only_found FROM ibex_core.search(:org, :agent, 'tea', 3, p_record_access => false);
+COMMIT;
+-- The access log is statistics: unlogged, so recording an access never waits for a WAL flush.
+SELECT relpersistence FROM pg_class WHERE oid = 'ibex_core.memory_access'::regclass;
 
 -- feedback moves usefulness: (useful + 1) / (useful + not_useful + 2).
 SELECT id AS tea FROM ibex_core.memories WHERE content LIKE '%green tea%' \gset
