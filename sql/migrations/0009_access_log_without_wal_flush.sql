@@ -22,6 +22,11 @@ COMMENT ON TABLE ibex_core.memory_access IS
     'Access log appended by search(); folded into memories by the indexer. UNLOGGED and without '
     'a foreign key on purpose (migration 0009): a search must not wait for a WAL flush.';
 
+-- pgvector's settings (ivfflat.*, set on search() below) exist once its library is loaded; a
+-- connection that only applies this migration has not loaded it yet, and ibex_owner may not set
+-- a placeholder. Using the type loads it.
+SELECT '[0]'::vector IS NOT NULL AS pgvector_loaded;
+
 -- search() again, with one change: access is recorded by its own INSERT after the read instead of
 -- a data-modifying CTE inside it. A statement with a data-modifying CTE is refused in a read-only
 -- transaction even when it inserts nothing, so search(..., p_record_access => false) could not
@@ -98,27 +103,33 @@ BEGIN
     JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = t
     WHERE st.doc_count > 0 AND st.doc_count <= greatest(50, v_n / 5);
 
-    -- Semantic candidates: an agent with few memories is searched exactly (its rows come from
-    -- the agent index; a full cosine scan of a few thousand vectors is cheaper than probing
-    -- IVFFlat lists shared with every other agent, and misses nothing). Larger agents go through
-    -- the IVFFlat index, with iterative scans so the agent filter cannot starve the result.
+    -- Candidates. An agent with few memories is searched exactly: one pass over its rows (from
+    -- the agent index) yields both the nearest vectors and the full-text matches. A full cosine
+    -- scan of a few thousand vectors is cheaper than probing IVFFlat lists shared with every
+    -- other agent and misses nothing, and testing each row's tsvector on the way is cheaper than
+    -- a GIN scan whose posting lists span every agent. Larger agents go through the IVFFlat index
+    -- (iterative scans, so the agent filter cannot starve the result) and the GIN index. The
+    -- branch not taken is cut by a one-time filter at run time.
     v_exact := v_n <= current_setting('ibex.exact_search_max_memories')::integer;
 
     FOR memory_id, content, category, confidence, tags, created_at, score, relevance, semantic, lexical,
         recency, usefulness, access_frequency IN
-    WITH semantic_candidates AS (
-        (SELECT m.id
-         FROM ibex_core.memories m
-         WHERE v_exact AND m.org_id = p_org AND m.agent_id = p_agent AND m.status = 'active'
+    WITH agent_rows AS MATERIALIZED (
+        SELECT m.id, m.embedding <=> v_query AS distance,
+               CASE WHEN v_any IS NOT NULL AND m.content_tsv @@ v_any THEN
+                   (SELECT sum(w.idf) FROM unnest(v_terms, v_idf) AS w(term, idf)
+                    WHERE m.content_tsv @@ ibex_core.lexeme_query(w.term))
+               END AS lexical_score
+        FROM ibex_core.memories m
+        WHERE v_exact AND m.org_id = p_org AND m.agent_id = p_agent AND m.status = 'active'
            AND (p_categories IS NULL OR m.category = ANY (p_categories))
            AND (p_created_after IS NULL OR m.created_at >= p_created_after)
            AND (p_created_before IS NULL OR m.created_at < p_created_before)
            AND (v_tags IS NULL OR EXISTS (
                  SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
-                 WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))
-         -- "+ 0" keeps the planner from answering this branch with the approximate index.
-         ORDER BY (m.embedding <=> v_query) + 0
-         LIMIT v_pool)
+                 WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))),
+    semantic_candidates AS (
+        (SELECT r.id FROM agent_rows r ORDER BY r.distance LIMIT v_pool)
         UNION ALL
         (SELECT m.id
          FROM ibex_core.memories m
@@ -132,19 +143,22 @@ BEGIN
          ORDER BY m.embedding <=> v_query
          LIMIT v_pool)),
     lexical_candidates AS (
-        SELECT m.id
-        FROM ibex_core.memories m
-        WHERE v_any IS NOT NULL
-          AND m.org_id = p_org AND m.agent_id = p_agent AND m.content_tsv @@ v_any AND m.status = 'active'
-          AND (p_categories IS NULL OR m.category = ANY (p_categories))
-          AND (p_created_after IS NULL OR m.created_at >= p_created_after)
-          AND (p_created_before IS NULL OR m.created_at < p_created_before)
-          AND (v_tags IS NULL OR EXISTS (
-                SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
-                WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))
-        ORDER BY (SELECT sum(w.idf) FROM unnest(v_terms, v_idf) AS w(term, idf)
-                  WHERE m.content_tsv @@ ibex_core.lexeme_query(w.term)) DESC, m.id
-        LIMIT v_pool),
+        (SELECT r.id FROM agent_rows r WHERE r.lexical_score IS NOT NULL
+         ORDER BY r.lexical_score DESC, r.id LIMIT v_pool)
+        UNION ALL
+        (SELECT m.id
+         FROM ibex_core.memories m
+         WHERE NOT v_exact AND v_any IS NOT NULL
+           AND m.org_id = p_org AND m.agent_id = p_agent AND m.content_tsv @@ v_any AND m.status = 'active'
+           AND (p_categories IS NULL OR m.category = ANY (p_categories))
+           AND (p_created_after IS NULL OR m.created_at >= p_created_after)
+           AND (p_created_before IS NULL OR m.created_at < p_created_before)
+           AND (v_tags IS NULL OR EXISTS (
+                 SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
+                 WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))
+         ORDER BY (SELECT sum(w.idf) FROM unnest(v_terms, v_idf) AS w(term, idf)
+                   WHERE m.content_tsv @@ ibex_core.lexeme_query(w.term)) DESC, m.id
+         LIMIT v_pool)),
     candidates AS (
         SELECT id FROM semantic_candidates UNION SELECT id FROM lexical_candidates),
     signals AS (

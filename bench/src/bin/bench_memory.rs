@@ -5,7 +5,7 @@
 //!    latency (`ibex_core.search`, query embedding included), recall@10 of the indexed (IVFFlat)
 //!    candidate path against exact search, and the peer: plain pgvector,
 //!    `ORDER BY embedding <=> ibex_embed($1) LIMIT 10` with the same org/agent filter, measured
-//!    in alternating rounds with the same queries.
+//!    with the same queries, query by query in turn (then a round of writes).
 //! 2. Quality: recall@10 on the labelled retrieval set for vector-only, full-text-only and IBEX.
 //!
 //! Environment (scripts/bench-memory.sh sets it): IBEX_BENCH_URL_10K, IBEX_BENCH_URL_100K,
@@ -293,49 +293,15 @@ async fn scale(url: &str, size: usize, rounds: usize, figures: &mut Figures) -> 
     for round in 0..rounds {
         eprintln!("bench-memory {label}: round {}/{rounds}", round + 1);
         let queries = pick(CALLS_PER_ROUND);
+        // Query by query, each side in turn: whatever the machine does meanwhile (a checkpoint,
+        // autovacuum after the writes, a neighbour's burst) lands on all sides alike.
         for &(a, q) in &queries {
-            timed_query(
-                &mut ours,
-                IBEX_SEARCH,
-                corpus.org,
-                corpus.agents[a],
-                &corpus.queries[a][q],
-                &mut s_ours,
-            )
-            .await?;
-        }
-        for &(a, q) in &queries {
-            timed_query(
-                &mut peer,
-                PEER_SEARCH,
-                corpus.org,
-                corpus.agents[a],
-                &corpus.queries[a][q],
-                &mut s_peer,
-            )
-            .await?;
-        }
-        for &(a, q) in &queries {
-            timed_query(
-                &mut tuned,
-                PEER_SEARCH,
-                corpus.org,
-                corpus.agents[a],
-                &corpus.queries[a][q],
-                &mut s_tuned,
-            )
-            .await?;
-        }
-        for &(a, q) in &queries {
-            timed_query(
-                &mut forced,
-                IBEX_SEARCH,
-                corpus.org,
-                corpus.agents[a],
-                &corpus.queries[a][q],
-                &mut s_forced,
-            )
-            .await?;
+            let text = &corpus.queries[a][q];
+            let agent = corpus.agents[a];
+            timed_query(&mut ours, IBEX_SEARCH, corpus.org, agent, text, &mut s_ours).await?;
+            timed_query(&mut peer, PEER_SEARCH, corpus.org, agent, text, &mut s_peer).await?;
+            timed_query(&mut tuned, PEER_SEARCH, corpus.org, agent, text, &mut s_tuned).await?;
+            timed_query(&mut forced, IBEX_SEARCH, corpus.org, agent, text, &mut s_forced).await?;
         }
         for (i, &(a, _)) in queries.iter().enumerate() {
             let fact = &corpus.facts[(round * CALLS_PER_ROUND + i) % corpus.facts.len()];
