@@ -9,33 +9,18 @@ IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
 HTTP_ADDR=127.0.0.1:${IBEX_BENCH_HTTP_PORT:-8790}
 GRPC_ADDR=127.0.0.1:${IBEX_BENCH_GRPC_PORT:-8791}
 DB=ibex_bench_100k
-SOCKET=$IBEX_DATA/dev/run
 LOG=$IBEX_STATE/bench-sidecar.log
 
 "$IBEX_ROOT/scripts/stack.sh" up dev
 cargo build --release -p ibex_sidecar --bin ibex -p ibex_bench --bin bench_sidecar
-psql_admin() { "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$SOCKET" -p "$IBEX_PG_PORT" -U postgres "$@"; }
-SUPER_URL="postgres://postgres@localhost/$DB?host=$SOCKET&port=$IBEX_PG_PORT"
-MIGRATIONS=$(cat "$IBEX_ROOT"/sql/migrations/*.sql | sha256sum | cut -c1-16)
+source "$IBEX_ROOT/scripts/bench-db.sh"
+SUPER_URL=$(bench_db_url "$DB")
 
 seeded() {
-  [ -n "$(psql_admin -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$DB'")" ] || return 1
   [ "$(psql_admin -d "$DB" -c "SELECT rows FROM public.ibex_bench_seed WHERE version = 1" 2>/dev/null)" = 100000 ]
 }
 
-if seeded; then
-  stamp=$(psql_admin -d "$DB" -c "SELECT description FROM pg_description WHERE objoid = (SELECT oid FROM pg_database WHERE datname = '$DB')")
-  if [ "$stamp" != "migrations $MIGRATIONS" ]; then
-    # Newer migrations: apply them forward (what a deployment does) and keep the seeded rows.
-    # If that is refused (an applied migration changed), seed again from zero below.
-    if "$IBEX_BIN" migrate --database-url "$SUPER_URL" >>"$LOG" 2>&1; then
-      psql_admin -d postgres -c "COMMENT ON DATABASE $DB IS 'migrations $MIGRATIONS'"
-    else
-      log "bench-sidecar: $DB cannot be migrated forward; seeding it again"
-      psql_admin -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
-    fi
-  fi
-fi
+bench_db_current "$DB"
 if ! seeded; then
   log "bench-sidecar: seeding $DB through bench-memory (100k memories; a few minutes, once; log: $LOG)"
   IBEX_BENCH_SIZES=100000 IBEX_BENCH_ROUNDS=1 "$IBEX_ROOT/scripts/bench-memory.sh" >>"$LOG" 2>&1 ||

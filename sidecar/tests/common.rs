@@ -4,17 +4,27 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-fn env(name: &str) -> String {
+pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run these tests through `make test-sidecar` (scripts/test.sh), which starts the test stack")
+        panic!(
+            "{name} is not set: run these tests through `make test-sidecar` (scripts/test.sh), which \
+             starts the test stack; or `scripts/stack.sh up test`, then \
+             `eval \"$(scripts/stack.sh urls test)\"` and export IBEX_MIGRATE_DATABASE_URL, \
+             IBEX_DATABASE_URL and IBEX_REDIS_URL"
+        )
     })
+}
+
+/// The superuser URL of the test database (what `ibex migrate` uses).
+pub fn admin_url() -> String {
+    env("IBEX_MIGRATE_DATABASE_URL")
 }
 
 /// A superuser pool (bypasses RLS): for fixtures and catalog queries.
 pub async fn admin_pool() -> PgPool {
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
-        .connect(&env("IBEX_MIGRATE_DATABASE_URL"))
+        .connect(&admin_url())
         .await
         .expect("admin pool")
 }

@@ -4,6 +4,7 @@
 //! inference on the same cores, a timer can fire late for reasons that have nothing to do with
 //! the code under test.
 
+mod common;
 #[path = "serve/fixtures.rs"]
 mod fixtures;
 #[path = "serve/support.rs"]
@@ -12,27 +13,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use fixtures::{assemble, message, request};
+use fixtures::{assemble, message, request, section, timing};
 use ibex_sidecar::grpc::proto::context::v1 as pb;
 use pb::SectionKind;
 use support::TestServer;
 use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
-
-fn section(r: &pb::AssembleContextResponse, kind: SectionKind) -> &pb::Section {
-    r.sections
-        .iter()
-        .find(|s| s.kind == kind as i32)
-        .expect("section present")
-}
-
-fn timing<'a>(r: &'a pb::AssembleContextResponse, name: &str) -> &'a pb::DependencyTiming {
-    r.timings
-        .iter()
-        .find(|t| t.name == name)
-        .unwrap_or_else(|| panic!("timing {name}: {r:?}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_gives_a_degraded_directive_only_answer() {

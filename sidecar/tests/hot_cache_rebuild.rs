@@ -4,6 +4,7 @@
 //! outbox is shared, and a consumer writing to another Redis would acknowledge events this one
 //! waits for.
 
+mod common;
 #[path = "serve/fixtures.rs"]
 mod fixtures;
 #[path = "serve/support.rs"]

@@ -7,7 +7,7 @@ use ibex_sidecar::grpc::proto::context::v1 as pb;
 use pb::SectionKind;
 use tonic::Code;
 
-use crate::fixtures::{self, assemble, eventually, message, request, Tenant};
+use crate::fixtures::{self, assemble, eventually, message, request, section, timing, Tenant};
 use crate::support::{self, TestServer};
 
 const KINDS: [SectionKind; 5] = [
@@ -17,20 +17,6 @@ const KINDS: [SectionKind; 5] = [
     SectionKind::Episodic,
     SectionKind::History,
 ];
-
-fn section(r: &pb::AssembleContextResponse, kind: SectionKind) -> &pb::Section {
-    r.sections
-        .iter()
-        .find(|s| s.kind == kind as i32)
-        .expect("section present")
-}
-
-fn timing<'a>(r: &'a pb::AssembleContextResponse, name: &str) -> &'a pb::DependencyTiming {
-    r.timings
-        .iter()
-        .find(|t| t.name == name)
-        .unwrap_or_else(|| panic!("timing {name}: {r:?}"))
-}
 
 /// A tenant with two directives and memories of every category, already in the hot cache.
 async fn seeded(label: &str) -> (Tenant, Vec<uuid::Uuid>) {

@@ -14,27 +14,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run through `make test-sidecar`"))
-}
-
-pub fn admin_url() -> String {
-    env("IBEX_MIGRATE_DATABASE_URL")
-}
+use crate::common::env;
+pub use crate::common::{admin_pool as admin, admin_url};
 
 /// Tests about what is assembled (not how fast) allow a generous deadline: the test machine runs
 /// many servers and model inferences at once, and a 40 ms deadline would make them degrade
 /// at random. The deadline itself is tested with its default.
 pub const RELAXED_DEADLINE: Duration = Duration::from_secs(2);
-
-/// A superuser pool (bypasses RLS) for fixtures and checks.
-pub async fn admin() -> PgPool {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&admin_url())
-        .await
-        .expect("admin pool")
-}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Tenant {
@@ -44,18 +30,24 @@ pub struct Tenant {
 
 /// A fresh org with one agent.
 pub async fn tenant(admin: &PgPool, label: &str) -> Tenant {
-    let org = Uuid::new_v4();
-    let agent = Uuid::new_v4();
-    let slug = format!("{label}-{}", &org.simple().to_string()[..12]);
-    sqlx::query("INSERT INTO ibex_core.orgs (id, name, slug) VALUES ($1, $2, $3)")
-        .bind(org)
-        .bind(label)
-        .bind(&slug)
-        .execute(admin)
-        .await
-        .expect("org");
-    add_agent(admin, org, agent, "assistant").await;
+    let (org, agent) = crate::common::org_with_agent(admin, label).await;
     Tenant { org, agent }
+}
+
+/// The answer's section of this kind (every answer has all five).
+pub fn section(r: &pb::AssembleContextResponse, kind: pb::SectionKind) -> &pb::Section {
+    r.sections
+        .iter()
+        .find(|s| s.kind == kind as i32)
+        .expect("section present")
+}
+
+/// The answer's timing of this source.
+pub fn timing<'a>(r: &'a pb::AssembleContextResponse, name: &str) -> &'a pb::DependencyTiming {
+    r.timings
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("timing {name}: {r:?}"))
 }
 
 pub async fn add_agent(admin: &PgPool, org: Uuid, agent: Uuid, name: &str) {

@@ -3,6 +3,8 @@
 //! runs a hot cache consumer; they all share the test Redis (database 0), so whichever claims an
 //! outbox event writes where every test looks.
 
+#[path = "../common.rs"]
+mod common;
 mod context;
 mod embed_api;
 mod fixtures;

@@ -9,15 +9,7 @@ use ibex_sidecar::{Config, RunningServer};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: start the test stack (`scripts/stack.sh up test`) and \
-             `eval \"$(scripts/stack.sh urls test)\"; export IBEX_DATABASE_URL IBEX_REDIS_URL`, \
-             or run `make test-sidecar`"
-        )
-    })
-}
+use crate::common::env;
 
 pub fn redis_url() -> String {
     env("IBEX_REDIS_URL")
