@@ -12,7 +12,7 @@ help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
 	@echo "make test       install what is missing, build, run all test tiers"
 	@echo "make stop       stop the dev stack"
-	@echo "make db-migrate apply sql/migrations to the dev database"
+	@echo "make db-migrate apply sql/migrations and sql/api to the dev database"
 	@echo "make bench      all benchmarks (bench-embed, ...)"
 	@echo "make lint       cargo fmt --check and clippy"
 

@@ -9,7 +9,7 @@
 #
 # A database records the migrations it carries as its comment (a hash of sql/migrations).
 BENCH_SOCKET=$IBEX_DATA/dev/run
-BENCH_MIGRATIONS=$(cat "$IBEX_ROOT"/sql/migrations/*.sql | sha256sum | cut -c1-16)
+BENCH_MIGRATIONS=$(cat "$IBEX_ROOT"/sql/migrations/*.sql "$IBEX_ROOT"/sql/api/* | sha256sum | cut -c1-16)
 
 psql_admin() { "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$BENCH_SOCKET" -p "$IBEX_PG_PORT" -U postgres "$@"; }
 bench_db_url() { echo "postgres://postgres@localhost/$1?host=$BENCH_SOCKET&port=$IBEX_PG_PORT"; }

@@ -4,6 +4,7 @@
 #
 #   unit      cargo test of ibex_engine (pure logic, real model files)
 #   pg        #[pg_test]s of ibex_pg in a pgrx-managed cluster
+#   upgrade   a database of the previous release, migrated in place, equals a fresh one
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
 #   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
 #   e2e       tests/ against the running test stack (background workers, retrieval quality)
@@ -90,6 +91,7 @@ summary() {
 case "${1:-all}" in
   unit) timed unit tier_unit ;;
   pg) timed pg_test tier_pg ;;
+  upgrade) timed build build_all; "$IBEX_ROOT/scripts/stack.sh" up test; timed upgrade "$IBEX_ROOT/scripts/upgrade-check.sh" ;;
   regress) timed build build_all; timed fresh-database fresh_database; timed regress tier_regress ;;
   sidecar) timed build build_all; timed fresh-database fresh_database; timed sidecar tier_sidecar ;;
   e2e) timed build build_all; timed fresh-database fresh_database; timed e2e tier_e2e ;;
@@ -99,10 +101,11 @@ case "${1:-all}" in
     timed pg_test tier_pg
     timed build build_all
     timed fresh-database fresh_database
+    timed upgrade "$IBEX_ROOT/scripts/upgrade-check.sh"
     timed regress tier_regress
     timed sidecar tier_sidecar
     timed e2e tier_e2e
     summary
     log "all tests passed in $(( $(date +%s) - T0 ))s" ;;
-  *) die "usage: test.sh all|unit|pg|regress|sidecar|e2e" ;;
+  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|e2e" ;;
 esac

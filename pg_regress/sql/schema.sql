@@ -4,6 +4,9 @@
 -- Every migration applied, successfully, once.
 SELECT version, description, success FROM _sqlx_migrations ORDER BY version;
 
+-- Every file of sql/api applied (functions, triggers and views live there, not in migrations).
+SELECT file, length(sha256) AS hash_length FROM ibex_ops.sql_api_files ORDER BY file;
+
 -- Extensions the schema depends on.
 SELECT extname, extversion FROM pg_extension WHERE extname IN ('vector', 'ibex_pg') ORDER BY extname;
 

@@ -17,7 +17,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply sql/migrations to the database (idempotent: applied migrations are skipped).
+    /// Apply sql/migrations, then the changed sql/api files (idempotent: what is applied is skipped).
     Migrate {
         /// A role allowed to create roles and extensions (a superuser) for the first migration.
         #[arg(long, env = "IBEX_MIGRATE_DATABASE_URL")]

@@ -1,36 +1,16 @@
 -- IBEX 0002: organisations, people, agents, tokens, directives, sessions, usage, outbox.
 -- Every tenant table carries org_id and is keyed (org_id, id) so it can be distributed by org_id
 -- (Citus) without change; foreign keys include org_id so a row can only point inside its org.
+--
+-- Functions, trigger functions, triggers and views live in sql/api/ (applied by `ibex migrate`
+-- after the migrations): this file keeps the tables only.
 SET LOCAL ROLE ibex_owner;
 
--- The org this session acts for (NULL when unset). Row-level security compares against it.
--- An empty string counts as unset: RESET leaves '' behind for custom settings.
+-- The policies of 0004 call current_org(), so it must exist before them. sql/api/org.sql owns its
+-- definition and replaces this bootstrap one on every database.
 CREATE FUNCTION ibex_core.current_org() RETURNS uuid
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$ SELECT nullif(current_setting('ibex.org_id', true), '')::uuid $$;
-
-CREATE FUNCTION ibex_core.touch_updated_at() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.updated_at := now();
-    RETURN NEW;
-END
-$$;
-
--- History tables are append-only: rows are facts about the past. A superuser purge (GDPR
--- deletion of an org) may delete after `SET ibex.allow_history_purge = on`; nothing may update.
-CREATE FUNCTION ibex_core.reject_history_change() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' AND current_setting('ibex.allow_history_purge', true) = 'on' THEN
-        RETURN OLD;
-    END IF;
-    RAISE EXCEPTION '%.% is append-only', TG_TABLE_SCHEMA, TG_TABLE_NAME
-        USING ERRCODE = 'restrict_violation',
-              DETAIL = format('%s is not allowed on history rows.', TG_OP),
-              HINT = 'Record a new version instead of changing an old one.';
-END
-$$;
 
 CREATE TABLE ibex_core.orgs (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -216,16 +196,6 @@ CREATE TABLE ibex_core.dead_letters (
     resolved_at   timestamptz,
     PRIMARY KEY (org_id, id)
 );
-
-CREATE TRIGGER orgs_touch BEFORE UPDATE ON ibex_core.orgs FOR EACH ROW EXECUTE FUNCTION ibex_core.touch_updated_at();
-CREATE TRIGGER users_touch BEFORE UPDATE ON ibex_core.users FOR EACH ROW EXECUTE FUNCTION ibex_core.touch_updated_at();
-CREATE TRIGGER agents_touch BEFORE UPDATE ON ibex_core.agents FOR EACH ROW EXECUTE FUNCTION ibex_core.touch_updated_at();
-CREATE TRIGGER directives_touch BEFORE UPDATE ON ibex_core.directives FOR EACH ROW EXECUTE FUNCTION ibex_core.touch_updated_at();
-CREATE TRIGGER sessions_touch BEFORE UPDATE ON ibex_core.sessions FOR EACH ROW EXECUTE FUNCTION ibex_core.touch_updated_at();
-CREATE TRIGGER directive_versions_append_only BEFORE UPDATE OR DELETE ON ibex_core.directive_versions
-    FOR EACH ROW EXECUTE FUNCTION ibex_core.reject_history_change();
-CREATE TRIGGER directive_versions_no_truncate BEFORE TRUNCATE ON ibex_core.directive_versions
-    FOR EACH STATEMENT EXECUTE FUNCTION ibex_core.reject_history_change();
 
 -- sqlx records the migration after this script, as the connecting role.
 RESET ROLE;

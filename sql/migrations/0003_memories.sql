@@ -122,10 +122,4 @@ CREATE TABLE ibex_core.memory_tags (
 );
 CREATE INDEX memory_tags_tag ON ibex_core.memory_tags (org_id, tag_id);
 
-CREATE TRIGGER memories_touch BEFORE UPDATE ON ibex_core.memories FOR EACH ROW EXECUTE FUNCTION ibex_core.touch_updated_at();
-CREATE TRIGGER memory_versions_append_only BEFORE UPDATE OR DELETE ON ibex_core.memory_versions
-    FOR EACH ROW EXECUTE FUNCTION ibex_core.reject_history_change();
-CREATE TRIGGER memory_versions_no_truncate BEFORE TRUNCATE ON ibex_core.memory_versions
-    FOR EACH STATEMENT EXECUTE FUNCTION ibex_core.reject_history_change();
-
 RESET ROLE;

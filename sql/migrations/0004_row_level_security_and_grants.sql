@@ -30,9 +30,6 @@ CREATE POLICY org_isolation ON ibex_core.orgs
     USING (id = ibex_core.current_org())
     WITH CHECK (id = ibex_core.current_org());
 
--- Application role: ordinary DML on live data; history is insert-only; the outbox and dead
--- letters are written by IBEX itself.
-GRANT EXECUTE ON FUNCTION ibex_core.current_org() TO ibex_app, ibex_system;
 GRANT SELECT, UPDATE ON ibex_core.orgs TO ibex_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     ibex_core.users, ibex_core.agents, ibex_core.api_tokens, ibex_core.directives,

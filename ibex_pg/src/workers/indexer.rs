@@ -1,6 +1,6 @@
 //! The "ibex indexer" worker: drains index events from the outbox (relationship linking), folds
 //! recorded reads into access counts, keeps the IVFFlat index sized to the table, and trims the
-//! outbox. The work itself is SQL (migration 0006); this loop schedules it.
+//! outbox. The work itself is SQL (sql/api/indexer.sql); this loop schedules it.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,7 @@
 //! Database access: the connection pool and org-scoped transactions.
+mod legacy;
 pub mod migrate;
+pub mod sql_api;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};

@@ -1,0 +1,179 @@
+-- search: hybrid (semantic + lexical) retrieval ranked by the composite score.
+--
+-- Access is recorded by its own INSERT after the read, not by a data-modifying CTE inside it: a
+-- statement with a data-modifying CTE is refused in a read-only transaction even when it inserts
+-- nothing, and search(..., p_record_access => false) must run on a hot standby.
+
+-- pgvector's settings (ivfflat.*, set on search() below) exist once its library is loaded, and
+-- ibex_owner may not set a placeholder; LOAD needs the runner's own (superuser) role.
+LOAD 'vector';
+SET LOCAL ROLE ibex_owner;
+
+-- Probes and iterative scans are function settings (ALTER FUNCTION ... SET ivfflat.probes = n
+-- tunes them); relaxed order is fine because candidates are re-scored exactly afterwards.
+CREATE OR REPLACE FUNCTION ibex_core.search(
+    p_org             uuid,
+    p_agent           uuid,
+    p_query           text,
+    p_k               integer DEFAULT 10,
+    p_categories      text[] DEFAULT NULL,
+    p_tags            text[] DEFAULT NULL,
+    p_created_after   timestamptz DEFAULT NULL,
+    p_created_before  timestamptz DEFAULT NULL,
+    p_record_access   boolean DEFAULT true)
+RETURNS TABLE (memory_id uuid, content text, category text, confidence real, tags text[], created_at timestamptz,
+               score float8, relevance float8, semantic float8, lexical float8, recency float8,
+               usefulness float8, access_frequency float8)
+LANGUAGE plpgsql
+-- Planning the candidate query costs more than running it; one generic plan serves every call
+-- (the exact/IVFFlat choice is a run-time filter, so a generic plan loses nothing).
+SET plan_cache_mode = force_generic_plan
+SET ivfflat.probes = 10
+SET ivfflat.iterative_scan = relaxed_order
+SET ivfflat.max_probes = 100
+AS $$
+DECLARE
+    v_query     vector;
+    v_pool      integer;
+    v_tags      text[];
+    v_n         integer;
+    v_terms     text[];
+    v_idf       float8[];
+    v_idf_total float8;
+    v_any       tsquery;
+    v_exact     boolean;
+    v_found     uuid[] := '{}';
+BEGIN
+    PERFORM ibex_core.assert_org(p_org);
+    IF p_agent IS NULL THEN
+        RAISE EXCEPTION 'agent must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_query IS NULL OR btrim(p_query) = '' THEN
+        RAISE EXCEPTION 'search query is empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'k must be between 1 and 200, got %', coalesce(p_k::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_categories IS NOT NULL THEN
+        PERFORM ibex_core.assert_category(c) FROM unnest(p_categories) c;
+    END IF;
+    v_tags := CASE WHEN p_tags IS NULL THEN NULL ELSE ibex_core.normalise_tags(p_tags) END;
+    -- Candidates from each source: enough that the re-ranking has room, few enough to stay fast.
+    v_pool := greatest(4 * p_k, 40);
+
+    v_query := ibex_embed(p_query);
+
+    -- Query terms (stemmed, stop words dropped) with their inverse document frequency among the
+    -- agent's active memories, as in BM25: idf = ln(1 + (N - df + 0.5) / (df + 0.5)).
+    SELECT coalesce(s.active_memories, 0) INTO v_n
+    FROM (SELECT 1) one LEFT JOIN ibex_core.agent_memory_stats s ON s.org_id = p_org AND s.agent_id = p_agent;
+    SELECT array_agg(l.lexeme ORDER BY l.lexeme),
+           array_agg(ln(1 + (v_n - coalesce(st.doc_count, 0) + 0.5) / (coalesce(st.doc_count, 0) + 0.5)) ORDER BY l.lexeme)
+    INTO v_terms, v_idf
+    FROM unnest(tsvector_to_array(to_tsvector('english', p_query))) AS l(lexeme)
+    LEFT JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = l.lexeme;
+    v_idf_total := (SELECT sum(x) FROM unnest(v_idf) x);
+    -- Lexical candidates come from terms that occur but are not everywhere: a term in most of the
+    -- agent's memories would make every memory a candidate and carries little weight anyway.
+    SELECT string_agg(ibex_core.lexeme_query(t)::text, ' | ')::tsquery INTO v_any
+    FROM unnest(v_terms) t
+    JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = t
+    WHERE st.doc_count > 0 AND st.doc_count <= greatest(50, v_n / 5);
+
+    -- Candidates. An agent with few memories is searched exactly: one pass over its rows (from
+    -- the agent index) yields both the nearest vectors and the full-text matches. A full cosine
+    -- scan of a few thousand vectors is cheaper than probing IVFFlat lists shared with every
+    -- other agent and misses nothing, and testing each row's tsvector on the way is cheaper than
+    -- a GIN scan whose posting lists span every agent. Larger agents go through the IVFFlat index
+    -- (iterative scans, so the agent filter cannot starve the result) and the GIN index. The
+    -- branch not taken is cut by a one-time filter at run time.
+    v_exact := v_n <= current_setting('ibex.exact_search_max_memories')::integer;
+
+    FOR memory_id, content, category, confidence, tags, created_at, score, relevance, semantic, lexical,
+        recency, usefulness, access_frequency IN
+    WITH agent_rows AS MATERIALIZED (
+        SELECT m.id, m.embedding <=> v_query AS distance,
+               CASE WHEN v_any IS NOT NULL AND m.content_tsv @@ v_any THEN
+                   (SELECT sum(w.idf) FROM unnest(v_terms, v_idf) AS w(term, idf)
+                    WHERE m.content_tsv @@ ibex_core.lexeme_query(w.term))
+               END AS lexical_score
+        FROM ibex_core.memories m
+        WHERE v_exact AND m.org_id = p_org AND m.agent_id = p_agent AND m.status = 'active'
+           AND (p_categories IS NULL OR m.category = ANY (p_categories))
+           AND (p_created_after IS NULL OR m.created_at >= p_created_after)
+           AND (p_created_before IS NULL OR m.created_at < p_created_before)
+           AND (v_tags IS NULL OR EXISTS (
+                 SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
+                 WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))),
+    semantic_candidates AS (
+        (SELECT r.id FROM agent_rows r ORDER BY r.distance LIMIT v_pool)
+        UNION ALL
+        (SELECT m.id
+         FROM ibex_core.memories m
+         WHERE NOT v_exact AND m.org_id = p_org AND m.agent_id = p_agent AND m.status = 'active'
+           AND (p_categories IS NULL OR m.category = ANY (p_categories))
+           AND (p_created_after IS NULL OR m.created_at >= p_created_after)
+           AND (p_created_before IS NULL OR m.created_at < p_created_before)
+           AND (v_tags IS NULL OR EXISTS (
+                 SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
+                 WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))
+         ORDER BY m.embedding <=> v_query
+         LIMIT v_pool)),
+    lexical_candidates AS (
+        (SELECT r.id FROM agent_rows r WHERE r.lexical_score IS NOT NULL
+         ORDER BY r.lexical_score DESC, r.id LIMIT v_pool)
+        UNION ALL
+        (SELECT m.id
+         FROM ibex_core.memories m
+         WHERE NOT v_exact AND v_any IS NOT NULL
+           AND m.org_id = p_org AND m.agent_id = p_agent AND m.content_tsv @@ v_any AND m.status = 'active'
+           AND (p_categories IS NULL OR m.category = ANY (p_categories))
+           AND (p_created_after IS NULL OR m.created_at >= p_created_after)
+           AND (p_created_before IS NULL OR m.created_at < p_created_before)
+           AND (v_tags IS NULL OR EXISTS (
+                 SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
+                 WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))
+         ORDER BY (SELECT sum(w.idf) FROM unnest(v_terms, v_idf) AS w(term, idf)
+                   WHERE m.content_tsv @@ ibex_core.lexeme_query(w.term)) DESC, m.id
+         LIMIT v_pool)),
+    candidates AS (
+        SELECT id FROM semantic_candidates UNION SELECT id FROM lexical_candidates),
+    signals AS (
+        SELECT m.*,
+               greatest(0, 1 - (m.embedding <=> v_query)) AS sem,
+               CASE WHEN coalesce(v_idf_total, 0) > 0 THEN
+                   coalesce((SELECT sum(w.idf) FROM unnest(v_terms, v_idf) AS w(term, idf)
+                             WHERE m.content_tsv @@ ibex_core.lexeme_query(w.term)), 0) / v_idf_total
+               ELSE 0 END AS lex
+        FROM candidates c JOIN ibex_core.memories m ON m.org_id = p_org AND m.id = c.id),
+    ranked AS (
+        SELECT s.id, s.content, s.category, s.confidence, s.created_at, s.sem, s.lex,
+               sc.relevance, sc.recency, sc.usefulness, sc.access_frequency, sc.total
+        FROM signals s,
+             LATERAL ibex_score_components(ibex_relevance(s.sem, s.lex), s.confidence, s.useful_count,
+                                           s.not_useful_count, s.access_count,
+                                           coalesce(s.last_accessed_at, s.created_at), now()) sc
+        ORDER BY sc.total DESC, s.id
+        LIMIT p_k)
+    SELECT r.id, r.content, r.category, r.confidence,
+           ARRAY(SELECT t.name FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
+                 WHERE mt.org_id = p_org AND mt.memory_id = r.id ORDER BY t.name),
+           r.created_at, r.total, r.relevance, r.sem, r.lex, r.recency, r.usefulness, r.access_frequency
+    FROM ranked r
+    ORDER BY r.total DESC, r.id
+    LOOP
+        v_found := v_found || memory_id;
+        RETURN NEXT;
+    END LOOP;
+
+    -- Recorded after the read, by a statement of its own, so that a search without recording
+    -- writes nothing and runs in a read-only transaction (a hot standby).
+    IF p_record_access AND cardinality(v_found) > 0 THEN
+        INSERT INTO ibex_core.memory_access (org_id, memory_id) SELECT p_org, unnest(v_found);
+    END IF;
+END
+$$;
+
+REVOKE ALL ON FUNCTION ibex_core.search FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ibex_core.search TO ibex_app;

@@ -1,0 +1,101 @@
+-- Agent sessions and their turns (the proxy's bookkeeping), and the wake-up of extraction.
+SET LOCAL ROLE ibex_owner;
+
+-- The session of (agent, external id), created on first use. Sessions without an external id
+-- are always new.
+CREATE OR REPLACE FUNCTION ibex_core.ensure_session(p_org uuid, p_agent uuid, p_external_id text DEFAULT NULL,
+                                         p_user uuid DEFAULT NULL, p_metadata jsonb DEFAULT '{}')
+RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    PERFORM ibex_core.assert_org(p_org);
+    IF p_external_id IS NOT NULL THEN
+        SELECT s.id INTO v_id FROM ibex_core.sessions s
+        WHERE s.org_id = p_org AND s.agent_id = p_agent AND s.external_id = p_external_id;
+        IF FOUND THEN
+            RETURN v_id;
+        END IF;
+    END IF;
+    INSERT INTO ibex_core.sessions (org_id, agent_id, user_id, external_id, metadata)
+    VALUES (p_org, p_agent, p_user, p_external_id, coalesce(p_metadata, '{}'))
+    ON CONFLICT (org_id, agent_id, external_id) DO UPDATE SET updated_at = now()
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+
+-- Appends turns ([{"role": "user", "content": "...", "tokens": 12, "model": "gpt-4o"}, ...]) to an
+-- active session, numbering them after the last one; returns the session's turn count.
+CREATE OR REPLACE FUNCTION ibex_core.append_turns(p_org uuid, p_session uuid, p_turns jsonb)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+    v_count integer;
+    v_added integer;
+BEGIN
+    PERFORM ibex_core.assert_org(p_org);
+    IF p_turns IS NULL OR jsonb_typeof(p_turns) <> 'array' THEN
+        RAISE EXCEPTION 'turns must be a JSON array' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The row lock numbers concurrent appends one after the other.
+    SELECT s.status, s.turn_count INTO v_status, v_count FROM ibex_core.sessions s
+    WHERE s.org_id = p_org AND s.id = p_session FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % not found', p_session USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', p_session, v_status USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Turns can only be added to an active session.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(p_turns) t
+               WHERE jsonb_typeof(t) <> 'object' OR t->>'role' IS NULL OR t->>'content' IS NULL) THEN
+        RAISE EXCEPTION 'every turn needs a role and a content' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO ibex_core.session_turns (org_id, session_id, turn_index, role, content, tokens, model)
+    SELECT p_org, p_session, v_count + t.i::integer, t.v->>'role', t.v->>'content',
+           (t.v->>'tokens')::integer, t.v->>'model'
+    FROM jsonb_array_elements(p_turns) WITH ORDINALITY AS t(v, i);
+    GET DIAGNOSTICS v_added = ROW_COUNT;
+    UPDATE ibex_core.sessions s SET turn_count = v_count + v_added WHERE s.org_id = p_org AND s.id = p_session;
+    RETURN v_count + v_added;
+END
+$$;
+
+-- Marks a session completed: from now on the extraction workers learn from it. Idempotent.
+CREATE OR REPLACE FUNCTION ibex_core.complete_session(p_org uuid, p_session uuid)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+BEGIN
+    PERFORM ibex_core.assert_org(p_org);
+    UPDATE ibex_core.sessions s SET status = 'completed', completed_at = coalesce(s.completed_at, now())
+    WHERE s.org_id = p_org AND s.id = p_session AND s.status IN ('active', 'completed')
+    RETURNING s.status INTO v_status;
+    IF NOT FOUND THEN
+        SELECT s.status INTO v_status FROM ibex_core.sessions s WHERE s.org_id = p_org AND s.id = p_session;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'session % not found', p_session USING ERRCODE = 'no_data_found';
+        END IF;
+        RAISE EXCEPTION 'session % is %', p_session, v_status USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN v_status;
+END
+$$;
+
+-- A session that completes (or gets new turns while completed) wakes the extraction workers
+-- when its transaction commits; they also poll, so a missed wake-up only costs latency.
+CREATE OR REPLACE FUNCTION ibex_core.sessions_wake_extraction() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ibex_wake_extraction_workers();
+    PERFORM pg_notify('ibex_extraction', NEW.id::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER sessions_wake_extraction AFTER UPDATE OF status, turn_count ON ibex_core.sessions
+    FOR EACH ROW WHEN (NEW.status = 'completed' AND NEW.last_extracted_turn < NEW.turn_count)
+    EXECUTE FUNCTION ibex_core.sessions_wake_extraction();
+
+REVOKE ALL ON FUNCTION ibex_core.ensure_session, ibex_core.append_turns, ibex_core.complete_session FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ibex_core.ensure_session, ibex_core.append_turns, ibex_core.complete_session TO ibex_app;
