@@ -56,4 +56,14 @@ functions=$(grep -c '^CREATE FUNCTION' "$out/fresh.sql" || true)
 policies=$(grep -c '^CREATE POLICY' "$out/fresh.sql" || true)
 grants=$(grep -c '^GRANT' "$out/fresh.sql" || true)
 log "upgrade check: catalogs identical ($functions functions, $policies policies, $grants grants)"
+# A changed sql/api file is applied again, and only that one: pretend search.sql changed since
+# it was applied (its recorded hash no longer matches) and migrate once more.
+psql_db "$NEW_DB" -c "UPDATE ibex_ops.sql_api_files SET sha256 = repeat('0', 64) WHERE file = 'search.sql'"
+"$IBEX_BIN" migrate --status --database-url "$(url_for "$NEW_DB")" | grep -q '^api  changed  search.sql$' ||
+  die "upgrade check: ibex migrate --status does not report search.sql as changed"
+again=$("$IBEX_BIN" migrate --log-format json --database-url "$(url_for "$NEW_DB")" 2>&1)
+reapplied=$(grep -o '"file":"[a-z_]*\.sql"' <<<"$again" | sort -u | tr '\n' ' ')
+[ "$reapplied" = '"file":"search.sql" ' ] ||
+  die "upgrade check: expected only search.sql to be applied again, got: ${reapplied:-nothing}"
+log "upgrade check: a changed sql/api file is applied again, alone"
 for db in "$OLD_DB" "$NEW_DB"; do psql_db postgres -c "DROP DATABASE $db WITH (FORCE)"; done

@@ -39,19 +39,19 @@ CREATE TABLE ibex_core.agent_memory_stats (
     FOREIGN KEY (org_id, agent_id) REFERENCES ibex_core.agents (org_id, id) ON DELETE CASCADE
 );
 
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['memory_access', 'lexeme_stats', 'agent_memory_stats'] LOOP
-        EXECUTE format('ALTER TABLE ibex_core.%I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE ibex_core.%I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY org_isolation ON ibex_core.%I
-                            USING (org_id = ibex_core.current_org())
-                            WITH CHECK (org_id = ibex_core.current_org())', t);
-    END LOOP;
-END
-$$;
+-- Row-level security as on every tenant table (0004).
+ALTER TABLE ibex_core.memory_access ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ibex_core.memory_access FORCE ROW LEVEL SECURITY;
+CREATE POLICY org_isolation ON ibex_core.memory_access
+    USING (org_id = ibex_core.current_org()) WITH CHECK (org_id = ibex_core.current_org());
+ALTER TABLE ibex_core.lexeme_stats ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ibex_core.lexeme_stats FORCE ROW LEVEL SECURITY;
+CREATE POLICY org_isolation ON ibex_core.lexeme_stats
+    USING (org_id = ibex_core.current_org()) WITH CHECK (org_id = ibex_core.current_org());
+ALTER TABLE ibex_core.agent_memory_stats ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ibex_core.agent_memory_stats FORCE ROW LEVEL SECURITY;
+CREATE POLICY org_isolation ON ibex_core.agent_memory_stats
+    USING (org_id = ibex_core.current_org()) WITH CHECK (org_id = ibex_core.current_org());
 
 -- One GIN index for full-text search within an agent (btree_gin makes agent_id a GIN key);
 -- GIN multi-column indexes also serve conditions on content_tsv alone.

@@ -80,5 +80,6 @@ pub fn all_tables() -> Vec<(&'static str, Vec<ColumnSpec>, &'static [&'static st
         entry::<AgentMemoryStat>(),
         entry::<MaintenanceLogEntry>(),
         entry::<WorkerCounter>(),
+        entry::<SqlApiFile>(),
     ]
 }

@@ -113,3 +113,12 @@ crate::model! {
         updated_at: DateTime<Utc>,
     }
 }
+
+crate::model! {
+    /// The sql/api files applied to this database and their SHA-256 (`ibex migrate`).
+    pub struct SqlApiFile in "ibex_ops.sql_api_files" {
+        file: String,
+        sha256: String,
+        applied_at: DateTime<Utc>,
+    }
+}
