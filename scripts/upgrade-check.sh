@@ -59,7 +59,8 @@ log "upgrade check: catalogs identical ($functions functions, $policies policies
 # A changed sql/api file is applied again, and only that one: pretend search.sql changed since
 # it was applied (its recorded hash no longer matches) and migrate once more.
 psql_db "$NEW_DB" -c "UPDATE ibex_ops.sql_api_files SET sha256 = repeat('0', 64) WHERE file = 'search.sql'"
-"$IBEX_BIN" migrate --status --database-url "$(url_for "$NEW_DB")" | grep -q '^api  changed  search.sql$' ||
+status=$("$IBEX_BIN" migrate --status --database-url "$(url_for "$NEW_DB")")
+grep -q '^api  changed  search.sql$' <<<"$status" ||
   die "upgrade check: ibex migrate --status does not report search.sql as changed"
 again=$("$IBEX_BIN" migrate --log-format json --database-url "$(url_for "$NEW_DB")" 2>&1)
 reapplied=$(grep -o '"file":"[a-z_]*\.sql"' <<<"$again" | sort -u | tr '\n' ' ')
