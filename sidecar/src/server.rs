@@ -107,12 +107,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         Arc::clone(&metrics),
     ));
     let hot = Arc::new(
-        HotStore::new(
-            config.redis_url.as_deref(),
-            config.redis_timeout,
-            config.recency_half_life_hours,
-        )
-        .context("setting redis_url")?,
+        HotStore::new(config.redis_url.as_deref(), config.redis_timeout).context("setting redis_url")?,
     );
     let context = Arc::new(ContextEngine::new(
         db.clone(),
