@@ -182,11 +182,7 @@ pub struct ScoredCandidate {
 
 /// Merges hot and cold candidates (one entry per memory id, cold first, then hot-only ones in
 /// their input order) and scores each with the full composite score (see the module docs).
-pub fn merge_and_score(
-    hot: Vec<HotCandidate>,
-    cold: Vec<ColdCandidate>,
-    params: &ScoreParams,
-) -> Vec<ScoredCandidate> {
+pub fn merge_and_score(hot: Vec<HotCandidate>, cold: Vec<ColdCandidate>, params: &ScoreParams) -> Vec<ScoredCandidate> {
     let hot_ids: std::collections::HashSet<&str> = hot.iter().map(|h| h.id.as_str()).collect();
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(hot.len() + cold.len());

@@ -516,7 +516,10 @@ impl Config {
             );
         }
         if !(0.0..=1.0).contains(&self.memory_share) {
-            bail!("setting memory_share must be between 0 and 1, got {}", self.memory_share);
+            bail!(
+                "setting memory_share must be between 0 and 1, got {}",
+                self.memory_share
+            );
         }
         if let Some(url) = &self.upstream_base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -171,7 +171,11 @@ async fn find_capacity(load: &Arc<Load>) -> f64 {
         } else {
             bad = rate;
         }
-        rate = if bad.is_infinite() { rate * 2.0 } else { (good + bad) / 2.0 };
+        rate = if bad.is_infinite() {
+            rate * 2.0
+        } else {
+            (good + bad) / 2.0
+        };
         if bad.is_finite() && bad - good <= (good * 0.1).max(5.0) {
             break;
         }

@@ -270,7 +270,10 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", row("  server: whole assembly", &a.server));
     println!("{}", row("  server: directive", &a.directive));
     println!("{}", row("  server: hot (Redis)", &a.hot));
-    println!("{}", row("  server: cold (query embedding + search_by_vector)", &a.cold));
+    println!(
+        "{}",
+        row("  server: cold (query embedding + search_by_vector)", &a.cold)
+    );
     println!("{}", row("embedding, HTTP POST /v1/embed, miss", &e.miss));
     println!("{}", row("embedding, in-process, same texts", &e.inproc));
     println!("{}", row("embedding, HTTP POST /v1/embed, hit", &e.hit));

@@ -146,8 +146,14 @@ mod tests {
         drop(held);
         waiter.await.unwrap().expect("the waiter gets the freed slot");
         let text = a.metrics.render().unwrap();
-        assert!(text.contains("ibex_context_admission_total{outcome=\"shed\"} 1"), "{text}");
-        assert!(text.contains("ibex_context_admission_total{outcome=\"queued\"} 1"), "{text}");
+        assert!(
+            text.contains("ibex_context_admission_total{outcome=\"shed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ibex_context_admission_total{outcome=\"queued\"} 1"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -380,12 +380,20 @@ async fn one_query_embedding_per_call_and_access_recorded_for_packed_memories_on
     let token = fixtures::token(t.org, "context:assemble", None).await;
     let mut client = fixtures::grpc(server.server.grpc_addr).await;
     let before = server.metrics().await;
-    let body = request(t, "gpt-4o", vec![message("user", "What should I eat? Any food allergies?")]);
+    let body = request(
+        t,
+        "gpt-4o",
+        vec![message("user", "What should I eat? Any food allergies?")],
+    );
     let r = assemble(&mut client, &token, body).await.expect("assembled");
     assert!(!r.degraded, "{}", r.degraded_reason);
     let after = server.metrics().await;
     let embeddings = |page: &str| support::counter(page, "ibex_context_query_embeddings_total");
-    assert_eq!(embeddings(&after) - embeddings(&before), 1.0, "the query is embedded once");
+    assert_eq!(
+        embeddings(&after) - embeddings(&before),
+        1.0,
+        "the query is embedded once"
+    );
     // The sidecar's embedding core saw exactly one text for this call (hit or miss).
     let texts = |page: &str| {
         support::counter(page, "ibex_embed_cache_hits_total") + support::counter(page, "ibex_embed_cache_misses_total")
@@ -452,10 +460,15 @@ async fn calls_beyond_the_slots_and_queue_are_shed_with_a_retry_hint() {
     let token = fixtures::token(t.org, "context:assemble", None).await;
     let body = request(t, "gpt-4o", vec![message("user", "Anything to remember?")]);
     let mut client = fixtures::grpc(server.server.grpc_addr).await;
-    assemble(&mut client, &token, body.clone()).await.expect("warm-up (token remembered)");
+    assemble(&mut client, &token, body.clone())
+        .await
+        .expect("warm-up (token remembered)");
 
     proxy.set_delay(Duration::from_millis(400));
-    let admitted_before = labelled(&server.metrics().await, "ibex_context_admission_total{outcome=\"admitted\"}");
+    let admitted_before = labelled(
+        &server.metrics().await,
+        "ibex_context_admission_total{outcome=\"admitted\"}",
+    );
     let holders: Vec<_> = (0..slots)
         .map(|_| {
             let (mut client, token, body) = (client.clone(), token.clone(), body.clone());
@@ -463,8 +476,10 @@ async fn calls_beyond_the_slots_and_queue_are_shed_with_a_retry_hint() {
         })
         .collect();
     eventually(Duration::from_secs(10), "every slot is taken", || async {
-        labelled(&server.metrics().await, "ibex_context_admission_total{outcome=\"admitted\"}")
-            >= admitted_before + slots as f64
+        labelled(
+            &server.metrics().await,
+            "ibex_context_admission_total{outcome=\"admitted\"}",
+        ) >= admitted_before + slots as f64
     })
     .await;
     let refused = assemble(&mut client, &token, body).await.expect_err("shed");

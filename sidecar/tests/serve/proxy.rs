@@ -406,7 +406,10 @@ async fn a_shed_context_still_forwards_without_memories_flagged_and_counted() {
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is my cat called?"}]});
     let warm = call(&server, &proxy_token, &body, &[("x-ibex-session-id", "shed-1")]).await;
     assert_eq!(warm.status(), StatusCode::OK);
-    assert!(warm.headers().get("x-ibex-context").is_none(), "not shed when there is room");
+    assert!(
+        warm.headers().get("x-ibex-context").is_none(),
+        "not shed when there is room"
+    );
     let mut client = fixtures::grpc(server.server.grpc_addr).await;
     let grpc_body = fixtures::request(t, "gpt-4o", vec![fixtures::message("user", "Cat?")]);
     fixtures::assemble(&mut client, &grpc_token, grpc_body.clone())
