@@ -29,7 +29,6 @@ use ibex_engine::{Embedder, EmbedderConfig};
 use ibex_sidecar::grpc::proto::context::v1 as pb;
 use pb::context_service_client::ContextServiceClient;
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 const WARMUP_CALLS: usize = 30;
