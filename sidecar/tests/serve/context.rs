@@ -475,9 +475,10 @@ async fn calls_beyond_the_slots_and_queue_are_shed_with_a_retry_hint() {
             tokio::spawn(async move { assemble(&mut client, &token, body).await })
         })
         .collect();
-    eventually(Duration::from_secs(10), "every slot is taken", || async {
+    let server_ref = &server;
+    eventually(Duration::from_secs(10), "every slot is taken", || async move {
         labelled(
-            &server.metrics().await,
+            &server_ref.metrics().await,
             "ibex_context_admission_total{outcome=\"admitted\"}",
         ) >= admitted_before + slots as f64
     })

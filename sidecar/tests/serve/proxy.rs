@@ -431,8 +431,9 @@ async fn a_shed_context_still_forwards_without_memories_flagged_and_counted() {
             tokio::spawn(async move { fixtures::assemble(&mut client, &token, body).await })
         })
         .collect();
-    fixtures::eventually(Duration::from_secs(10), "every slot is taken", || async {
-        admitted(&server.metrics().await) >= before + slots as f64
+    let server_ref = &server;
+    fixtures::eventually(Duration::from_secs(10), "every slot is taken", || async move {
+        admitted(&server_ref.metrics().await) >= before + slots as f64
     })
     .await;
     let response = call(&server, &proxy_token, &body, &[("x-ibex-session-id", "shed-1")]).await;
