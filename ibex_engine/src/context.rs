@@ -803,7 +803,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, &w)| (if i % 2 == 0 { "user" } else { "assistant" }.to_string(), "chat ".repeat(w)))
                 .collect();
-            let settings = ContextSettings { max_memory_tokens: cap, memory_share: share, ..ContextSettings::default() };
+            let settings = ContextSettings { max_memory_tokens: cap, memory_share: share };
             let result = assemble(AssemblyInput {
                 model: gpt4,
                 max_output_tokens: Some(output),
