@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar test-e2e lint fmt bench bench-embed bench-extraction bench-sidecar clean-data
+        test-pg test-regress test-sidecar test-e2e lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load clean-data
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -85,6 +85,9 @@ bench-memory: build
 
 bench-sidecar: build
 	@scripts/bench-sidecar.sh
+
+bench-context-load: build
+	@scripts/bench-sidecar.sh bench_context_load
 
 bench-extraction: build
 	@scripts/bench-extraction.sh

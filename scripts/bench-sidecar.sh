@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `make bench-sidecar`: see bench/src/bin/bench_sidecar.rs. Runs against the dev cluster's
+# `make bench-sidecar` (bench/src/bin/bench_sidecar.rs) and, with the argument
+# bench_context_load, `make bench-context-load` (bench/src/bin/bench_context_load.rs). Runs against the dev cluster's
 # ibex_bench_100k database (100k memories, seeded by `make bench-memory`; seeded here through it
 # when missing) and the dev Redis (logical database 2, so the dev sidecar's hot cache is not
 # mixed with the benchmark's). Starts its own `ibex serve` on IBEX_BENCH_HTTP_PORT /
 # IBEX_BENCH_GRPC_PORT (8790 / 8791) and stops it at the end.
 source "$(dirname "$0")/env.sh"
+BENCH=${1:-bench_sidecar}
 IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
 HTTP_ADDR=127.0.0.1:${IBEX_BENCH_HTTP_PORT:-8790}
 GRPC_ADDR=127.0.0.1:${IBEX_BENCH_GRPC_PORT:-8791}
@@ -12,7 +14,7 @@ DB=ibex_bench_100k
 LOG=$IBEX_STATE/bench-sidecar.log
 
 "$IBEX_ROOT/scripts/stack.sh" up dev
-cargo build --release -p ibex_sidecar --bin ibex -p ibex_bench --bin bench_sidecar
+cargo build --release -p ibex_sidecar --bin ibex -p ibex_bench --bin "$BENCH"
 source "$IBEX_ROOT/scripts/bench-db.sh"
 SUPER_URL=$(bench_db_url "$DB")
 
@@ -59,4 +61,4 @@ done
 
 IBEX_BENCH_URL_100K=$SUPER_URL IBEX_BENCH_GRPC=$GRPC_ADDR IBEX_BENCH_HTTP=$HTTP_ADDR \
 IBEX_MODEL_DIR=$IBEX_MODEL_DIR IBEX_ORT_LIB=$IBEX_ORT_LIB \
-  "$CARGO_TARGET_DIR/release/bench_sidecar"
+  "$CARGO_TARGET_DIR/release/$BENCH"

@@ -1,5 +1,6 @@
 //! Shared pieces of the benchmarks: timing statistics, machine description, report lines.
 
+pub mod context;
 pub mod dataset;
 pub mod fake_llm;
 pub mod report;

@@ -25,9 +25,10 @@
 //! # Scores
 //!
 //! Every candidate gets the full composite score of [`crate::score`]. A candidate returned by the
-//! cold search carries the components Postgres computed at query time (fresher counts, and a
-//! relevance that blends semantic and lexical evidence), so those win when a memory is both hot
-//! and cold. A hot-only candidate's relevance is the semantic similarity to the query blended with
+//! cold search carries the score Postgres computed at query time with this same code (fresher
+//! counts, and a relevance that blends semantic and lexical evidence); it is kept as is and wins
+//! when a memory is both hot and cold. Hot-only candidates are scored with the [`ScoreParams`]
+//! the database used for that search. A hot-only candidate's relevance is the semantic similarity to the query blended with
 //! a lexical coverage of 0: the search already returned the memories whose lexical evidence
 //! ranked them highest, so a hot memory missing from its top k would rank below them anyway;
 //! treating its lexical part as 0 can only lower memories that were outside that top k.
@@ -44,65 +45,17 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use crate::category::Category;
 use crate::knapsack::{self, Item};
 use crate::models::{self, ModelSpec, TokenizerKind};
 use crate::relevance;
-use crate::score::{self, MemorySignals, ScoreBreakdown};
+use crate::score::{self, MemorySignals, ScoreBreakdown, ScoreParams};
 use crate::tokens::{self, TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMER};
 
 /// Heading of the directive section.
 pub const DIRECTIVE_HEADING: &str = "## Directives\n";
 /// Blank line between sections of the context message.
 pub const SECTION_SEPARATOR: &str = "\n";
-
-/// The three memory categories, in the order their sections appear.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Category {
-    Procedural,
-    Declarative,
-    Episodic,
-}
-
-impl Category {
-    pub const ALL: [Category; 3] = [Category::Procedural, Category::Declarative, Category::Episodic];
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "procedural" => Some(Self::Procedural),
-            "declarative" => Some(Self::Declarative),
-            "episodic" => Some(Self::Episodic),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Procedural => "procedural",
-            Self::Declarative => "declarative",
-            Self::Episodic => "episodic",
-        }
-    }
-
-    /// Section heading line (with its line break).
-    pub fn heading(self) -> &'static str {
-        match self {
-            Self::Procedural => "## Memories: procedural (how to work)\n",
-            Self::Declarative => "## Memories: declarative (facts)\n",
-            Self::Episodic => "## Memories: episodic (what happened)\n",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Knobs of the assembly; the sidecar's settings of the same names.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -111,9 +64,6 @@ pub struct ContextSettings {
     pub memory_share: f64,
     /// Absolute cap on memory tokens.
     pub max_memory_tokens: usize,
-    pub half_life_hours: f64,
-    /// Weight of lexical evidence in relevance (must match `ibex.lexical_weight`).
-    pub lexical_weight: f64,
 }
 
 impl Default for ContextSettings {
@@ -121,8 +71,6 @@ impl Default for ContextSettings {
         Self {
             memory_share: 0.5,
             max_memory_tokens: 4096,
-            half_life_hours: score::DEFAULT_HALF_LIFE_HOURS,
-            lexical_weight: relevance::DEFAULT_LEXICAL_WEIGHT,
         }
     }
 }
@@ -195,17 +143,14 @@ pub struct HotCandidate {
     pub semantic: Option<f64>,
 }
 
-/// A memory from the cold search, with the components Postgres computed.
+/// A memory from the cold search, with the score Postgres computed (`ibex_core.search`): kept
+/// as it is, never recomputed here.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ColdCandidate {
     pub id: String,
     pub category: Category,
     pub content: String,
-    pub relevance: f64,
-    pub recency: f64,
-    pub usefulness: f64,
-    pub confidence: f64,
-    pub access_frequency: f64,
+    pub score: ScoreBreakdown,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -235,36 +180,9 @@ pub struct ScoredCandidate {
     pub source: Source,
 }
 
-/// The weighted total of components computed elsewhere (Postgres), with the same weights.
-pub fn breakdown_from_components(
-    relevance: f64,
-    recency: f64,
-    usefulness: f64,
-    confidence: f64,
-    access_frequency: f64,
-) -> ScoreBreakdown {
-    let total = score::W_RELEVANCE * relevance
-        + score::W_RECENCY * recency
-        + score::W_USEFULNESS * usefulness
-        + score::W_CONFIDENCE * confidence
-        + score::W_ACCESS * access_frequency;
-    ScoreBreakdown {
-        relevance,
-        recency,
-        usefulness,
-        confidence,
-        access_frequency,
-        total,
-    }
-}
-
 /// Merges hot and cold candidates (one entry per memory id, cold first, then hot-only ones in
 /// their input order) and scores each with the full composite score (see the module docs).
-pub fn merge_and_score(
-    hot: Vec<HotCandidate>,
-    cold: Vec<ColdCandidate>,
-    settings: &ContextSettings,
-) -> Vec<ScoredCandidate> {
+pub fn merge_and_score(hot: Vec<HotCandidate>, cold: Vec<ColdCandidate>, params: &ScoreParams) -> Vec<ScoredCandidate> {
     let hot_ids: std::collections::HashSet<&str> = hot.iter().map(|h| h.id.as_str()).collect();
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(hot.len() + cold.len());
@@ -276,7 +194,7 @@ pub fn merge_and_score(
             id: c.id.clone(),
             category: c.category,
             content: c.content.clone(),
-            score: breakdown_from_components(c.relevance, c.recency, c.usefulness, c.confidence, c.access_frequency),
+            score: c.score,
             source: if hot_ids.contains(c.id.as_str()) {
                 Source::Both
             } else {
@@ -288,9 +206,9 @@ pub fn merge_and_score(
         if !seen.insert(h.id.clone()) {
             continue;
         }
-        let relevance = relevance::blend(h.semantic.unwrap_or(0.0), 0.0, settings.lexical_weight);
+        let relevance = relevance::blend(h.semantic.unwrap_or(0.0), 0.0, params.lexical_weight);
         out.push(ScoredCandidate {
-            score: score::composite(relevance, &h.signals, settings.half_life_hours),
+            score: score::composite(relevance, &h.signals, params.half_life_hours),
             id: h.id,
             category: h.category,
             content: h.content,
@@ -609,7 +527,14 @@ mod tests {
             id: id.into(),
             category,
             content: content.into(),
-            score: breakdown_from_components(total / 0.4, 0.0, 0.0, 0.0, 0.0),
+            score: ScoreBreakdown {
+                relevance: total / 0.4,
+                recency: 0.0,
+                usefulness: 0.0,
+                confidence: 0.0,
+                access_frequency: 0.0,
+                total,
+            },
             source: Source::Cold,
         }
     }
@@ -669,17 +594,20 @@ mod tests {
             id: "a".into(),
             category: Category::Declarative,
             content: "A".into(),
-            relevance: 0.7,
-            recency: 0.9,
-            usefulness: 0.6,
-            confidence: 0.9,
-            access_frequency: 0.3,
+            // As Postgres computed it: kept, not recomputed.
+            score: ScoreBreakdown {
+                relevance: 0.7,
+                recency: 0.9,
+                usefulness: 0.6,
+                confidence: 0.9,
+                access_frequency: 0.3,
+                total: 0.123,
+            },
         }];
-        let merged = merge_and_score(hot, cold, &settings());
+        let merged = merge_and_score(hot, cold, &ScoreParams::default());
         assert_eq!(merged.len(), 2, "one entry per memory");
         assert_eq!((merged[0].id.as_str(), merged[0].source), ("a", Source::Both));
-        let expected = 0.4 * 0.7 + 0.25 * 0.9 + 0.2 * 0.6 + 0.1 * 0.9 + 0.05 * 0.3;
-        assert!((merged[0].score.total - expected).abs() < 1e-12);
+        assert_eq!(merged[0].score.total, 0.123);
         assert_eq!((merged[1].id.as_str(), merged[1].source), ("b", Source::Hot));
         let relevance = 0.65 * 0.8;
         let want = score::composite(relevance, &signals, 168.0);
@@ -875,7 +803,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, &w)| (if i % 2 == 0 { "user" } else { "assistant" }.to_string(), "chat ".repeat(w)))
                 .collect();
-            let settings = ContextSettings { max_memory_tokens: cap, memory_share: share, ..ContextSettings::default() };
+            let settings = ContextSettings { max_memory_tokens: cap, memory_share: share };
             let result = assemble(AssemblyInput {
                 model: gpt4,
                 max_output_tokens: Some(output),

@@ -21,6 +21,24 @@ pub const DEFAULT_HALF_LIFE_HOURS: f64 = 168.0;
 /// access_frequency reaches 1 at 100 accesses: ln(1 + 100) / ln(101).
 const ACCESS_SATURATION: f64 = 100.0;
 
+/// The score's two settings. They live in the database (`ibex.recency_half_life_hours`,
+/// `ibex.lexical_weight`); the sidecar reads them from there with each search, so a hot-only
+/// candidate is scored with exactly the parameters of the cold ones.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreParams {
+    pub half_life_hours: f64,
+    pub lexical_weight: f64,
+}
+
+impl Default for ScoreParams {
+    fn default() -> Self {
+        Self {
+            half_life_hours: DEFAULT_HALF_LIFE_HOURS,
+            lexical_weight: crate::relevance::DEFAULT_LEXICAL_WEIGHT,
+        }
+    }
+}
+
 /// The query-independent facts about a memory that the score uses.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MemorySignals {

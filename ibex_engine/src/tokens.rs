@@ -50,12 +50,6 @@ pub fn count(model: &str, text: &str) -> TokenCount {
     count_with(tokenizer_for(model), text)
 }
 
-/// Tokens one chat message costs in a prompt: its content plus the per-message framing.
-pub fn count_message(model: &str, role: &str, content: &str) -> usize {
-    let kind = tokenizer_for(model);
-    TOKENS_PER_MESSAGE + count_with(kind, role).tokens + count_with(kind, content).tokens
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,10 +74,5 @@ mod tests {
         assert!(!c.exact);
         assert_eq!(c.tokens, 3); // 2 + ceil(0.2)
         assert!(!count("some-unknown-model", "hello").exact);
-    }
-
-    #[test]
-    fn message_framing() {
-        assert_eq!(count_message("gpt-4o", "user", "hello world"), 3 + 1 + 2);
     }
 }

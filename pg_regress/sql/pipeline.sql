@@ -94,6 +94,21 @@ SELECT count(*) AS read_only_found FROM ibex_core.search(:org, :agent, 'tea', 3,
 COMMIT;
 -- The access log is statistics: unlogged, so recording an access never waits for a WAL flush.
 SELECT relpersistence FROM pg_class WHERE oid = 'ibex_core.memory_access'::regclass;
+-- search_by_vector is the same ranking with the caller's query vector (the sidecar embeds once).
+SELECT (SELECT array_agg(memory_id ORDER BY score DESC, memory_id)
+        FROM ibex_core.search(:org, :agent, 'What does the user like to drink?', 5, p_record_access => false))
+     = (SELECT array_agg(memory_id ORDER BY score DESC, memory_id)
+        FROM ibex_core.search_by_vector(:org, :agent, 'What does the user like to drink?',
+                                        ibex_embed('What does the user like to drink?'), 5, p_record_access => false))
+       AS same_ranking;
+-- record_access: only the org's memories are logged (rolled back: later scores stay as they are).
+BEGIN;
+SELECT ibex_core.record_access(:org, ARRAY(SELECT id FROM ibex_core.memories WHERE content LIKE '%green tea%')
+                                     || '00000000-0000-0000-0000-000000000bad'::uuid) AS recorded;
+ROLLBACK;
+-- One home for the idf and the categories (ibex_engine).
+SELECT round(ibex_idf(100, 1)::numeric, 4) AS idf_rare, round(ibex_idf(100, 100)::numeric, 4) AS idf_everywhere,
+       ibex_memory_categories() AS categories;
 
 -- feedback moves usefulness: (useful + 1) / (useful + not_useful + 2).
 SELECT id AS tea FROM ibex_core.memories WHERE content LIKE '%green tea%' \gset

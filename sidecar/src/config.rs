@@ -65,14 +65,16 @@ pub struct Config {
     pub memory_share: f64,
     /// Absolute cap on memory tokens in one context.
     pub max_memory_tokens: usize,
-    /// Recency half-life; keep equal to the database's `ibex.recency_half_life_hours`.
-    pub recency_half_life_hours: f64,
-    /// Weight of lexical evidence in relevance; keep equal to `ibex.lexical_weight`.
-    pub lexical_weight: f64,
     /// How long an agent's directives are served from memory before they are read again.
     pub directive_cache_ttl: Duration,
     /// `statement_timeout` of the hot-path queries, so abandoned ones do not pile up.
     pub context_statement_timeout: Duration,
+    /// Context assemblies run at once, per core (`context::admission`).
+    pub context_slots_per_core: usize,
+    /// Context calls that may wait for a slot; beyond them calls are refused at once.
+    pub context_queue: usize,
+    /// Longest wait for a slot; it counts against the deadline.
+    pub context_queue_wait: Duration,
     /// How long a successful token check is remembered (0: every call reads the database).
     pub auth_cache_ttl: Duration,
 
@@ -136,10 +138,13 @@ impl Default for Config {
             cold_k: 20,
             memory_share: 0.5,
             max_memory_tokens: 4096,
-            recency_half_life_hours: ibex_engine::score::DEFAULT_HALF_LIFE_HOURS,
-            lexical_weight: ibex_engine::relevance::DEFAULT_LEXICAL_WEIGHT,
             directive_cache_ttl: Duration::from_secs(5),
             context_statement_timeout: Duration::from_secs(2),
+            // A call mostly waits on Postgres and Redis; measured on 2 cores (make
+            // bench-context-load), 4 per core keeps admitted calls inside the deadline.
+            context_slots_per_core: 4,
+            context_queue: 8,
+            context_queue_wait: Duration::from_millis(10),
             auth_cache_ttl: Duration::from_secs(10),
             hot_cache_consumer: true,
             hot_cache_poll: Duration::from_secs(1),
@@ -224,18 +229,21 @@ pub struct ServeArgs {
     /// Cap on memory tokens per context [default: 4096].
     #[arg(long, env = "IBEX_MAX_MEMORY_TOKENS")]
     pub max_memory_tokens: Option<usize>,
-    /// Recency half-life in hours, as ibex.recency_half_life_hours [default: 168].
-    #[arg(long, env = "IBEX_RECENCY_HALF_LIFE_HOURS")]
-    pub recency_half_life_hours: Option<f64>,
-    /// Lexical weight of relevance, as ibex.lexical_weight [default: 0.35].
-    #[arg(long, env = "IBEX_LEXICAL_WEIGHT")]
-    pub lexical_weight: Option<f64>,
     /// Directives are re-read after this long [default: 5000].
     #[arg(long, env = "IBEX_DIRECTIVE_CACHE_TTL_MS")]
     pub directive_cache_ttl_ms: Option<u64>,
     /// statement_timeout of hot-path queries [default: 2000].
     #[arg(long, env = "IBEX_CONTEXT_STATEMENT_TIMEOUT_MS")]
     pub context_statement_timeout_ms: Option<u64>,
+    /// Context assemblies at once per core [default: 4].
+    #[arg(long, env = "IBEX_CONTEXT_SLOTS_PER_CORE")]
+    pub context_slots_per_core: Option<usize>,
+    /// Context calls that may wait for a slot [default: 8].
+    #[arg(long, env = "IBEX_CONTEXT_QUEUE")]
+    pub context_queue: Option<usize>,
+    /// Longest wait for a context slot [default: 10].
+    #[arg(long, env = "IBEX_CONTEXT_QUEUE_WAIT_MS")]
+    pub context_queue_wait_ms: Option<u64>,
     /// Successful token checks are remembered this long; 0 disables [default: 10].
     #[arg(long, env = "IBEX_AUTH_CACHE_TTL_SECONDS")]
     pub auth_cache_ttl_seconds: Option<u64>,
@@ -295,10 +303,11 @@ struct FileConfig {
     cold_k: Option<usize>,
     memory_share: Option<f64>,
     max_memory_tokens: Option<usize>,
-    recency_half_life_hours: Option<f64>,
-    lexical_weight: Option<f64>,
     directive_cache_ttl_ms: Option<u64>,
     context_statement_timeout_ms: Option<u64>,
+    context_slots_per_core: Option<usize>,
+    context_queue: Option<usize>,
+    context_queue_wait_ms: Option<u64>,
     auth_cache_ttl_seconds: Option<u64>,
     hot_cache_consumer: Option<bool>,
     hot_cache_poll_ms: Option<u64>,
@@ -394,11 +403,6 @@ impl Config {
                 .max_memory_tokens
                 .or(file.max_memory_tokens)
                 .unwrap_or(d.max_memory_tokens),
-            recency_half_life_hours: args
-                .recency_half_life_hours
-                .or(file.recency_half_life_hours)
-                .unwrap_or(d.recency_half_life_hours),
-            lexical_weight: args.lexical_weight.or(file.lexical_weight).unwrap_or(d.lexical_weight),
             directive_cache_ttl: args
                 .directive_cache_ttl_ms
                 .or(file.directive_cache_ttl_ms)
@@ -407,6 +411,15 @@ impl Config {
                 .context_statement_timeout_ms
                 .or(file.context_statement_timeout_ms)
                 .map_or(d.context_statement_timeout, ms),
+            context_slots_per_core: args
+                .context_slots_per_core
+                .or(file.context_slots_per_core)
+                .unwrap_or(d.context_slots_per_core),
+            context_queue: args.context_queue.or(file.context_queue).unwrap_or(d.context_queue),
+            context_queue_wait: args
+                .context_queue_wait_ms
+                .or(file.context_queue_wait_ms)
+                .map_or(d.context_queue_wait, ms),
             auth_cache_ttl: args
                 .auth_cache_ttl_seconds
                 .or(file.auth_cache_ttl_seconds)
@@ -477,6 +490,7 @@ impl Config {
         let nonzero = [
             ("hot_cache_size", self.hot_cache_size),
             ("hot_cache_batch", self.hot_cache_batch),
+            ("context_slots_per_core", self.context_slots_per_core),
             ("context_deadline_ms", self.context_deadline.as_millis() as usize),
             ("hot_cache_poll_ms", self.hot_cache_poll.as_millis() as usize),
             ("hot_cache_lease_seconds", self.hot_cache_lease.as_secs() as usize),
@@ -501,16 +515,11 @@ impl Config {
                 self.cold_k
             );
         }
-        for (name, value) in [
-            ("memory_share", self.memory_share),
-            ("lexical_weight", self.lexical_weight),
-        ] {
-            if !(0.0..=1.0).contains(&value) {
-                bail!("setting {name} must be between 0 and 1, got {value}");
-            }
-        }
-        if self.recency_half_life_hours.is_nan() || self.recency_half_life_hours <= 0.0 {
-            bail!("setting recency_half_life_hours must be positive");
+        if !(0.0..=1.0).contains(&self.memory_share) {
+            bail!(
+                "setting memory_share must be between 0 and 1, got {}",
+                self.memory_share
+            );
         }
         if let Some(url) = &self.upstream_base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

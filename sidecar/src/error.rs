@@ -29,6 +29,10 @@ pub enum ApiError {
     MethodNotAllowed { method: String },
     #[error("{max_inflight} requests are already in flight; retry shortly")]
     Overloaded { max_inflight: usize },
+    /// Context assembly refused at admission: every slot busy and the queue full (or the wait
+    /// too long to finish within the deadline). Retry after `retry_after`.
+    #[error("context assembly is at capacity; retry after {} ms", retry_after.as_millis())]
+    Shed { retry_after: std::time::Duration },
     #[error("{0}")]
     NotReady(String),
     /// No credentials, or credentials that are not (or no longer) valid.
@@ -78,7 +82,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded { .. } | Self::Shed { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
@@ -106,7 +110,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::Overloaded { .. } => "overloaded",
+            Self::Overloaded { .. } | Self::Shed { .. } => "overloaded",
             Self::NotReady(_) => "not_ready",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::PermissionDenied(_) => "permission_denied",
@@ -129,7 +133,7 @@ impl ApiError {
             }
             Self::NotFound { .. } => tonic::Code::NotFound,
             Self::MethodNotAllowed { .. } => tonic::Code::Unimplemented,
-            Self::Overloaded { .. } => tonic::Code::ResourceExhausted,
+            Self::Overloaded { .. } | Self::Shed { .. } => tonic::Code::ResourceExhausted,
             Self::NotReady(_) => tonic::Code::Unavailable,
             Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Self::PermissionDenied(_) => tonic::Code::PermissionDenied,
@@ -147,6 +151,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest { details, .. } | Self::PayloadTooLarge { details, .. } => details.clone(),
             Self::Overloaded { max_inflight } => Some(json!({ "max_inflight": max_inflight })),
+            Self::Shed { retry_after } => Some(json!({ "retry_after_ms": retry_after.as_millis() as u64 })),
             Self::UpstreamError {
                 upstream_status,
                 upstream_body,
@@ -177,7 +182,7 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), axum::Json(self.envelope(request_id.as_deref()))).into_response();
         if matches!(
             self,
-            Self::Overloaded { .. } | Self::NotReady(_) | Self::Unavailable { .. }
+            Self::Overloaded { .. } | Self::Shed { .. } | Self::NotReady(_) | Self::Unavailable { .. }
         ) {
             response
                 .headers_mut()
@@ -220,6 +225,12 @@ impl From<ApiError> for tonic::Status {
             "ibex-error-code",
             tonic::metadata::MetadataValue::from_static(error.code()),
         );
+        if let ApiError::Shed { retry_after } = &error {
+            // gRPC has no Retry-After; the hint travels as metadata, in milliseconds.
+            status
+                .metadata_mut()
+                .insert("retry-after-ms", (retry_after.as_millis() as u64).into());
+        }
         status
     }
 }

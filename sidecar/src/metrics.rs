@@ -40,6 +40,18 @@ pub struct Metrics {
     /// AssembleContext calls (gRPC and proxy) by outcome: ok, degraded, error.
     pub context_requests: IntCounterVec,
     pub context_duration: Histogram,
+    /// Query embeddings asked for by context assembly: exactly one per call with a query.
+    pub context_query_embeddings: IntCounter,
+    /// Memory ids whose access context assembly recorded, by outcome: queued, recorded,
+    /// dropped (queue full), failed.
+    pub context_access: IntCounterVec,
+    /// Admission to the hot path (`context::admission`), by outcome: admitted (at once),
+    /// queued (admitted after a wait), shed (refused with RESOURCE_EXHAUSTED).
+    pub context_admission: IntCounterVec,
+    /// Calls waiting for admission right now.
+    pub context_waiting: IntGauge,
+    /// Time an admitted call waited for its slot.
+    pub context_queue_wait: Histogram,
     /// Hot cache outbox events by outcome: applied, failed.
     pub hot_cache_events: IntCounterVec,
     /// Agent sets recomputed from Postgres and written to Redis.
@@ -49,6 +61,8 @@ pub struct Metrics {
     pub hot_cache_errors: IntCounterVec,
     /// Proxied chat completions by outcome: ok, upstream_error, upstream_timeout, error.
     pub proxy_requests: IntCounterVec,
+    /// Proxied calls forwarded without memories because context assembly shed them.
+    pub proxy_context_shed: IntCounter,
     /// Upstream latency (to the last byte) of proxied calls.
     pub proxy_upstream_duration: Histogram,
     /// Turns or usage that could not be recorded after a proxied call.
@@ -104,6 +118,29 @@ impl Metrics {
                 "context_duration_seconds",
                 "Context assembly latency (retrieval, scoring, packing)",
             ))?,
+            context_query_embeddings: IntCounter::new(
+                "context_query_embeddings_total",
+                "Query embeddings asked for by context assembly (one per call with a query)",
+            )?,
+            context_access: IntCounterVec::new(
+                Opts::new(
+                    "context_access_total",
+                    "Memory accesses recorded for packed memories, by outcome",
+                ),
+                &["outcome"],
+            )?,
+            context_admission: IntCounterVec::new(
+                Opts::new(
+                    "context_admission_total",
+                    "Context assembly admission by outcome: admitted, queued, shed",
+                ),
+                &["outcome"],
+            )?,
+            context_waiting: IntGauge::new("context_waiting", "Context calls waiting for admission")?,
+            context_queue_wait: Histogram::with_opts(latency(
+                "context_queue_wait_seconds",
+                "Time an admitted context call waited for a slot",
+            ))?,
             hot_cache_events: IntCounterVec::new(
                 Opts::new("hot_cache_events_total", "Hot cache outbox events by outcome"),
                 &["outcome"],
@@ -120,6 +157,10 @@ impl Metrics {
             proxy_requests: IntCounterVec::new(
                 Opts::new("proxy_requests_total", "Proxied chat completions by outcome"),
                 &["outcome"],
+            )?,
+            proxy_context_shed: IntCounter::new(
+                "proxy_context_shed_total",
+                "Proxied calls forwarded without memories because context assembly was at capacity",
             )?,
             proxy_upstream_duration: Histogram::with_opts(latency(
                 "proxy_upstream_duration_seconds",
@@ -151,11 +192,17 @@ impl Metrics {
         r.register(Box::new(self.model_ready.clone()))?;
         r.register(Box::new(self.context_requests.clone()))?;
         r.register(Box::new(self.context_duration.clone()))?;
+        r.register(Box::new(self.context_query_embeddings.clone()))?;
+        r.register(Box::new(self.context_access.clone()))?;
+        r.register(Box::new(self.context_admission.clone()))?;
+        r.register(Box::new(self.context_waiting.clone()))?;
+        r.register(Box::new(self.context_queue_wait.clone()))?;
         r.register(Box::new(self.hot_cache_events.clone()))?;
         r.register(Box::new(self.hot_cache_refreshes.clone()))?;
         r.register(Box::new(self.hot_cache_rebuilds.clone()))?;
         r.register(Box::new(self.hot_cache_errors.clone()))?;
         r.register(Box::new(self.proxy_requests.clone()))?;
+        r.register(Box::new(self.proxy_context_shed.clone()))?;
         r.register(Box::new(self.proxy_upstream_duration.clone()))?;
         r.register(Box::new(self.proxy_record_failures.clone()))?;
         Ok(())

@@ -106,14 +106,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         cache,
         Arc::clone(&metrics),
     ));
-    let hot = Arc::new(
-        HotStore::new(
-            config.redis_url.as_deref(),
-            config.redis_timeout,
-            config.recency_half_life_hours,
-        )
-        .context("setting redis_url")?,
-    );
+    let hot = Arc::new(HotStore::new(config.redis_url.as_deref(), config.redis_timeout).context("setting redis_url")?);
     let context = Arc::new(ContextEngine::new(
         db.clone(),
         Arc::clone(&hot),

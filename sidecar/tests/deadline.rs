@@ -104,3 +104,52 @@ async fn slow_postgres_gives_a_degraded_answer_inside_the_deadline() {
     );
     server.stop().await;
 }
+
+/// A source that misses the deadline leaves nothing running in Postgres: its query was given the
+/// time left as its statement_timeout (and its task is aborted). The cold search is made to
+/// block on a lock held here; the configured statement timeout is a minute, so only the
+/// per-call one can end the query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_search_is_cancelled_in_postgres() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        hot_cache_consumer: false,
+        context_statement_timeout: Duration::from_secs(60),
+        ..support::config()
+    })
+    .await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "ctx-cancel").await;
+    fixtures::remember(&admin, t, "The user's bike is a red Bianchi.", "declarative").await;
+    let token = fixtures::token(t.org, "context:assemble", None).await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let body = request(t, "gpt-4o", vec![message("user", "What bike do I ride?")]);
+    assemble(&mut client, &token, body.clone()).await.expect("warm-up");
+
+    let mut blocker = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE ibex_core.memories IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let r = assemble(&mut client, &token, body).await.expect("answered");
+    assert!(r.degraded, "{r:?}");
+    assert!(r.degraded_reason.contains("cold"), "{}", r.degraded_reason);
+    // While the lock is still held, the blocked search must go away by itself.
+    fixtures::eventually(Duration::from_secs(10), "the late search is cancelled", || {
+        let admin = admin.clone();
+        async move {
+            let active: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'ibex-sidecar' AND state = 'active'
+                   AND query LIKE '%search_by_vector%'",
+            )
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+            active == 0
+        }
+    })
+    .await;
+    blocker.rollback().await.unwrap();
+    server.stop().await;
+}

@@ -1,20 +1,26 @@
 -- search: hybrid (semantic + lexical) retrieval ranked by the composite score.
 --
+-- One ranking, one body: search_by_vector takes the query's vector from the caller (the sidecar
+-- embeds the query once per AssembleContext call and must not pay for a second embedding here);
+-- search() is a thin wrapper that passes none, and search_by_vector embeds the query itself.
+--
 -- Access is recorded by its own INSERT after the read, not by a data-modifying CTE inside it: a
 -- statement with a data-modifying CTE is refused in a read-only transaction even when it inserts
--- nothing, and search(..., p_record_access => false) must run on a hot standby.
+-- nothing, and search(..., p_record_access => false) must run on a hot standby. The sidecar
+-- searches without recording and records only what it packed into an answer (record_access).
 
--- pgvector's settings (ivfflat.*, set on search() below) exist once its library is loaded, and
--- ibex_owner may not set a placeholder; LOAD needs the runner's own (superuser) role.
+-- pgvector's settings (ivfflat.*, set on search_by_vector() below) exist once its library is
+-- loaded, and ibex_owner may not set a placeholder; LOAD needs the runner's own (superuser) role.
 LOAD 'vector';
 SET LOCAL ROLE ibex_owner;
 
 -- Probes and iterative scans are function settings (ALTER FUNCTION ... SET ivfflat.probes = n
 -- tunes them); relaxed order is fine because candidates are re-scored exactly afterwards.
-CREATE OR REPLACE FUNCTION ibex_core.search(
+CREATE OR REPLACE FUNCTION ibex_core.search_by_vector(
     p_org             uuid,
     p_agent           uuid,
     p_query           text,
+    p_query_vector    vector,
     p_k               integer DEFAULT 10,
     p_categories      text[] DEFAULT NULL,
     p_tags            text[] DEFAULT NULL,
@@ -62,14 +68,16 @@ BEGIN
     -- Candidates from each source: enough that the re-ranking has room, few enough to stay fast.
     v_pool := greatest(4 * p_k, 40);
 
-    v_query := ibex_embed(p_query);
+    -- The caller's vector (the sidecar embeds the query once and passes it), or, from search(),
+    -- none: embedded here, after validation, so a refused call costs no inference.
+    v_query := coalesce(p_query_vector, ibex_embed(p_query));
 
     -- Query terms (stemmed, stop words dropped) with their inverse document frequency among the
-    -- agent's active memories, as in BM25: idf = ln(1 + (N - df + 0.5) / (df + 0.5)).
+    -- agent's active memories, BM25's idf (ibex_idf, the engine's formula).
     SELECT coalesce(s.active_memories, 0) INTO v_n
     FROM (SELECT 1) one LEFT JOIN ibex_core.agent_memory_stats s ON s.org_id = p_org AND s.agent_id = p_agent;
     SELECT array_agg(l.lexeme ORDER BY l.lexeme),
-           array_agg(ln(1 + (v_n - coalesce(st.doc_count, 0) + 0.5) / (coalesce(st.doc_count, 0) + 0.5)) ORDER BY l.lexeme)
+           array_agg(ibex_idf(v_n, coalesce(st.doc_count, 0)) ORDER BY l.lexeme)
     INTO v_terms, v_idf
     FROM unnest(tsvector_to_array(to_tsvector('english', p_query))) AS l(lexeme)
     LEFT JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = l.lexeme;
@@ -175,5 +183,50 @@ BEGIN
 END
 $$;
 
+-- The same ranking with the query embedded in the database.
+CREATE OR REPLACE FUNCTION ibex_core.search(
+    p_org             uuid,
+    p_agent           uuid,
+    p_query           text,
+    p_k               integer DEFAULT 10,
+    p_categories      text[] DEFAULT NULL,
+    p_tags            text[] DEFAULT NULL,
+    p_created_after   timestamptz DEFAULT NULL,
+    p_created_before  timestamptz DEFAULT NULL,
+    p_record_access   boolean DEFAULT true)
+RETURNS TABLE (memory_id uuid, content text, category text, confidence real, tags text[], created_at timestamptz,
+               score float8, relevance float8, semantic float8, lexical float8, recency float8,
+               usefulness float8, access_frequency float8)
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ibex_core.search_by_vector(p_org, p_agent, p_query, NULL, p_k, p_categories, p_tags,
+                                                           p_created_after, p_created_before, p_record_access);
+END
+$$;
+
+-- Records that memories were read (shown to a model): the sidecar calls it after packing, for
+-- the packed memories only. Ids of memories the org cannot see are ignored.
+CREATE OR REPLACE FUNCTION ibex_core.record_access(p_org uuid, p_memory_ids uuid[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM ibex_core.assert_org(p_org);
+    IF cardinality(p_memory_ids) > 1000 THEN
+        RAISE EXCEPTION 'at most 1000 memory ids per call, got %', cardinality(p_memory_ids)
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    INSERT INTO ibex_core.memory_access (org_id, memory_id)
+    SELECT p_org, m.id FROM ibex_core.memories m
+    WHERE m.org_id = p_org AND m.id = ANY (p_memory_ids);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+
+REVOKE ALL ON FUNCTION ibex_core.search_by_vector FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ibex_core.search_by_vector TO ibex_app;
 REVOKE ALL ON FUNCTION ibex_core.search FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ibex_core.search TO ibex_app;
+REVOKE ALL ON FUNCTION ibex_core.record_access FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ibex_core.record_access TO ibex_app;

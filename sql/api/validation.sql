@@ -1,13 +1,15 @@
 -- Input checks shared by the memory functions: category and tags.
 SET LOCAL ROLE ibex_owner;
 
+-- The categories come from ibex_engine (ibex_memory_categories()), where the sidecar and the
+-- extractor get them too: the list exists once.
 CREATE OR REPLACE FUNCTION ibex_core.assert_category(p_category text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    IF p_category IS NULL OR p_category NOT IN ('procedural', 'declarative', 'episodic') THEN
+    IF p_category IS NULL OR p_category <> ALL (ibex_memory_categories()) THEN
         RAISE EXCEPTION 'invalid memory category: %', coalesce(p_category, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use one of: procedural, declarative, episodic.';
+                  HINT = format('Use one of: %s.', array_to_string(ibex_memory_categories(), ', '));
     END IF;
 END
 $$;

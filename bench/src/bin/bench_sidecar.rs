@@ -21,20 +21,17 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use ibex_bench::dataset::{self, Rng};
+use ibex_bench::context::{agent_queries, setup, Setup, AGENTS, MODEL, PER_AGENT};
+use ibex_bench::dataset::Rng;
 use ibex_bench::report::{machine, verdict, Figures};
 use ibex_bench::stats::Samples;
 use ibex_engine::{Embedder, EmbedderConfig};
 use ibex_sidecar::grpc::proto::context::v1 as pb;
 use pb::context_service_client::ContextServiceClient;
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-const AGENTS: usize = 100;
-const PER_AGENT: usize = 1000;
 const WARMUP_CALLS: usize = 30;
-const MODEL: &str = "gpt-4o-mini";
 
 fn env(name: &str) -> anyhow::Result<String> {
     std::env::var(name).with_context(|| format!("{name} is not set (run through `make bench-sidecar`)"))
@@ -42,69 +39,6 @@ fn env(name: &str) -> anyhow::Result<String> {
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The questions of each agent's dataset (the same corpus `bench-memory` seeded).
-fn agent_queries(agent_index: usize) -> Vec<String> {
-    let people = PER_AGENT.div_ceil(18) + 1;
-    let d = dataset::generate(1000 + agent_index as u64, people, 60);
-    d.queries
-        .into_iter()
-        .filter(|q| q.answer < PER_AGENT)
-        .map(|q| q.text)
-        .collect()
-}
-
-struct Setup {
-    org: Uuid,
-    agents: Vec<Uuid>,
-    token: String,
-}
-
-async fn setup(url: &str) -> anyhow::Result<Setup> {
-    let mut conn = PgConnection::connect(url).await?;
-    let org: Uuid = sqlx::query_scalar("SELECT id FROM ibex_core.orgs WHERE slug = 'bench'")
-        .fetch_optional(&mut conn)
-        .await?
-        .context("no org 'bench': the database is not seeded (scripts/bench-sidecar.sh seeds it)")?;
-    let agents: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM ibex_core.agents WHERE org_id = $1 ORDER BY name")
-        .bind(org)
-        .fetch_all(&mut conn)
-        .await?;
-    if agents.len() != AGENTS {
-        bail!("expected {AGENTS} agents in org bench, found {}", agents.len());
-    }
-    // One directive per agent, as a deployed agent would have.
-    sqlx::query(
-        "INSERT INTO ibex_core.directives (org_id, agent_id, name, content, priority)
-         SELECT $1, a.id, 'house-rules', 'Answer from what you know about the people you are asked about. '
-                || 'Be brief, and say so when you do not know.', 0
-         FROM ibex_core.agents a WHERE a.org_id = $1
-         ON CONFLICT (org_id, agent_id, name) DO NOTHING",
-    )
-    .bind(org)
-    .execute(&mut conn)
-    .await?;
-    let token = ibex_sidecar::admin::create_token(url, org, "bench-sidecar", "context:assemble", None, Some(1))
-        .await?
-        .token;
-    Ok(Setup { org, agents, token })
-}
-
-fn conversation(query: &str) -> Vec<pb::ChatMessage> {
-    let m = |role: &str, content: &str| pb::ChatMessage {
-        role: role.into(),
-        content: content.into(),
-    };
-    vec![
-        m(
-            "system",
-            "You are the assistant of a small team; you keep track of its people.",
-        ),
-        m("user", "Hi! I have a question about someone on the team."),
-        m("assistant", "Of course. Who is it about?"),
-        m("user", query),
-    ]
 }
 
 #[derive(Default)]
@@ -127,17 +61,7 @@ async fn assemble_bench(grpc: &str, s: &Setup, calls: usize) -> anyhow::Result<A
     for i in 0..WARMUP_CALLS + calls {
         let a = rng.below(AGENTS);
         let q = &queries[a][rng.below(queries[a].len())];
-        let mut request = tonic::Request::new(pb::AssembleContextRequest {
-            org_id: s.org.to_string(),
-            agent_id: s.agents[a].to_string(),
-            model: MODEL.into(),
-            messages: conversation(q),
-            max_output_tokens: Some(1024),
-            session_id: None,
-        });
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {}", s.token).parse()?);
+        let request = s.request(a, q)?;
         let started = Instant::now();
         let r = client.assemble_context(request).await?.into_inner();
         let took = started.elapsed();
@@ -344,8 +268,11 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", row("AssembleContext, client (gRPC round trip)", &a.client));
     println!("{}", row("  server: whole assembly", &a.server));
     println!("{}", row("  server: directive", &a.directive));
-    println!("{}", row("  server: hot (Redis + query embedding)", &a.hot));
-    println!("{}", row("  server: cold (ibex_core.search)", &a.cold));
+    println!("{}", row("  server: hot (Redis)", &a.hot));
+    println!(
+        "{}",
+        row("  server: cold (query embedding + search_by_vector)", &a.cold)
+    );
     println!("{}", row("embedding, HTTP POST /v1/embed, miss", &e.miss));
     println!("{}", row("embedding, in-process, same texts", &e.inproc));
     println!("{}", row("embedding, HTTP POST /v1/embed, hit", &e.hit));

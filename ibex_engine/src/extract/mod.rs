@@ -11,8 +11,6 @@
 //!   only answers that are not JSON of the right shape (those are worth a retry),
 //! - [`rules`] is the built-in extractor used when no LLM is configured.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 pub mod openai;
@@ -49,65 +47,7 @@ impl Turn {
     }
 }
 
-/// The three kinds of long-term memory. Context assembly emits them in this order, after the
-/// directive: procedural, declarative, episodic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum Category {
-    /// Standing instructions: how the user wants things done.
-    Procedural,
-    /// Facts and preferences about the user and their world.
-    Declarative,
-    /// Events tied to a date or time.
-    Episodic,
-}
-
-impl Category {
-    pub const ALL: [Category; 3] = [Category::Procedural, Category::Declarative, Category::Episodic];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Procedural => "procedural",
-            Category::Declarative => "declarative",
-            Category::Episodic => "episodic",
-        }
-    }
-
-    /// Case-insensitive, surrounding whitespace ignored: models write "Declarative" as often as
-    /// "declarative", and the SQL layer passes user input through here too.
-    pub fn parse(text: &str) -> Option<Category> {
-        let text = text.trim();
-        Category::ALL
-            .into_iter()
-            .find(|c| c.as_str().eq_ignore_ascii_case(text))
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Category {
-    type Err = UnknownCategory;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Category::parse(s).ok_or_else(|| UnknownCategory(s.to_string()))
-    }
-}
-
-impl TryFrom<String> for Category {
-    type Error = UnknownCategory;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown memory category {0:?} (expected procedural, declarative or episodic)")]
-pub struct UnknownCategory(pub String);
+pub use crate::category::{Category, UnknownCategory};
 
 /// A memory ready for `remember`: a self-contained third-person sentence.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,27 +61,6 @@ pub struct ExtractedMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn category_names_round_trip() {
-        for c in Category::ALL {
-            assert_eq!(Category::parse(c.as_str()), Some(c));
-            assert_eq!(c.to_string(), c.as_str());
-        }
-        assert_eq!(Category::Procedural.as_str(), "procedural");
-        assert_eq!(Category::Declarative.as_str(), "declarative");
-        assert_eq!(Category::Episodic.as_str(), "episodic");
-    }
-
-    #[test]
-    fn category_parse_is_case_insensitive_and_trimmed() {
-        assert_eq!(Category::parse("  Declarative\n"), Some(Category::Declarative));
-        assert_eq!(Category::parse("EPISODIC"), Some(Category::Episodic));
-        assert_eq!("pRoCeDuRaL".parse::<Category>(), Ok(Category::Procedural));
-        assert_eq!(Category::parse("semantic"), None);
-        assert_eq!(Category::parse(""), None);
-        assert!("fact".parse::<Category>().unwrap_err().to_string().contains("fact"));
-    }
 
     #[test]
     fn memory_serde_uses_lowercase_categories() {

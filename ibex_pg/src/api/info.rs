@@ -5,3 +5,10 @@ use pgrx::prelude::*;
 fn ibex_version() -> String {
     format!("ibex_pg {}", env!("CARGO_PKG_VERSION"))
 }
+
+/// The memory categories, in section order (`ibex_engine::category::Category`): what
+/// `ibex_core.assert_category` accepts, so the list exists once.
+#[pg_extern(immutable, parallel_safe)]
+fn ibex_memory_categories() -> Vec<String> {
+    ibex_engine::category::Category::names().map(str::to_string).to_vec()
+}

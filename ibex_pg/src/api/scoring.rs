@@ -158,3 +158,11 @@ fn ibex_knapsack(scores: Array<f64>, tokens: Array<i32>, budget: i32) -> Vec<i32
 fn ibex_relevance(semantic: f64, lexical: f64) -> f64 {
     ibex_engine::relevance::blend(semantic, lexical, gucs::lexical_weight())
 }
+
+/// BM25's inverse document frequency of a term found in `df` of the agent's `n` active memories:
+/// `ln(1 + (n - df + 0.5) / (df + 0.5))` (`ibex_engine::relevance::idf`). Negative inputs count
+/// as 0.
+#[pg_extern(immutable, parallel_safe, strict)]
+fn ibex_idf(n: i64, df: i64) -> f64 {
+    ibex_engine::relevance::idf(df.max(0) as u64, n.max(0) as u64)
+}

@@ -8,29 +8,35 @@
 //!   that they are read again, and if that read fails or misses the deadline the last copy read
 //!   (up to 10 minutes old) is used and the timing says `stale`. This is what makes a
 //!   directive-only answer possible while Postgres is slow.
-//! * hot: the agent's hot set from Redis (`crate::hotcache`), plus the query's embedding from the
-//!   sidecar's own model (through the Redis embedding cache) to compute each hot memory's cosine.
-//!   If the cache lost its data (no `ready` marker) the set is read from Postgres instead
-//!   (`fallback`, not degraded: nothing failed). Without a redis_url the set always comes from
-//!   Postgres.
-//! * cold: `ibex_core.search(org, agent, query, cold_k, p_record_access => true)`: semantic and
-//!   lexical candidates scored in Postgres (which embeds the query itself); the memories it
-//!   returns count as accessed.
+//! * hot: the agent's hot set from Redis (`crate::hotcache`), scored against the query's
+//!   embedding. If the cache lost its data (no `ready` marker) the set is read from Postgres
+//!   instead (`fallback`, not degraded: nothing failed). Without a redis_url the set always comes
+//!   from Postgres.
+//! * cold: `ibex_core.search_by_vector(org, agent, query, vector, cold_k, p_record_access =>
+//!   false)`: semantic and lexical candidates scored in Postgres; their score is kept as it is.
 //!
-//! The query is the latest user message. Without one, hot and cold are `skipped`.
+//! The query is the latest user message, embedded once per call by the sidecar's model (through
+//! the Redis embedding cache) and shared by both sources (`sources`). Without one, hot and cold
+//! are `skipped`. After packing, the memories actually packed are recorded as accessed,
+//! fire-and-forget (`access`); a degraded answer records nothing.
 //!
 //! Degradation (goal 3.5): when hot or cold fails (Redis down, a database error, the model not
 //! loaded, overload) or has not answered at the deadline, the answer is directive-only:
 //! directive and conversation history, no memories, `degraded` set, and the reason naming each
 //! source that failed. When the directive read fails and no copy is held, the answer has no
-//! directive either and is degraded too. Abandoned tasks finish in the background (their queries
-//! are bounded by `context_statement_timeout`) and still refresh the directive cache.
+//! directive either and is degraded too. A hot or cold task still running at the deadline is aborted, and
+//! its query was given the time left as its `statement_timeout`, so nothing keeps running for a
+//! caller who is gone. The directive task finishes in the background (bounded by
+//! `context_statement_timeout`) and still refreshes the directive cache.
 //!
-//! Then the pure part (`ibex_engine::context`): candidates merged by memory id and re-scored
-//! with the full composite score, packed greedily into the memory budget, history trimmed
+//! Then the pure part (`ibex_engine::context`): candidates merged by memory id (cold ones keep
+//! the score Postgres computed; hot-only ones are scored with the same parameters), packed greedily into the memory budget, history trimmed
 //! newest-first into what is left, sections rendered in order.
 
+mod access;
+pub mod admission;
 mod directives;
+mod sources;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,17 +46,19 @@ use ibex_engine::context::{
     ScoredCandidate,
 };
 use ibex_engine::embed::cosine_similarity;
+use ibex_engine::score::ScoreParams;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::db;
-use crate::embedding::{EmbedRequest, EmbeddingCore};
+use crate::embedding::EmbeddingCore;
 use crate::error::ApiError;
-use crate::hotcache::source::agent_top;
-use crate::hotcache::{HotEntry, HotRead, HotStore};
+use crate::hotcache::{HotEntry, HotStore};
 use crate::metrics::Metrics;
+use sources::{cold_source, embed_query, hot_source};
 
+pub use access::AccessRecorder;
+pub use admission::{Admission, AdmissionSettings};
 pub use directives::{DirectiveCache, DirectiveSet};
 
 /// Roles a conversation may contain.
@@ -64,6 +72,7 @@ pub struct EngineSettings {
     pub statement_timeout: Duration,
     pub directive_cache_ttl: Duration,
     pub scoring: ContextSettings,
+    pub admission: AdmissionSettings,
 }
 
 impl EngineSettings {
@@ -74,11 +83,14 @@ impl EngineSettings {
             cold_k: config.cold_k,
             statement_timeout: config.context_statement_timeout,
             directive_cache_ttl: config.directive_cache_ttl,
+            admission: AdmissionSettings::per_core(
+                config.context_slots_per_core,
+                config.context_queue,
+                config.context_queue_wait,
+            ),
             scoring: ContextSettings {
                 memory_share: config.memory_share,
                 max_memory_tokens: config.max_memory_tokens,
-                half_life_hours: config.recency_half_life_hours,
-                lexical_weight: config.lexical_weight,
             },
         }
     }
@@ -123,6 +135,8 @@ pub struct ContextEngine {
     hot: Arc<HotStore>,
     embed: Arc<EmbeddingCore>,
     directives: Arc<DirectiveCache>,
+    access: AccessRecorder,
+    admission: Admission,
     settings: EngineSettings,
     metrics: Arc<Metrics>,
 }
@@ -130,9 +144,6 @@ pub struct ContextEngine {
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
-
-/// What one source task hands back: its result and its own duration.
-type Timed<T> = (Result<T, String>, Duration, &'static str);
 
 impl ContextEngine {
     pub fn new(
@@ -143,6 +154,8 @@ impl ContextEngine {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            access: AccessRecorder::start(db.clone(), Arc::clone(&metrics)),
+            admission: Admission::new(settings.admission, Arc::clone(&metrics)),
             db,
             hot,
             embed,
@@ -156,11 +169,19 @@ impl ContextEngine {
         &self.settings
     }
 
+    /// Assembles a context, or refuses at once with [`ApiError::Shed`] when the hot path is at
+    /// capacity (`admission`). The deadline runs from arrival: time spent waiting for a slot is
+    /// time the sources do not get.
     pub async fn assemble(&self, request: ContextRequest) -> Result<ContextAnswer, ApiError> {
-        let result = self.assemble_inner(request).await;
+        let arrived = tokio::time::Instant::now();
+        let result = match self.admission.admit().await {
+            Ok(_slot) => self.assemble_inner(request, arrived + self.settings.deadline).await,
+            Err(shed) => Err(shed),
+        };
         let outcome = match &result {
             Ok(a) if a.degraded.is_some() => "degraded",
             Ok(_) => "ok",
+            Err(ApiError::Shed { .. }) => "shed",
             Err(_) => "error",
         };
         self.metrics.context_requests.with_label_values(&[outcome]).inc();
@@ -170,7 +191,39 @@ impl ContextEngine {
         result
     }
 
-    async fn assemble_inner(&self, request: ContextRequest) -> Result<ContextAnswer, ApiError> {
+    /// The answer for a call that was shed: no directive, no memories, the conversation trimmed
+    /// to the model's budget as usual. Pure computation, no I/O: the proxy forwards with it
+    /// rather than failing the caller's LLM call when context assembly is at capacity.
+    pub fn without_memories(&self, request: ContextRequest) -> Result<ContextAnswer, ApiError> {
+        let started = Instant::now();
+        validate_messages(&request.messages)?;
+        let model = engine::resolve_model(&request.model).map_err(context_error)?;
+        let assembly = engine::assemble(AssemblyInput {
+            model,
+            max_output_tokens: request.max_output_tokens.map(|n| n as usize),
+            directives: &[],
+            candidates: &[],
+            messages: &request.messages,
+            settings: &self.settings.scoring,
+        })
+        .map_err(context_error)?;
+        Ok(ContextAnswer {
+            assembly,
+            directives: Vec::new(),
+            candidates: Vec::new(),
+            messages: request.messages,
+            degraded: None,
+            timings: vec![report("admission", started.elapsed(), "shed", String::new())],
+            total: started.elapsed(),
+            session_id: request.session_id,
+        })
+    }
+
+    async fn assemble_inner(
+        &self,
+        request: ContextRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<ContextAnswer, ApiError> {
         let started = Instant::now();
         validate_messages(&request.messages)?;
         let model = engine::resolve_model(&request.model).map_err(context_error)?;
@@ -180,7 +233,6 @@ impl ContextEngine {
             detail: "no database_url".into(),
         })?;
         let query = engine::query_text(&request.messages).map(str::to_string);
-        let deadline = tokio::time::Instant::now() + self.settings.deadline;
         let (org, agent) = (request.org, request.agent);
 
         let directive_task = {
@@ -191,21 +243,30 @@ impl ContextEngine {
             );
             tokio::spawn(async move { cache.get(db, org, agent, deadline, timeout).await })
         };
-        let (hot_task, cold_task) = match &query {
+        let (hot_task, cold_task, embedding) = match &query {
             Some(q) => {
+                self.metrics.context_query_embeddings.inc();
+                let embedding = embed_query(Arc::clone(&self.embed), q.clone());
                 let hot = tokio::spawn(hot_source(
                     Arc::clone(&self.hot),
-                    Arc::clone(&self.embed),
+                    db.clone(),
+                    org,
+                    agent,
+                    deadline,
+                    self.settings.clone(),
+                ));
+                let cold = tokio::spawn(cold_source(
                     db.clone(),
                     org,
                     agent,
                     q.clone(),
+                    embedding.clone(),
+                    deadline,
                     self.settings.clone(),
                 ));
-                let cold = tokio::spawn(cold_source(db.clone(), org, agent, q.clone(), self.settings.clone()));
-                (Some(hot), Some(cold))
+                (Some(AbortOnDrop(hot)), Some(AbortOnDrop(cold)), Some(embedding))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
 
         let deadline_ms = self.settings.deadline.as_millis();
@@ -242,24 +303,13 @@ impl ContextEngine {
             }
         }
 
-        let mut hot: Vec<HotCandidate> = Vec::new();
+        let mut hot_entries: Vec<HotEntry> = Vec::new();
         match hot_task {
             None => timings.push(skipped("hot")),
-            Some(task) => match tokio::time::timeout_at(deadline, task).await {
-                Ok(Ok((Ok((entries, embed_ms, query_vector)), took, status))) => {
-                    let now = chrono::Utc::now();
-                    hot = entries
-                        .into_iter()
-                        .map(|e: HotEntry| HotCandidate {
-                            id: e.id.to_string(),
-                            category: e.category,
-                            semantic: Some(f64::from(cosine_similarity(&query_vector, &e.embedding))),
-                            signals: e.signals(now),
-                            content: e.content,
-                        })
-                        .collect();
+            Some(mut task) => match tokio::time::timeout_at(deadline, &mut task.0).await {
+                Ok(Ok((Ok(entries), took, status))) => {
+                    hot_entries = entries;
                     timings.push(report("hot", took, status, String::new()));
-                    timings.push(report("query_embedding", embed_ms, "ok", String::new()));
                 }
                 Ok(Ok((Err(message), took, _))) => {
                     failures.push(format!("hot: {message}"));
@@ -278,11 +328,12 @@ impl ContextEngine {
         }
 
         let mut cold: Vec<ColdCandidate> = Vec::new();
+        let mut params = ScoreParams::default();
         match cold_task {
             None => timings.push(skipped("cold")),
-            Some(task) => match tokio::time::timeout_at(deadline, task).await {
-                Ok(Ok((Ok(found), took, status))) => {
-                    cold = found;
+            Some(mut task) => match tokio::time::timeout_at(deadline, &mut task.0).await {
+                Ok(Ok((Ok((found, used)), took, status))) => {
+                    (cold, params) = (found, used);
                     timings.push(report("cold", took, status, String::new()));
                 }
                 Ok(Ok((Err(message), took, _))) => {
@@ -301,11 +352,42 @@ impl ContextEngine {
             },
         }
 
+        // The cold search consumed the query's vector, so once it answered the vector is ready;
+        // the hot memories are scored with it.
+        let mut hot: Vec<HotCandidate> = Vec::new();
+        if let (Some(embedding), true) = (embedding, failures.is_empty()) {
+            match tokio::time::timeout_at(deadline, embedding).await {
+                Ok(Ok((vector, took))) => {
+                    timings.push(report("query_embedding", took, "ok", String::new()));
+                    let now = chrono::Utc::now();
+                    hot = hot_entries
+                        .into_iter()
+                        .map(|e| HotCandidate {
+                            id: e.id.to_string(),
+                            category: e.category,
+                            semantic: Some(f64::from(cosine_similarity(&vector, &e.embedding))),
+                            signals: e.signals(now),
+                            content: e.content,
+                        })
+                        .collect();
+                }
+                Ok(Err(message)) => {
+                    failures.push(format!("query_embedding: {message}"));
+                    timings.push(report("query_embedding", started.elapsed(), "error", message));
+                }
+                Err(_) => {
+                    let r = late("query_embedding");
+                    failures.push(format!("query_embedding: {}", r.detail));
+                    timings.push(r);
+                }
+            }
+        }
+
         let degraded = (!failures.is_empty()).then(|| failures.join("; "));
         let candidates = if degraded.is_some() {
             Vec::new()
         } else {
-            engine::merge_and_score(hot, cold, &self.settings.scoring)
+            engine::merge_and_score(hot, cold, &params)
         };
         let directives: Vec<Directive> = directive_set.map(|s| s.directives.to_vec()).unwrap_or_default();
         let assembly = engine::assemble(AssemblyInput {
@@ -317,8 +399,16 @@ impl ContextEngine {
             settings: &self.settings.scoring,
         })
         .map_err(context_error)?;
-        if let Some(reason) = &degraded {
-            tracing::warn!(%org, %agent, reason = %reason, "context degraded to directive-only");
+        match &degraded {
+            Some(reason) => tracing::warn!(%org, %agent, reason = %reason, "context degraded to directive-only"),
+            None => self.access.record(
+                org,
+                assembly
+                    .chosen
+                    .iter()
+                    .filter_map(|&(i, _)| Uuid::parse_str(&candidates[i].id).ok())
+                    .collect(),
+            ),
         }
         Ok(ContextAnswer {
             assembly,
@@ -380,104 +470,15 @@ fn context_error(error: ContextError) -> ApiError {
     }
 }
 
-/// Hot entries, the time the query embedding took, and the query vector.
-type HotOutcome = (Vec<HotEntry>, Duration, Vec<f32>);
+/// A spawned source task that is aborted when the call stops waiting for it (deadline passed,
+/// or the call itself dropped because the client went away): nothing runs for a caller who is
+/// gone. Its query's own `statement_timeout` (the time left) ends the backend's side.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-async fn hot_source(
-    store: Arc<HotStore>,
-    embed: Arc<EmbeddingCore>,
-    db: PgPool,
-    org: Uuid,
-    agent: Uuid,
-    query: String,
-    settings: EngineSettings,
-) -> Timed<HotOutcome> {
-    let started = Instant::now();
-    let read = async {
-        if !store.is_enabled() {
-            return agent_top(&db, org, agent, settings.hot_cache_size, settings.statement_timeout)
-                .await
-                .map(|top| (top.entries, "postgres"))
-                .map_err(|e| format!("reading the hot set from Postgres: {e}"));
-        }
-        match store.read(org, agent).await {
-            Ok(HotRead::Ready(entries)) => Ok((entries, "ok")),
-            Ok(HotRead::NotReady) => agent_top(&db, org, agent, settings.hot_cache_size, settings.statement_timeout)
-                .await
-                .map(|top| (top.entries, "fallback"))
-                .map_err(|e| format!("hot cache not built and Postgres failed: {e}")),
-            Err(e) => Err(format!("hot cache unavailable: {e}")),
-        }
-    };
-    let embedding = async {
-        let t = Instant::now();
-        let out = embed
-            .embed(EmbedRequest {
-                texts: vec![query],
-                count_tokens: false,
-            })
-            .await;
-        (out, t.elapsed())
-    };
-    let (read, (embedded, embed_took)) = tokio::join!(read, embedding);
-    let result = match (read, embedded) {
-        (Ok((entries, status)), Ok(mut out)) => match out.vectors.pop() {
-            Some(vector) => return (Ok((entries, embed_took, vector)), started.elapsed(), status),
-            None => Err("the embedding core answered no vector".to_string()),
-        },
-        (Err(e), _) => Err(e),
-        (_, Err(e)) => Err(format!("query embedding failed: {e}")),
-    };
-    (result, started.elapsed(), "error")
-}
-
-type ColdRow = (Uuid, String, String, f64, f64, f64, f32, f64);
-
-async fn cold_source(
-    db: PgPool,
-    org: Uuid,
-    agent: Uuid,
-    query: String,
-    settings: EngineSettings,
-) -> Timed<Vec<ColdCandidate>> {
-    let started = Instant::now();
-    let run = async {
-        let mut tx = db::begin_for_org_with_timeout(&db, org, settings.statement_timeout).await?;
-        let rows: Vec<ColdRow> = sqlx::query_as(
-            "SELECT memory_id, content, category, relevance, recency, usefulness, confidence, access_frequency
-             FROM ibex_core.search($1, $2, $3, $4, p_record_access => true)",
-        )
-        .bind(org)
-        .bind(agent)
-        .bind(&query)
-        .bind(settings.cold_k as i32)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(rows)
-    };
-    let result = run
-        .await
-        .map(|rows| {
-            rows.into_iter()
-                .filter_map(
-                    |(id, content, category, relevance, recency, usefulness, confidence, access_frequency)| {
-                        Some(ColdCandidate {
-                            id: id.to_string(),
-                            category: engine::Category::parse(&category)?,
-                            content,
-                            relevance,
-                            recency,
-                            usefulness,
-                            confidence: f64::from(confidence),
-                            access_frequency,
-                        })
-                    },
-                )
-                .collect()
-        })
-        .map_err(|e| format!("semantic search failed: {e}"));
-    (result, started.elapsed(), "ok")
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub struct AgentTop {
     pub asof_micros: i64,
     /// Best first.
     pub entries: Vec<HotEntry>,
+    /// Each entry's query-independent score as Postgres computed it (`ibex_hot_score`, with the
+    /// database's `ibex.recency_half_life_hours`): the sidecar stores it, it never recomputes it.
+    pub ranks: Vec<f64>,
 }
 
 type Row = (
@@ -31,16 +34,19 @@ type Row = (
     i64,
     DateTime<Utc>,
     pgvector::Vector,
+    f64,
 );
 
-/// `ibex_hot_score` is the extension's query-independent score (the same formula as
-/// `ibex_engine::score::query_independent`, with `ibex.recency_half_life_hours`).
+/// `ibex_hot_score` is the extension's query-independent score (`ibex_engine::score::
+/// query_independent` with the database's `ibex.recency_half_life_hours`); it is both the order
+/// and the rank stored in Redis.
 const TOP_SQL: &str = "SELECT m.id, m.content, m.category, m.confidence, m.useful_count, m.not_useful_count,
-           m.access_count, coalesce(m.last_accessed_at, m.created_at), m.embedding
+           m.access_count, coalesce(m.last_accessed_at, m.created_at), m.embedding,
+           ibex_hot_score(m.confidence, m.useful_count, m.not_useful_count, m.access_count,
+                          coalesce(m.last_accessed_at, m.created_at)) AS rank
     FROM ibex_core.memories m
     WHERE m.org_id = $1 AND m.agent_id = $2 AND m.status = 'active'
-    ORDER BY ibex_hot_score(m.confidence, m.useful_count, m.not_useful_count, m.access_count,
-                            coalesce(m.last_accessed_at, m.created_at)) DESC, m.id
+    ORDER BY rank DESC, m.id
     LIMIT $3";
 
 pub async fn agent_top(
@@ -61,11 +67,11 @@ pub async fn agent_top(
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-    let entries = rows
+    let (entries, ranks) = rows
         .into_iter()
         .filter_map(
-            |(id, content, category, confidence, useful, not_useful, accesses, touched_at, embedding)| {
-                Some(HotEntry {
+            |(id, content, category, confidence, useful, not_useful, accesses, touched_at, embedding, rank)| {
+                let entry = HotEntry {
                     id,
                     category: Category::parse(&category)?,
                     content,
@@ -75,11 +81,16 @@ pub async fn agent_top(
                     access_count: accesses,
                     touched_at,
                     embedding: embedding.to_vec(),
-                })
+                };
+                Some((entry, rank))
             },
         )
-        .collect();
-    Ok(AgentTop { asof_micros, entries })
+        .unzip();
+    Ok(AgentTop {
+        asof_micros,
+        entries,
+        ranks,
+    })
 }
 
 /// Every (org, agent) that has active memories (through the definer function of migration 0008).

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use ibex_engine::score;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
@@ -44,7 +43,6 @@ pub enum HotRead {
 
 pub struct HotStore {
     connection: Option<ConnectionManager>,
-    half_life_hours: f64,
     script: redis::Script,
     epoch: Instant,
     /// Milliseconds since `epoch` before which Redis is not tried (it failed moments ago): an
@@ -57,7 +55,7 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 impl HotStore {
     /// A client that connects lazily (an unreachable Redis at start-up is not an error).
-    pub fn new(url: Option<&str>, timeout: Duration, half_life_hours: f64) -> Result<Self, redis::RedisError> {
+    pub fn new(url: Option<&str>, timeout: Duration) -> Result<Self, redis::RedisError> {
         let connection = match url {
             Some(url) => {
                 let client = redis::Client::open(url)?;
@@ -74,7 +72,6 @@ impl HotStore {
         };
         Ok(Self {
             connection,
-            half_life_hours,
             script: redis::Script::new(REPLACE_SCRIPT),
             epoch: Instant::now(),
             skip_until_ms: AtomicU64::new(0),
@@ -141,7 +138,6 @@ impl HotStore {
     /// it was written.
     pub async fn replace(&self, org: Uuid, agent: Uuid, top: &AgentTop) -> Result<bool, redis::RedisError> {
         let mut connection = self.connection()?;
-        let now = Utc::now();
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(set_key(org, agent))
@@ -149,9 +145,8 @@ impl HotStore {
             .key(asof_key(org, agent))
             .arg(top.asof_micros)
             .arg(top.entries.len());
-        for entry in &top.entries {
-            let rank = score::query_independent(&entry.signals(now), self.half_life_hours).total;
-            invocation.arg(entry.id.to_string()).arg(rank).arg(entry.encode());
+        for (entry, rank) in top.entries.iter().zip(&top.ranks) {
+            invocation.arg(entry.id.to_string()).arg(*rank).arg(entry.encode());
         }
         let written: i64 = self.observe(invocation.invoke_async(&mut connection).await)?;
         Ok(written == 1)

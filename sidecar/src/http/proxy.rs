@@ -52,6 +52,8 @@ pub static X_SESSION_UUID: HeaderName = HeaderName::from_static("x-ibex-session-
 pub static X_DEGRADED: HeaderName = HeaderName::from_static("x-ibex-context-degraded");
 pub static X_CONTEXT_TOKENS: HeaderName = HeaderName::from_static("x-ibex-context-tokens");
 pub static X_MEMORIES: HeaderName = HeaderName::from_static("x-ibex-memories");
+/// `shed`: context assembly was at capacity and the call went upstream without memories.
+pub static X_CONTEXT: HeaderName = HeaderName::from_static("x-ibex-context");
 /// Upstream error bodies are kept up to this size in the envelope.
 const MAX_ERROR_BODY: usize = 16 * 1024;
 
@@ -353,17 +355,22 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
     let org = principal.org_id;
     let session = session_for(state, org, agent, external).await?;
 
-    let answer = state
-        .context
-        .assemble(ContextRequest {
-            org,
-            agent,
-            model: chat.model.clone(),
-            messages: chat.messages.clone(),
-            max_output_tokens: chat.max_output_tokens,
-            session_id: Some(session.to_string()),
-        })
-        .await?;
+    let context_request = ContextRequest {
+        org,
+        agent,
+        model: chat.model.clone(),
+        messages: chat.messages.clone(),
+        max_output_tokens: chat.max_output_tokens,
+        session_id: Some(session.to_string()),
+    };
+    // Shed at admission: the LLM call still goes upstream, without memories, flagged and counted.
+    let (answer, shed) = match state.context.assemble(context_request.clone()).await {
+        Err(ApiError::Shed { .. }) => {
+            state.metrics.proxy_context_shed.inc();
+            (state.context.without_memories(context_request)?, true)
+        }
+        other => (other?, false),
+    };
     let call = CallRecord {
         org,
         agent,
@@ -393,6 +400,9 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
     put(&X_DEGRADED, answer.degraded.is_some().to_string());
     put(&X_CONTEXT_TOKENS, answer.assembly.total_tokens.to_string());
     put(&X_MEMORIES, answer.assembly.chosen.len().to_string());
+    if shed {
+        put(&X_CONTEXT, "shed".to_string());
+    }
 
     let url = format!("{}/chat/completions", base.trim_end_matches('/'));
     let mut request = state.upstream.post(&url).json(&upstream_body(&body, &answer));

@@ -341,3 +341,157 @@ async fn authentication_and_authorisation_failures() {
     assert!(used.is_some());
     server.stop().await;
 }
+
+/// Value of a counter with labels (`name{labels}`), 0 when not yet exported.
+fn labelled(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Accesses per memory of a tenant: folded counts plus log rows not folded yet (the indexer
+/// folds and deletes in one transaction, so one statement sees a consistent sum).
+async fn accesses(admin: &sqlx::PgPool, t: Tenant) -> std::collections::HashMap<uuid::Uuid, i64> {
+    sqlx::query_as::<_, (uuid::Uuid, i64)>(
+        "SELECT m.id, m.access_count::bigint
+                + (SELECT count(*) FROM ibex_core.memory_access a WHERE a.org_id = m.org_id AND a.memory_id = m.id)
+         FROM ibex_core.memories m WHERE m.org_id = $1 AND m.agent_id = $2",
+    )
+    .bind(t.org)
+    .bind(t.agent)
+    .fetch_all(admin)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_query_embedding_per_call_and_access_recorded_for_packed_memories_only() {
+    // A memory budget that holds only some of the candidates.
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        max_memory_tokens: 40,
+        ..support::config()
+    })
+    .await;
+    let (t, ids) = seeded("ctx-access").await;
+    let token = fixtures::token(t.org, "context:assemble", None).await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let before = server.metrics().await;
+    let body = request(
+        t,
+        "gpt-4o",
+        vec![message("user", "What should I eat? Any food allergies?")],
+    );
+    let r = assemble(&mut client, &token, body).await.expect("assembled");
+    assert!(!r.degraded, "{}", r.degraded_reason);
+    let after = server.metrics().await;
+    let embeddings = |page: &str| support::counter(page, "ibex_context_query_embeddings_total");
+    assert_eq!(
+        embeddings(&after) - embeddings(&before),
+        1.0,
+        "the query is embedded once"
+    );
+    // The sidecar's embedding core saw exactly one text for this call (hit or miss).
+    let texts = |page: &str| {
+        support::counter(page, "ibex_embed_cache_hits_total") + support::counter(page, "ibex_embed_cache_misses_total")
+    };
+    assert_eq!(texts(&after) - texts(&before), 1.0);
+
+    let packed: std::collections::HashSet<uuid::Uuid> =
+        r.memories.iter().map(|m| m.memory_id.parse().unwrap()).collect();
+    assert!(!packed.is_empty() && packed.len() < ids.len(), "{r:?}");
+    let admin = fixtures::admin().await;
+    eventually(Duration::from_secs(10), "the packed memories are recorded", || {
+        let admin = admin.clone();
+        let n = packed.len() as i64;
+        async move { accesses(&admin, t).await.values().sum::<i64>() >= n }
+    })
+    .await;
+    let recorded = accesses(&admin, t).await;
+    for id in &ids {
+        let expected = i64::from(packed.contains(id));
+        assert_eq!(recorded[id], expected, "memory {id}: packed = {}", packed.contains(id));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_answer_records_no_access() {
+    let port = fixtures::closed_port().await;
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        redis_url: Some(format!("redis://127.0.0.1:{port}/")),
+        hot_cache_consumer: false,
+        ..support::config()
+    })
+    .await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "ctx-degraded-access").await;
+    fixtures::remember(&admin, t, "The user plays the cello.", "declarative").await;
+    let token = fixtures::token(t.org, "context:assemble", None).await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let body = request(t, "gpt-4o", vec![message("user", "Which instrument do I play?")]);
+    let r = assemble(&mut client, &token, body).await.expect("a degraded answer");
+    assert!(r.degraded);
+    // Recording is queued before the answer returns, so the counter is final here.
+    let page = server.metrics().await;
+    assert_eq!(labelled(&page, "ibex_context_access_total{outcome=\"queued\"}"), 0.0);
+    assert_eq!(accesses(&admin, t).await.values().sum::<i64>(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_slots_and_queue_are_shed_with_a_retry_hint() {
+    // Postgres answers slowly, so admitted calls hold their slots; no queue.
+    let proxy = fixtures::DelayProxy::start(fixtures::database_addr()).await;
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        database_url: Some(fixtures::database_url_via(proxy.addr)),
+        hot_cache_consumer: false,
+        context_slots_per_core: 1,
+        context_queue: 0,
+        ..support::config()
+    })
+    .await;
+    let slots = std::thread::available_parallelism().map_or(1, usize::from);
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "ctx-shed").await;
+    let token = fixtures::token(t.org, "context:assemble", None).await;
+    let body = request(t, "gpt-4o", vec![message("user", "Anything to remember?")]);
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    assemble(&mut client, &token, body.clone())
+        .await
+        .expect("warm-up (token remembered)");
+
+    proxy.set_delay(Duration::from_millis(400));
+    let admitted_before = labelled(
+        &server.metrics().await,
+        "ibex_context_admission_total{outcome=\"admitted\"}",
+    );
+    let holders: Vec<_> = (0..slots)
+        .map(|_| {
+            let (mut client, token, body) = (client.clone(), token.clone(), body.clone());
+            tokio::spawn(async move { assemble(&mut client, &token, body).await })
+        })
+        .collect();
+    let server_ref = &server;
+    eventually(Duration::from_secs(10), "every slot is taken", || async move {
+        labelled(
+            &server_ref.metrics().await,
+            "ibex_context_admission_total{outcome=\"admitted\"}",
+        ) >= admitted_before + slots as f64
+    })
+    .await;
+    let refused = assemble(&mut client, &token, body).await.expect_err("shed");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.metadata().get("retry-after-ms").is_some(), "{refused:?}");
+    assert_eq!(refused.metadata().get("ibex-error-code").unwrap(), "overloaded");
+    proxy.set_delay(Duration::ZERO);
+    for h in holders {
+        h.await.unwrap().expect("admitted calls are answered");
+    }
+    let page = server.metrics().await;
+    assert!(labelled(&page, "ibex_context_admission_total{outcome=\"shed\"}") >= 1.0);
+    assert!(labelled(&page, "ibex_context_requests_total{outcome=\"shed\"}") >= 1.0);
+}

@@ -380,3 +380,78 @@ async fn the_proxy_checks_tokens_scopes_and_agents() {
     assert!(seen.lock().unwrap().is_empty(), "nothing reached the upstream");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shed_context_still_forwards_without_memories_flagged_and_counted() {
+    let (addr, seen) = upstream().await;
+    // Slow Postgres and a long deadline, so gRPC callers hold every slot; no queue.
+    let delay = fixtures::DelayProxy::start(fixtures::database_addr()).await;
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        upstream_base_url: Some(format!("http://{addr}/v1")),
+        upstream_api_key: Some(Secret("sk-upstream-test".into())),
+        upstream_timeout: Duration::from_secs(5),
+        database_url: Some(fixtures::database_url_via(delay.addr)),
+        hot_cache_consumer: false,
+        context_deadline: Duration::from_secs(10),
+        context_slots_per_core: 1,
+        context_queue: 0,
+        ..support::config()
+    })
+    .await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "proxy-shed").await;
+    fixtures::remember(&admin, t, "The user's cat is called Miso.", "declarative").await;
+    let proxy_token = fixtures::token(t.org, "proxy", Some(t.agent)).await;
+    let grpc_token = fixtures::token(t.org, "context:assemble", None).await;
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is my cat called?"}]});
+    let warm = call(&server, &proxy_token, &body, &[("x-ibex-session-id", "shed-1")]).await;
+    assert_eq!(warm.status(), StatusCode::OK);
+    assert!(
+        warm.headers().get("x-ibex-context").is_none(),
+        "not shed when there is room"
+    );
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let grpc_body = fixtures::request(t, "gpt-4o", vec![fixtures::message("user", "Cat?")]);
+    fixtures::assemble(&mut client, &grpc_token, grpc_body.clone())
+        .await
+        .expect("warm-up");
+
+    delay.set_delay(Duration::from_millis(300));
+    let slots = std::thread::available_parallelism().map_or(1, usize::from);
+    let admitted = |page: &str| {
+        page.lines()
+            .find_map(|l| l.strip_prefix("ibex_context_admission_total{outcome=\"admitted\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = admitted(&server.metrics().await);
+    let holders: Vec<_> = (0..slots)
+        .map(|_| {
+            let (mut client, token, body) = (client.clone(), grpc_token.clone(), grpc_body.clone());
+            tokio::spawn(async move { fixtures::assemble(&mut client, &token, body).await })
+        })
+        .collect();
+    let server_ref = &server;
+    fixtures::eventually(Duration::from_secs(10), "every slot is taken", || async move {
+        admitted(&server_ref.metrics().await) >= before + slots as f64
+    })
+    .await;
+    let response = call(&server, &proxy_token, &body, &[("x-ibex-session-id", "shed-1")]).await;
+    delay.set_delay(Duration::ZERO);
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-ibex-context"], "shed");
+    assert_eq!(response.headers()["x-ibex-memories"], "0");
+    let sent = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "user", "content": "What is my cat called?"}]),
+        "forwarded as sent, without a context message"
+    );
+    for h in holders {
+        h.await.unwrap().expect("admitted calls are answered");
+    }
+    assert_eq!(
+        support::counter(&server.metrics().await, "ibex_proxy_context_shed_total"),
+        1.0
+    );
+}

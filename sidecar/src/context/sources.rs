@@ -1,0 +1,185 @@
+//! The memory sources of context assembly: the query's embedding (computed once per call, shared
+//! by both sources), the hot set, and the cold search in Postgres.
+//!
+//! The query is embedded once, by the sidecar's model through the Redis embedding cache, and the
+//! vector goes to Postgres (`ibex_core.search_by_vector`), so the database never embeds it again.
+//! The cold query reads `ibex.lexical_weight` and `ibex.recency_half_life_hours` in the same round
+//! trip: hot-only candidates are then scored with exactly the parameters the search used, and the
+//! sidecar keeps no copy of either setting.
+//!
+//! Every query is bounded by the time left before the deadline (`statement_timeout`, see
+//! [`query_timeout`]): a source the caller stopped waiting for does not keep a backend busy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use ibex_engine::context::{Category, ColdCandidate};
+use ibex_engine::score::{ScoreBreakdown, ScoreParams};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::EngineSettings;
+use crate::db;
+use crate::embedding::{EmbedRequest, EmbeddingCore};
+use crate::hotcache::source::agent_top;
+use crate::hotcache::{HotEntry, HotRead, HotStore};
+
+/// What one source task hands back: its result, its own duration and its status.
+pub(super) type Timed<T> = (Result<T, String>, Duration, &'static str);
+
+/// The query's vector (or why there is none) and how long it took; cloneable, so the cold search
+/// and the hot scoring share one computation.
+pub(super) type QueryEmbedding = Shared<BoxFuture<'static, Result<(Arc<Vec<f32>>, Duration), String>>>;
+
+/// The query's embedding as a shared future. It is not spawned: the cold source drives it, so
+/// when the call is abandoned (deadline, client gone) and its tasks are aborted, the request is
+/// dropped too and the embedding core's queue skips it.
+pub(super) fn embed_query(embed: Arc<EmbeddingCore>, query: String) -> QueryEmbedding {
+    async move {
+        let started = Instant::now();
+        let mut out = embed
+            .embed(EmbedRequest {
+                texts: vec![query],
+                count_tokens: false,
+            })
+            .await
+            .map_err(|e| format!("query embedding failed: {e}"))?;
+        let vector = out
+            .vectors
+            .pop()
+            .ok_or_else(|| "the embedding core answered no vector".to_string())?;
+        Ok((Arc::new(vector), started.elapsed()))
+    }
+    .boxed()
+    .shared()
+}
+
+/// The `statement_timeout` of a hot-path query: the time left before the deadline, never more
+/// than the configured cap. Postgres then cancels the query itself when the caller has stopped
+/// waiting, whatever happens to the task that sent it.
+pub(super) fn query_timeout(deadline: tokio::time::Instant, cap: Duration) -> Duration {
+    deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .min(cap)
+        .max(Duration::from_millis(1))
+}
+
+/// The agent's hot set: Redis, or Postgres when the cache is not built (or not configured).
+pub(super) async fn hot_source(
+    store: Arc<HotStore>,
+    db: PgPool,
+    org: Uuid,
+    agent: Uuid,
+    deadline: tokio::time::Instant,
+    settings: EngineSettings,
+) -> Timed<Vec<HotEntry>> {
+    let started = Instant::now();
+    let timeout = query_timeout(deadline, settings.statement_timeout);
+    let from_postgres = agent_top(&db, org, agent, settings.hot_cache_size, timeout);
+    let (result, status) = if !store.is_enabled() {
+        let r = from_postgres
+            .await
+            .map(|top| top.entries)
+            .map_err(|e| format!("reading the hot set from Postgres: {e}"));
+        (r, "postgres")
+    } else {
+        match store.read(org, agent).await {
+            Ok(HotRead::Ready(entries)) => (Ok(entries), "ok"),
+            Ok(HotRead::NotReady) => {
+                let r = from_postgres
+                    .await
+                    .map(|top| top.entries)
+                    .map_err(|e| format!("hot cache not built and Postgres failed: {e}"));
+                (r, "fallback")
+            }
+            Err(e) => (Err(format!("hot cache unavailable: {e}")), "error"),
+        }
+    };
+    let status = if result.is_ok() { status } else { "error" };
+    (result, started.elapsed(), status)
+}
+
+/// One row of the cold query: the settings the search ran with, then a result row (absent when
+/// nothing matched, so the settings always come back).
+#[derive(sqlx::FromRow)]
+struct ColdRow {
+    lexical_weight: f64,
+    half_life_hours: f64,
+    memory_id: Option<Uuid>,
+    content: Option<String>,
+    category: Option<String>,
+    score: Option<f64>,
+    relevance: Option<f64>,
+    recency: Option<f64>,
+    usefulness: Option<f64>,
+    confidence: Option<f32>,
+    access_frequency: Option<f64>,
+}
+
+impl ColdRow {
+    fn candidate(self) -> Option<ColdCandidate> {
+        Some(ColdCandidate {
+            id: self.memory_id?.to_string(),
+            category: Category::parse(self.category.as_deref()?)?,
+            content: self.content?,
+            score: ScoreBreakdown {
+                relevance: self.relevance?,
+                recency: self.recency?,
+                usefulness: self.usefulness?,
+                confidence: f64::from(self.confidence?),
+                access_frequency: self.access_frequency?,
+                total: self.score?,
+            },
+        })
+    }
+}
+
+/// Access is not recorded here: only the memories packed into the answer count as read, and the
+/// context core records them after packing (see `access`).
+const COLD_SQL: &str = "SELECT p.lexical_weight, p.half_life_hours, s.memory_id, s.content, s.category, s.score,
+       s.relevance, s.recency, s.usefulness, s.confidence, s.access_frequency
+FROM (SELECT current_setting('ibex.lexical_weight')::float8 AS lexical_weight,
+             current_setting('ibex.recency_half_life_hours')::float8 AS half_life_hours) p
+LEFT JOIN LATERAL ibex_core.search_by_vector($1, $2, $3, $4, $5, p_record_access => false) s ON true";
+
+/// The cold candidates with the score Postgres computed, and the score parameters it used.
+pub(super) type ColdOutcome = (Vec<ColdCandidate>, ScoreParams);
+
+pub(super) async fn cold_source(
+    db: PgPool,
+    org: Uuid,
+    agent: Uuid,
+    query: String,
+    embedding: QueryEmbedding,
+    deadline: tokio::time::Instant,
+    settings: EngineSettings,
+) -> Timed<ColdOutcome> {
+    let started = Instant::now();
+    let run = async {
+        let (vector, _) = embedding.await?;
+        let timeout = query_timeout(deadline, settings.statement_timeout);
+        let search = async {
+            let mut tx = db::begin_for_org_with_timeout(&db, org, timeout).await?;
+            let rows: Vec<ColdRow> = sqlx::query_as(COLD_SQL)
+                .bind(org)
+                .bind(agent)
+                .bind(&query)
+                .bind(pgvector::Vector::from(vector.as_ref().clone()))
+                .bind(settings.cold_k as i32)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
+        };
+        let rows = search.await.map_err(|e| format!("semantic search failed: {e}"))?;
+        let params = rows.first().map_or_else(ScoreParams::default, |r| ScoreParams {
+            half_life_hours: r.half_life_hours,
+            lexical_weight: r.lexical_weight,
+        });
+        Ok((rows.into_iter().filter_map(ColdRow::candidate).collect(), params))
+    };
+    let result = run.await;
+    let status = if result.is_ok() { "ok" } else { "error" };
+    (result, started.elapsed(), status)
+}
