@@ -8,6 +8,7 @@ pub mod context;
 pub mod embed;
 pub mod extract;
 pub mod knapsack;
+pub mod message;
 pub mod models;
 pub mod pii;
 pub mod relevance;
@@ -15,3 +16,4 @@ pub mod score;
 pub mod tokens;
 
 pub use embed::{EmbedError, Embedder, EmbedderConfig, EMBEDDING_DIM};
+pub use message::{Message, Role};
