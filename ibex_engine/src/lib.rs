@@ -9,6 +9,7 @@ pub mod context;
 pub mod embed;
 pub mod extract;
 pub mod knapsack;
+pub mod message;
 pub mod models;
 pub mod pii;
 pub mod relevance;
@@ -16,3 +17,4 @@ pub mod score;
 pub mod tokens;
 
 pub use embed::{EmbedError, Embedder, EmbedderConfig, EMBEDDING_DIM};
+pub use message::{Message, Role};

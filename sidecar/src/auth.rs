@@ -12,12 +12,12 @@
 //! the hot path then costs no database round trip, and a revocation takes effect within that
 //! time on every sidecar.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ibex_engine::content::sha256_hex;
+use moka::future::Cache;
+use moka::Expiry;
 use rand::distr::Alphanumeric;
 use rand::Rng;
 use sqlx::PgPool;
@@ -48,9 +48,9 @@ pub const SCOPES: &[&str] = &[
 pub const SCOPE_ADMIN: &str = "admin";
 pub const SCOPE_CONTEXT: &str = "context:assemble";
 pub const SCOPE_PROXY: &str = "proxy";
-/// Cached principals beyond this many are dropped wholesale (a bound, not an LRU: tokens in
-/// real use come straight back).
-const CACHE_CAPACITY: usize = 10_000;
+/// Principals remembered at most; past it the least useful are evicted (tokens in real use
+/// come straight back on their next call).
+const CACHE_CAPACITY: u64 = 10_000;
 
 /// A new token, never stored: show it once.
 pub fn generate_token() -> String {
@@ -157,34 +157,65 @@ pub fn bearer(value: Option<&str>) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
+/// A successful check and how long it is remembered: the cache TTL or the time left before the
+/// token expires, whichever is shorter.
+#[derive(Clone)]
 struct Cached {
-    until: Instant,
     principal: Principal,
+    ttl: Duration,
+}
+
+/// Each entry lives for its own `ttl`, so a token about to expire is not served past its expiry.
+struct PerEntryTtl;
+
+impl Expiry<String, Cached> for PerEntryTtl {
+    fn expire_after_create(&self, _hash: &String, cached: &Cached, _created_at: Instant) -> Option<Duration> {
+        Some(cached.ttl)
+    }
+}
+
+/// A row of `ibex_core.authenticate_token(hash)`.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    token_id: Uuid,
+    token_org: Uuid,
+    token_agent: Option<Uuid>,
+    token_user: Option<Uuid>,
+    token_scopes: Vec<String>,
+    /// active, revoked, expired, or org_<status> when the org is not active.
+    token_state: String,
+    token_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why a known token is refused, in words for the client; `None` when it may be used.
+fn refusal(state: &str) -> Option<String> {
+    let reason = match state {
+        "active" => return None,
+        "revoked" => "this API token was revoked",
+        "expired" => "this API token has expired",
+        "org_suspended" => "the org of this API token is suspended",
+        "org_deleted" => "the org of this API token is deleted",
+        other => return Some(format!("this API token cannot be used ({other})")),
+    };
+    Some(reason.to_string())
 }
 
 pub struct Authenticator {
     db: Option<PgPool>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, Cached>>,
+    /// Principals by token hash; `None` when `auth_cache_ttl` is 0.
+    cache: Option<Cache<String, Cached>>,
 }
-
-type TokenRow = (
-    Uuid,
-    Uuid,
-    Option<Uuid>,
-    Option<Uuid>,
-    Vec<String>,
-    String,
-    Option<DateTime<Utc>>,
-);
 
 impl Authenticator {
     pub fn new(db: Option<PgPool>, ttl: Duration) -> Self {
-        Self {
-            db,
-            ttl,
-            cache: Mutex::new(HashMap::new()),
-        }
+        let cache = (!ttl.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .expire_after(PerEntryTtl)
+                .build()
+        });
+        Self { db, ttl, cache }
     }
 
     /// Checks the `authorization` header value and returns who is calling.
@@ -196,8 +227,10 @@ impl Authenticator {
             ));
         }
         let hash = token_hash(token);
-        if let Some(principal) = self.cached(&hash) {
-            return Ok(principal);
+        if let Some(cache) = &self.cache {
+            if let Some(cached) = cache.get(&hash).await {
+                return Ok(cached.principal);
+            }
         }
         let db = self.db.as_ref().ok_or_else(|| ApiError::Unavailable {
             public: "authentication needs the database, and none is configured".into(),
@@ -211,62 +244,35 @@ impl Authenticator {
         .fetch_optional(db)
         .await
         .map_err(|e| ApiError::database("authenticating a token", e))?;
-        let Some((token_id, org_id, agent_id, user_id, scopes, state, expires_at)) = row else {
+        let Some(row) = row else {
             return Err(ApiError::Unauthenticated("unknown API token".into()));
         };
-        match state.as_str() {
-            "active" => {}
-            "revoked" => return Err(ApiError::Unauthenticated("this API token was revoked".into())),
-            "expired" => return Err(ApiError::Unauthenticated("this API token has expired".into())),
-            other => {
-                let status = other.strip_prefix("org_").unwrap_or(other);
-                return Err(ApiError::Unauthenticated(format!(
-                    "the org of this API token is {status}"
-                )));
-            }
+        if let Some(reason) = refusal(&row.token_state) {
+            return Err(ApiError::Unauthenticated(reason));
         }
         let principal = Principal {
-            token_id,
-            org_id,
-            agent_id,
-            user_id,
-            scopes,
+            token_id: row.token_id,
+            org_id: row.token_org,
+            agent_id: row.token_agent,
+            user_id: row.token_user,
+            scopes: row.token_scopes,
         };
-        self.remember(hash, &principal, expires_at);
+        self.remember(hash, &principal, row.token_expires_at).await;
         Ok(principal)
     }
 
-    fn cached(&self, hash: &str) -> Option<Principal> {
-        if self.ttl.is_zero() {
-            return None;
-        }
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(hash)
-            .filter(|c| c.until > Instant::now())
-            .map(|c| c.principal.clone())
-    }
-
-    fn remember(&self, hash: String, principal: &Principal, expires_at: Option<DateTime<Utc>>) {
-        if self.ttl.is_zero() {
+    async fn remember(&self, hash: String, principal: &Principal, expires_at: Option<DateTime<Utc>>) {
+        let Some(cache) = &self.cache else { return };
+        let left = expires_at.map_or(self.ttl, |expires| (expires - Utc::now()).to_std().unwrap_or_default());
+        let ttl = self.ttl.min(left);
+        if ttl.is_zero() {
             return;
         }
-        let mut ttl = self.ttl;
-        if let Some(expires) = expires_at {
-            let left = (expires - Utc::now()).to_std().unwrap_or_default();
-            ttl = ttl.min(left);
-        }
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(
-            hash,
-            Cached {
-                until: Instant::now() + ttl,
-                principal: principal.clone(),
-            },
-        );
+        let cached = Cached {
+            principal: principal.clone(),
+            ttl,
+        };
+        cache.insert(hash, cached).await;
     }
 }
 
@@ -295,6 +301,41 @@ mod tests {
             seen.extend(generate_token()[4..].chars());
         }
         assert_eq!(seen.len(), 62, "uniform over A-Z, a-z, 0-9");
+    }
+
+    #[test]
+    fn token_states_other_than_active_are_refused_in_words() {
+        assert_eq!(refusal("active"), None);
+        assert!(refusal("revoked").unwrap().contains("revoked"));
+        assert!(refusal("org_suspended").unwrap().contains("suspended"));
+        assert!(refusal("something_new").unwrap().contains("something_new"));
+    }
+
+    #[tokio::test]
+    async fn a_remembered_check_expires_with_its_token() {
+        let auth = Authenticator::new(None, Duration::from_secs(60));
+        let principal = Principal {
+            token_id: Uuid::nil(),
+            org_id: Uuid::nil(),
+            agent_id: None,
+            user_id: None,
+            scopes: vec!["proxy".into()],
+        };
+        let token = generate_token();
+        let authorization = format!("Bearer {token}");
+        auth.remember(
+            token_hash(&token),
+            &principal,
+            Some(Utc::now() + chrono::Duration::milliseconds(200)),
+        )
+        .await;
+        assert_eq!(auth.authenticate(Some(&authorization)).await.unwrap(), principal);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Expired from the cache, and there is no database to ask.
+        assert_eq!(
+            auth.authenticate(Some(&authorization)).await.unwrap_err().code(),
+            "unavailable"
+        );
     }
 
     #[test]

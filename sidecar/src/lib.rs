@@ -12,7 +12,6 @@ pub mod grpc;
 pub mod hotcache;
 pub mod http;
 pub mod metrics;
-pub mod models;
 pub mod server;
 pub mod state;
 

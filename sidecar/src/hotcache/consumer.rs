@@ -25,7 +25,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::source::{agent_top, agents_with_memories};
+use super::source::{agent_top, agents_with_memories, AgentRef};
 use super::HotStore;
 use crate::metrics::Metrics;
 
@@ -54,12 +54,42 @@ pub struct HotCacheConsumer {
     redis_down: bool,
 }
 
-type ClaimedRow = (Uuid, i64, String, Option<Uuid>, serde_json::Value, i32);
+/// A row of `ibex_core.claim_hot_cache_events`.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    event_org: Uuid,
+    event_id: i64,
+    event_name: String,
+    event_aggregate: Option<Uuid>,
+    event_payload: serde_json::Value,
+}
 
+/// A claimed event, reduced to what applying it needs.
 struct Claimed {
     org: Uuid,
     id: i64,
     agent: Option<Uuid>,
+}
+
+impl From<ClaimedRow> for Claimed {
+    /// The agent is the payload's `agent_id`; an `agent.rescored` event names it as its aggregate.
+    fn from(row: ClaimedRow) -> Self {
+        let agent = row
+            .event_payload
+            .get("agent_id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .or(if row.event_name == "agent.rescored" {
+                row.event_aggregate
+            } else {
+                None
+            });
+        Self {
+            org: row.event_org,
+            id: row.event_id,
+            agent,
+        }
+    }
 }
 
 impl HotCacheConsumer {
@@ -177,7 +207,7 @@ impl HotCacheConsumer {
         let started = Instant::now();
         let agents = agents_with_memories(&self.db).await?;
         let mut failed = 0usize;
-        for &(org, agent) in &agents {
+        for &AgentRef { org, agent } in &agents {
             if let Err(e) = self.refresh(org, agent).await {
                 failed += 1;
                 tracing::debug!(%org, %agent, error = %e, "hot cache: agent refresh failed during rebuild");
@@ -212,7 +242,7 @@ impl HotCacheConsumer {
 
     async fn process_batch(&mut self) -> anyhow::Result<bool> {
         let rows: Vec<ClaimedRow> = sqlx::query_as(
-            "SELECT event_org, event_id, event_name, event_aggregate, event_payload, event_attempts
+            "SELECT event_org, event_id, event_name, event_aggregate, event_payload
              FROM ibex_core.claim_hot_cache_events($1, $2)",
         )
         .bind(self.settings.batch as i32)
@@ -223,17 +253,7 @@ impl HotCacheConsumer {
             return Ok(false);
         }
         let full = rows.len() >= self.settings.batch;
-        let events: Vec<Claimed> = rows
-            .into_iter()
-            .map(|(org, id, name, aggregate, payload, _attempts)| {
-                let agent = payload
-                    .get("agent_id")
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| Uuid::parse_str(s).ok())
-                    .or(if name == "agent.rescored" { aggregate } else { None });
-                Claimed { org, id, agent }
-            })
-            .collect();
+        let events: Vec<Claimed> = rows.into_iter().map(Claimed::from).collect();
         // Each agent once, however many events name it.
         let mut by_agent: BTreeMap<(Uuid, Uuid), Vec<usize>> = BTreeMap::new();
         let mut done: Vec<usize> = Vec::new();

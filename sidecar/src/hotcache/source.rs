@@ -24,24 +24,37 @@ pub struct AgentTop {
     pub ranks: Vec<f64>,
 }
 
-type Row = (
-    Uuid,
-    String,
-    String,
-    f32,
-    i32,
-    i32,
-    i64,
-    DateTime<Utc>,
-    pgvector::Vector,
-    f64,
-);
+/// A memory of the hot set as read from `ibex_core.memories`.
+#[derive(sqlx::FromRow)]
+struct TopRow {
+    id: Uuid,
+    content: String,
+    category: String,
+    confidence: f32,
+    useful_count: i32,
+    not_useful_count: i32,
+    access_count: i64,
+    /// The last access, or the creation for a memory never read: what recency decays from.
+    touched_at: DateTime<Utc>,
+    embedding: pgvector::Vector,
+    /// `ibex_hot_score` as Postgres computed it.
+    rank: f64,
+}
+
+/// An agent that has active memories, in its org.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct AgentRef {
+    #[sqlx(rename = "agent_org")]
+    pub org: Uuid,
+    #[sqlx(rename = "agent_id")]
+    pub agent: Uuid,
+}
 
 /// `ibex_hot_score` is the extension's query-independent score (`ibex_engine::score::
 /// query_independent` with the database's `ibex.recency_half_life_hours`); it is both the order
 /// and the rank stored in Redis.
 const TOP_SQL: &str = "SELECT m.id, m.content, m.category, m.confidence, m.useful_count, m.not_useful_count,
-           m.access_count, coalesce(m.last_accessed_at, m.created_at), m.embedding,
+           m.access_count, coalesce(m.last_accessed_at, m.created_at) AS touched_at, m.embedding,
            ibex_hot_score(m.confidence, m.useful_count, m.not_useful_count, m.access_count,
                           coalesce(m.last_accessed_at, m.created_at)) AS rank
     FROM ibex_core.memories m
@@ -60,7 +73,7 @@ pub async fn agent_top(
     let asof_micros: i64 = sqlx::query_scalar("SELECT (extract(epoch FROM statement_timestamp()) * 1000000)::bigint")
         .fetch_one(&mut *tx)
         .await?;
-    let rows: Vec<Row> = sqlx::query_as(TOP_SQL)
+    let rows: Vec<TopRow> = sqlx::query_as(TOP_SQL)
         .bind(org)
         .bind(agent)
         .bind(limit as i64)
@@ -69,22 +82,20 @@ pub async fn agent_top(
     tx.commit().await?;
     let (entries, ranks) = rows
         .into_iter()
-        .filter_map(
-            |(id, content, category, confidence, useful, not_useful, accesses, touched_at, embedding, rank)| {
-                let entry = HotEntry {
-                    id,
-                    category: Category::parse(&category)?,
-                    content,
-                    confidence,
-                    useful_count: useful,
-                    not_useful_count: not_useful,
-                    access_count: accesses,
-                    touched_at,
-                    embedding: embedding.to_vec(),
-                };
-                Some((entry, rank))
-            },
-        )
+        .filter_map(|row| {
+            let entry = HotEntry {
+                id: row.id,
+                category: Category::parse(&row.category)?,
+                content: row.content,
+                confidence: row.confidence,
+                useful_count: row.useful_count,
+                not_useful_count: row.not_useful_count,
+                access_count: row.access_count,
+                touched_at: row.touched_at,
+                embedding: row.embedding.to_vec(),
+            };
+            Some((entry, row.rank))
+        })
         .unzip();
     Ok(AgentTop {
         asof_micros,
@@ -93,8 +104,8 @@ pub async fn agent_top(
     })
 }
 
-/// Every (org, agent) that has active memories (through the definer function of migration 0008).
-pub async fn agents_with_memories(pool: &PgPool) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+/// Every agent that has active memories (through the definer function of sql/api/hot_cache_queue.sql).
+pub async fn agents_with_memories(pool: &PgPool) -> Result<Vec<AgentRef>, sqlx::Error> {
     sqlx::query_as("SELECT agent_org, agent_id FROM ibex_core.hot_cache_agents()")
         .fetch_all(pool)
         .await

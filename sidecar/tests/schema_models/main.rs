@@ -1,10 +1,12 @@
 //! The Rust models and the live schema must agree on every column's name, type and nullability.
 
+#[path = "../common.rs"]
 mod common;
+mod models;
 
 use std::collections::BTreeMap;
 
-use ibex_sidecar::models::{self, ColumnSpec};
+use models::ColumnSpec;
 
 /// (type, nullable) of each column of ibex_core.<table> as Postgres reports it.
 async fn live_columns(pool: &sqlx::PgPool, table: &str) -> BTreeMap<String, (String, bool)> {

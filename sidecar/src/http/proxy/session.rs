@@ -1,0 +1,233 @@
+//! Session bookkeeping of the proxy: which session a call belongs to, which of its messages are
+//! new, and recording the call (turns, usage row, completion) once the answer is known.
+
+use std::time::Instant;
+
+use ibex_engine::{Message, Role};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::db;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Indices of the messages this call adds to the session: after the request's last assistant
+/// message, without the caller's instructions (system/developer, resent on every call).
+pub fn new_message_indices(messages: &[Message]) -> Vec<usize> {
+    let start = messages
+        .iter()
+        .rposition(|m| m.role == Role::Assistant)
+        .map_or(0, |i| i + 1);
+    (start..messages.len())
+        .filter(|&i| matches!(messages[i].role, Role::User | Role::Tool))
+        .collect()
+}
+
+/// The session of this call, created on first use; refuses sessions that no longer take turns.
+pub(super) async fn session_for(
+    state: &AppState,
+    org: Uuid,
+    agent: Uuid,
+    external: Option<&str>,
+) -> Result<Uuid, ApiError> {
+    let pool = state.db.as_ref().ok_or_else(|| ApiError::Unavailable {
+        public: "the proxy needs the database, and none is configured".into(),
+        detail: "no database_url".into(),
+    })?;
+    let mut tx = db::begin_for_org(pool, org)
+        .await
+        .map_err(|e| ApiError::database("starting a session transaction", e))?;
+    let agent_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ibex_core.agents WHERE org_id = $1 AND id = $2)")
+            .bind(org)
+            .bind(agent)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| ApiError::database("looking up the agent", e))?;
+    if !agent_exists {
+        return Err(ApiError::ResourceNotFound(format!(
+            "agent {agent} does not exist in org {org}"
+        )));
+    }
+    let session: Uuid = sqlx::query_scalar("SELECT ibex_core.ensure_session($1, $2, $3)")
+        .bind(org)
+        .bind(agent)
+        .bind(external)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| ApiError::database("ensure_session", e))?;
+    let status: String = sqlx::query_scalar("SELECT status FROM ibex_core.sessions WHERE org_id = $1 AND id = $2")
+        .bind(org)
+        .bind(session)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| ApiError::database("reading the session", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| ApiError::database("committing the session", e))?;
+    // The other states (completed, failed, abandoned) all mean extraction owns the session now.
+    if status != "active" {
+        return Err(ApiError::Conflict(format!(
+            "session {} is {status} and takes no more turns; use a new x-ibex-session-id",
+            external.unwrap_or("")
+        )));
+    }
+    Ok(session)
+}
+
+/// A message of the caller's that this call adds to the session, with its token count.
+pub(super) struct NewTurn {
+    pub message: Message,
+    pub tokens: usize,
+}
+
+/// Everything known about the call when it is recorded.
+pub(super) struct CallRecord {
+    pub org: Uuid,
+    pub agent: Uuid,
+    pub session: Uuid,
+    pub token: Uuid,
+    pub model: String,
+    pub new_turns: Vec<NewTurn>,
+    /// Tokens of the assembled prompt, used when the upstream reports no usage.
+    pub prompt_tokens: usize,
+    pub complete_session: bool,
+    pub streamed: bool,
+    pub started: Instant,
+}
+
+/// How the call ended: the status recorded in `usage_events`, and the reply if there was one.
+#[derive(Default)]
+pub(super) struct Outcome {
+    pub status: u16,
+    pub reply: Option<String>,
+    /// As reported by the upstream's `usage`; counted here when absent.
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+}
+
+impl Outcome {
+    /// A call that got no answer to pass on.
+    pub fn failed(status: u16) -> Self {
+        Self {
+            status,
+            ..Self::default()
+        }
+    }
+}
+
+/// One element of `ibex_core.append_turns`' JSON array.
+#[derive(Serialize)]
+struct TurnRow<'a> {
+    role: Role,
+    content: &'a str,
+    tokens: usize,
+    model: &'a str,
+}
+
+/// Records a call that got no answer to pass on (usage row with `status`), then hands back the
+/// error the client gets.
+pub(super) async fn failed(state: &AppState, call: &CallRecord, status: u16, error: ApiError) -> ApiError {
+    record(state, call, Outcome::failed(status)).await;
+    error
+}
+
+/// Writes the call down in one transaction: the new turns and the reply, the usage row, and the
+/// session's completion when asked. A failure is logged and counted, never returned: the client
+/// already has (or is getting) its answer.
+pub(super) async fn record(state: &AppState, call: &CallRecord, outcome: Outcome) {
+    let Some(pool) = state.db.as_ref() else { return };
+    if let Err(e) = write_call(pool, call, &outcome).await {
+        state.metrics.proxy_record_failures.inc();
+        tracing::warn!(org = %call.org, session = %call.session, error = %e, "could not record a proxied call");
+    }
+}
+
+fn clamp_i32(n: usize) -> i32 {
+    n.min(i32::MAX as usize) as i32
+}
+
+async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Result<(), sqlx::Error> {
+    let latency_ms = call.started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let completion_tokens = outcome.completion_tokens.map_or_else(
+        || {
+            outcome
+                .reply
+                .as_deref()
+                .map_or(0, |r| ibex_engine::tokens::count(&call.model, r).tokens)
+        },
+        |n| n as usize,
+    );
+    let prompt_tokens = outcome.prompt_tokens.map_or(call.prompt_tokens, |n| n as usize);
+    let mut tx = db::begin_for_org(pool, call.org).await?;
+    if let Some(reply) = &outcome.reply {
+        let mut turns: Vec<TurnRow> = call
+            .new_turns
+            .iter()
+            .map(|turn| TurnRow {
+                role: turn.message.role,
+                content: &turn.message.content,
+                tokens: turn.tokens,
+                model: &call.model,
+            })
+            .collect();
+        turns.push(TurnRow {
+            role: Role::Assistant,
+            content: reply,
+            tokens: completion_tokens,
+            model: &call.model,
+        });
+        sqlx::query("SELECT ibex_core.append_turns($1, $2, $3)")
+            .bind(call.org)
+            .bind(call.session)
+            .bind(sqlx::types::Json(&turns))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("SELECT ibex_core.record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        .bind(call.org)
+        .bind(call.agent)
+        .bind(call.session)
+        .bind(call.token)
+        .bind(&call.model)
+        .bind(clamp_i32(prompt_tokens))
+        .bind(clamp_i32(completion_tokens))
+        .bind(latency_ms)
+        .bind(i32::from(outcome.status))
+        .bind(call.streamed)
+        .execute(&mut *tx)
+        .await?;
+    if call.complete_session && outcome.reply.is_some() {
+        sqlx::query("SELECT ibex_core.complete_session($1, $2)")
+            .bind(call.org)
+            .bind(call.session)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(v: &[(Role, &str)]) -> Vec<Message> {
+        v.iter().map(|&(role, text)| Message::new(role, text)).collect()
+    }
+
+    #[test]
+    fn new_messages_follow_the_last_assistant_reply() {
+        use Role::*;
+        assert_eq!(new_message_indices(&messages(&[(System, "s"), (User, "hi")])), [1]);
+        assert_eq!(
+            new_message_indices(&messages(&[(User, "a"), (Assistant, "b"), (User, "c"), (User, "d")])),
+            [2, 3]
+        );
+        assert!(new_message_indices(&messages(&[(User, "a"), (Assistant, "b")])).is_empty());
+        assert_eq!(
+            new_message_indices(&messages(&[(System, "s"), (User, "a"), (Assistant, ""), (Tool, "42")])),
+            [3]
+        );
+    }
+}
