@@ -10,6 +10,8 @@ mod fixtures;
 #[path = "serve/support.rs"]
 #[allow(dead_code)]
 mod support;
+#[path = "serve/upstream.rs"]
+mod upstream;
 
 use std::time::{Duration, Instant};
 
@@ -151,5 +153,97 @@ async fn a_late_search_is_cancelled_in_postgres() {
     })
     .await;
     blocker.rollback().await.unwrap();
+    server.stop().await;
+}
+
+/// At capacity the proxy still answers: the call goes upstream without memories, flagged
+/// `x-ibex-context: shed` and counted. gRPC callers hold every slot (one per core, no queue)
+/// because their cold search blocks on a lock held here; the proxy's own work before admission
+/// (token, session) does not touch that table, so it reaches admission while the slots are held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shed_context_still_forwards_without_memories_flagged_and_counted() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (addr, seen) = upstream::upstream().await;
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        upstream_base_url: Some(format!("http://{addr}/v1")),
+        upstream_api_key: Some(ibex_sidecar::config::Secret("sk-upstream-test".into())),
+        upstream_timeout: Duration::from_secs(5),
+        hot_cache_consumer: false,
+        context_deadline: Duration::from_secs(20),
+        context_statement_timeout: Duration::from_secs(60),
+        context_slots_per_core: 1,
+        context_queue: 0,
+        ..support::config()
+    })
+    .await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "proxy-shed").await;
+    fixtures::remember(&admin, t, "The user's cat is called Miso.", "declarative").await;
+    let proxy_token = fixtures::token(t.org, "proxy", Some(t.agent)).await;
+    let grpc_token = fixtures::token(t.org, "context:assemble", None).await;
+    let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is my cat called?"}]});
+    let send = |body: &serde_json::Value| {
+        server
+            .client
+            .post(server.url("/v1/chat/completions"))
+            .bearer_auth(&proxy_token)
+            .header("x-ibex-session-id", "shed-1")
+            .json(body)
+            .send()
+    };
+    let warm = send(&body).await.expect("proxy answers");
+    assert_eq!(warm.status(), reqwest::StatusCode::OK);
+    assert!(
+        warm.headers().get("x-ibex-context").is_none(),
+        "not shed when there is room"
+    );
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let grpc_body = request(t, "gpt-4o", vec![message("user", "Cat?")]);
+    assemble(&mut client, &grpc_token, grpc_body.clone())
+        .await
+        .expect("warm-up");
+
+    let admitted = |page: &str| {
+        page.lines()
+            .find_map(|l| l.strip_prefix("ibex_context_admission_total{outcome=\"admitted\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = admitted(&server.metrics().await);
+    let mut blocker = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE ibex_core.memories IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let slots = std::thread::available_parallelism().map_or(1, usize::from);
+    let holders: Vec<_> = (0..slots)
+        .map(|_| {
+            let (mut client, token, body) = (client.clone(), grpc_token.clone(), grpc_body.clone());
+            tokio::spawn(async move { assemble(&mut client, &token, body).await })
+        })
+        .collect();
+    let server_ref = &server;
+    fixtures::eventually(Duration::from_secs(10), "every slot is taken", || async move {
+        admitted(&server_ref.metrics().await) >= before + slots as f64
+    })
+    .await;
+    let response = send(&body).await.expect("proxy answers");
+    blocker.rollback().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(response.headers()["x-ibex-context"], "shed");
+    assert_eq!(response.headers()["x-ibex-memories"], "0");
+    let sent = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        sent["messages"],
+        serde_json::json!([{"role": "user", "content": "What is my cat called?"}]),
+        "forwarded as sent, without a context message"
+    );
+    for h in holders {
+        h.await.unwrap().expect("admitted calls are answered");
+    }
+    assert_eq!(
+        support::counter(&server.metrics().await, "ibex_proxy_context_shed_total"),
+        1.0
+    );
     server.stop().await;
 }

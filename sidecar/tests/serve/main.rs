@@ -13,3 +13,4 @@ mod hot_cache;
 mod proxy;
 mod resilience;
 mod support;
+mod upstream;

@@ -2,15 +2,9 @@
 //! recorded, streaming pass-through, upstream failures in the error envelope, authentication.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::http::StatusCode;
 use futures_util::StreamExt;
 use ibex_sidecar::config::Secret;
 use serde_json::{json, Value};
@@ -18,73 +12,7 @@ use uuid::Uuid;
 
 use crate::fixtures::{self, eventually, Tenant};
 use crate::support::{self, Reply, TestServer};
-
-/// What the test upstream received.
-type Seen = Arc<Mutex<Vec<Value>>>;
-
-/// An OpenAI-compatible upstream answering from a script keyed on the last user message:
-/// "[500]" fails, "[slow]" answers after 2 s, `"stream": true` streams, anything else answers.
-async fn upstream() -> (SocketAddr, Seen) {
-    async fn completions(State(seen): State<Seen>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk-upstream-test") {
-            return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": "bad key"}}))).into_response();
-        }
-        seen.lock().unwrap().push(body.clone());
-        let last = body["messages"]
-            .as_array()
-            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or("")
-            .to_string();
-        if last.contains("[500]") {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": {"message": "the model crashed", "type": "server_error"}})),
-            )
-                .into_response();
-        }
-        if last.contains("[slow]") {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        if body["stream"] == true {
-            let pieces = ["Hello", " from", " the", " stream"];
-            let chunks = futures_util::stream::iter(
-                std::iter::once(json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}))
-                    .chain(
-                        pieces
-                            .into_iter()
-                            .map(|p| json!({"choices": [{"index": 0, "delta": {"content": p}}]})),
-                    )
-                    .map(|c| format!("data: {c}\n\n"))
-                    .chain(std::iter::once("data: [DONE]\n\n".to_string())),
-            )
-            .then(|line| async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok::<_, std::io::Error>(line)
-            });
-            return Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(Body::from_stream(chunks))
-                .unwrap();
-        }
-        Json(json!({
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from upstream"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 123, "completion_tokens": 4, "total_tokens": 127}
-        }))
-        .into_response()
-    }
-    let seen: Seen = Arc::default();
-    let app = Router::new()
-        .route("/v1/chat/completions", post(completions))
-        .with_state(Arc::clone(&seen));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, seen)
-}
+use crate::upstream::upstream;
 
 async fn proxy_server(upstream: SocketAddr) -> TestServer {
     TestServer::start_ready(ibex_sidecar::Config {
@@ -379,79 +307,4 @@ async fn the_proxy_checks_tokens_scopes_and_agents() {
     .error(400, "invalid_request");
     assert!(seen.lock().unwrap().is_empty(), "nothing reached the upstream");
     server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shed_context_still_forwards_without_memories_flagged_and_counted() {
-    let (addr, seen) = upstream().await;
-    // Slow Postgres and a long deadline, so gRPC callers hold every slot; no queue.
-    let delay = fixtures::DelayProxy::start(fixtures::database_addr()).await;
-    let server = TestServer::start_ready(ibex_sidecar::Config {
-        upstream_base_url: Some(format!("http://{addr}/v1")),
-        upstream_api_key: Some(Secret("sk-upstream-test".into())),
-        upstream_timeout: Duration::from_secs(5),
-        database_url: Some(fixtures::database_url_via(delay.addr)),
-        hot_cache_consumer: false,
-        context_deadline: Duration::from_secs(10),
-        context_slots_per_core: 1,
-        context_queue: 0,
-        ..support::config()
-    })
-    .await;
-    let admin = fixtures::admin().await;
-    let t = fixtures::tenant(&admin, "proxy-shed").await;
-    fixtures::remember(&admin, t, "The user's cat is called Miso.", "declarative").await;
-    let proxy_token = fixtures::token(t.org, "proxy", Some(t.agent)).await;
-    let grpc_token = fixtures::token(t.org, "context:assemble", None).await;
-    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is my cat called?"}]});
-    let warm = call(&server, &proxy_token, &body, &[("x-ibex-session-id", "shed-1")]).await;
-    assert_eq!(warm.status(), StatusCode::OK);
-    assert!(
-        warm.headers().get("x-ibex-context").is_none(),
-        "not shed when there is room"
-    );
-    let mut client = fixtures::grpc(server.server.grpc_addr).await;
-    let grpc_body = fixtures::request(t, "gpt-4o", vec![fixtures::message("user", "Cat?")]);
-    fixtures::assemble(&mut client, &grpc_token, grpc_body.clone())
-        .await
-        .expect("warm-up");
-
-    delay.set_delay(Duration::from_millis(300));
-    let slots = std::thread::available_parallelism().map_or(1, usize::from);
-    let admitted = |page: &str| {
-        page.lines()
-            .find_map(|l| l.strip_prefix("ibex_context_admission_total{outcome=\"admitted\"} "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let before = admitted(&server.metrics().await);
-    let holders: Vec<_> = (0..slots)
-        .map(|_| {
-            let (mut client, token, body) = (client.clone(), grpc_token.clone(), grpc_body.clone());
-            tokio::spawn(async move { fixtures::assemble(&mut client, &token, body).await })
-        })
-        .collect();
-    let server_ref = &server;
-    fixtures::eventually(Duration::from_secs(10), "every slot is taken", || async move {
-        admitted(&server_ref.metrics().await) >= before + slots as f64
-    })
-    .await;
-    let response = call(&server, &proxy_token, &body, &[("x-ibex-session-id", "shed-1")]).await;
-    delay.set_delay(Duration::ZERO);
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["x-ibex-context"], "shed");
-    assert_eq!(response.headers()["x-ibex-memories"], "0");
-    let sent = seen.lock().unwrap().last().cloned().unwrap();
-    assert_eq!(
-        sent["messages"],
-        json!([{"role": "user", "content": "What is my cat called?"}]),
-        "forwarded as sent, without a context message"
-    );
-    for h in holders {
-        h.await.unwrap().expect("admitted calls are answered");
-    }
-    assert_eq!(
-        support::counter(&server.metrics().await, "ibex_proxy_context_shed_total"),
-        1.0
-    );
 }
