@@ -5,8 +5,13 @@
 //! 100k-memory database of `bench-sidecar`. Each call is classified: ok, degraded
 //! (directive-only), shed (RESOURCE_EXHAUSTED at admission) or error.
 //!
+//! Every call's question is new (a dataset query followed by a call number), as the next user
+//! message of a real conversation is: each call pays its query embedding. Repeated questions would
+//! be served from the embedding cache and measure only the cheap path.
+//!
 //! 1. Capacity: the highest rate whose admitted calls have p99 <= 40 ms with <= 1% degraded and
-//!    <= 1% shed, found by doubling then bisecting with short probes (bounded count).
+//!    <= 1% shed, found by doubling then bisecting with short probes (bounded count; a rate is
+//!    beyond capacity only when two probes miss).
 //! 2. Steps of `IBEX_BENCH_STEP_SECONDS` (30) at 50%, 100%, 150% and 300% of capacity: offered
 //!    rate, goodput (non-degraded contexts per second), p50/p99 of admitted calls, counts.
 //!
@@ -15,6 +20,7 @@
 //!
 //! Environment (scripts/bench-sidecar.sh sets it): IBEX_BENCH_URL_100K, IBEX_BENCH_GRPC.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +36,7 @@ use tonic::transport::Channel;
 
 const P99_LIMIT_MS: f64 = 40.0;
 const SHARE_LIMIT: f64 = 0.01;
-const PROBE: Duration = Duration::from_secs(4);
+const PROBE: Duration = Duration::from_secs(5);
 const MAX_PROBES: usize = 12;
 
 #[derive(Default)]
@@ -73,11 +79,14 @@ struct Load {
     client: ContextServiceClient<Channel>,
     setup: Setup,
     queries: Vec<Vec<String>>,
+    /// Numbers every call's question, so that no two calls ask the same thing.
+    calls: AtomicU64,
 }
 
 impl Load {
-    async fn call(&self, agent: usize, query: usize) -> Outcome {
-        let request = match self.setup.request(agent, &self.queries[agent][query]) {
+    async fn call(&self, agent: usize, query: usize, call: u64) -> Outcome {
+        let question = format!("{} (question {call})", self.queries[agent][query]);
+        let request = match self.setup.request(agent, &question) {
             Ok(r) => r,
             Err(e) => return Outcome::Error(e.to_string()),
         };
@@ -105,9 +114,10 @@ impl Load {
             tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
             let agent = rng.below(AGENTS);
             let query = rng.below(self.queries[agent].len());
+            let call = self.calls.fetch_add(1, Ordering::Relaxed);
             let (load, step) = (Arc::clone(self), Arc::clone(&step));
             tasks.push(tokio::spawn(async move {
-                let outcome = load.call(agent, query).await;
+                let outcome = load.call(agent, query, call).await;
                 let mut s = step.lock().await;
                 match outcome {
                     Outcome::Ok(took) => {
@@ -157,7 +167,12 @@ async fn find_capacity(load: &Arc<Load>) -> f64 {
     let (mut good, mut bad) = (0.0f64, f64::INFINITY);
     let mut rate = 20.0;
     for probe in 0..MAX_PROBES {
-        let step = load.run(rate, PROBE, 100 + probe as u64).await;
+        let mut step = load.run(rate, PROBE, 100 + probe as u64).await;
+        if !step.within_target() {
+            // One noisy probe (a checkpoint, a page read) must not set the capacity: a rate is
+            // beyond only when a second probe misses too.
+            step = load.run(rate, PROBE, 200 + probe as u64).await;
+        }
         let ok = step.within_target();
         eprintln!(
             "bench-context-load: probe {rate:.0}/s: p99 {:.1} ms, degraded {:.1}%, shed {:.1}% -> {}",
@@ -202,9 +217,10 @@ async fn main() -> anyhow::Result<()> {
         client,
         setup,
         queries: (0..AGENTS).map(agent_queries).collect(),
+        calls: AtomicU64::new(0),
     });
-    // Warm-up: connections, token cache, directive cache, query embeddings.
-    load.run(20.0, Duration::from_secs(3), 1).await;
+    // Warm-up: connections, token cache, directive cache, the index pages in shared buffers.
+    load.run(20.0, Duration::from_secs(6), 1).await;
 
     let capacity = find_capacity(&load).await;
     println!(
