@@ -194,11 +194,11 @@ impl Default for Config {
             max_memory_tokens: 4096,
             directive_cache_ttl: Duration::from_secs(5),
             context_statement_timeout: Duration::from_secs(2),
-            // A call mostly waits on Postgres and Redis, so a core serves several at once; the
-            // default is a starting point, to be sized with make bench-context-load.
-            context_slots_per_core: 4,
+            // Every call embeds its question on one core; more calls than cores in flight only
+            // lengthen each past the deadline (measured, see context::admission).
+            context_slots_per_core: 1,
             context_queue: 8,
-            context_queue_wait: Duration::from_millis(10),
+            context_queue_wait: Duration::from_millis(5),
             auth_cache_ttl: Duration::from_secs(10),
             hot_cache_consumer: true,
             hot_cache_poll: Duration::from_secs(1),

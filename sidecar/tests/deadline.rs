@@ -108,9 +108,10 @@ async fn slow_postgres_gives_a_degraded_answer_inside_the_deadline() {
 }
 
 /// A source that misses the deadline leaves nothing running in Postgres: its query was given the
-/// time left as its statement_timeout (and its task is aborted). The cold search is made to
-/// block on a lock held here; the configured statement timeout is a minute, so only the
-/// per-call one can end the query.
+/// time left as its statement_timeout. The cold search is made to block on a lock held here; the
+/// configured statement timeout is a minute, so only the per-call one can end the query. The
+/// query is not dropped mid-flight, so the sidecar keeps its connection (a dropped sqlx query
+/// closes it, and under load the replacement backends made more calls miss the deadline).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_search_is_cancelled_in_postgres() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -128,6 +129,19 @@ async fn a_late_search_is_cancelled_in_postgres() {
     let body = request(t, "gpt-4o", vec![message("user", "What bike do I ride?")]);
     assemble(&mut client, &token, body.clone()).await.expect("warm-up");
 
+    let sidecar_backends = || {
+        let admin = admin.clone();
+        async move {
+            let pids: Vec<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'ibex-sidecar' ORDER BY pid",
+            )
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+            pids
+        }
+    };
+    let before = sidecar_backends().await;
     let mut blocker = admin.begin().await.unwrap();
     sqlx::query("LOCK TABLE ibex_core.memories IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *blocker)
@@ -153,6 +167,20 @@ async fn a_late_search_is_cancelled_in_postgres() {
     })
     .await;
     blocker.rollback().await.unwrap();
+    // The next call is served on the same connections: none was closed by the deadline.
+    let r = assemble(
+        &mut client,
+        &token,
+        request(t, "gpt-4o", vec![message("user", "What bike do I ride?")]),
+    )
+    .await
+    .expect("answered");
+    assert!(!r.degraded, "{r:?}");
+    let after = sidecar_backends().await;
+    assert!(
+        before.iter().all(|pid| after.contains(pid)),
+        "a connection was replaced: before {before:?}, after {after:?}"
+    );
     server.stop().await;
 }
 

@@ -8,10 +8,16 @@
 //! caller learns it at once (RESOURCE_EXHAUSTED with a retry hint) instead of 40 ms later with a
 //! degraded answer. Degraded answers are then left for real dependency failures.
 //!
-//! Sizing: `context_slots_per_core` slots per core (a call is mostly waiting on Postgres and
-//! Redis, so a core keeps a few in flight), a queue of `context_queue` waiting calls, and a
-//! waiting call gives up after `context_queue_wait`, because a call that waited longer could not
-//! finish within its deadline anyway (the wait counts against the deadline).
+//! Sizing: `context_slots_per_core` slots per core (default 1), a queue of `context_queue`
+//! waiting calls, and a waiting call gives up after `context_queue_wait`, because a call that
+//! waited longer could not finish within its deadline anyway (the wait counts against the
+//! deadline). One slot per core because every call embeds its question (about 10 ms of one core,
+//! one model worker per core) and Postgres' search takes most of the rest: with more calls in
+//! flight than cores, each takes longer, not more of them finish, and past the deadline they all
+//! degrade. Measured with `make bench-context-load` (2 cores, 100k memories, open loop): at 1 slot
+//! per core goodput at 300% of capacity stays at 1.1x capacity with admitted p99 under 40 ms; at 2
+//! per core it falls to 0.3x with p99 184 ms, at 4 per core to 0 (docs/ARCHITECTURE.md has the
+//! table). A machine with a different balance re-measures and sets the setting.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

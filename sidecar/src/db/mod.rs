@@ -91,7 +91,35 @@ pub async fn begin_for_org_with_timeout(
     org: Uuid,
     statement_timeout: Duration,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let tx = pool.begin().await?;
+    set_org_and_timeout(tx, org, statement_timeout).await
+}
+
+/// A transaction for `org` whose statements must end by `deadline` (each at most `cap`). The
+/// `statement_timeout` is what is left once the connection is acquired (time spent waiting for
+/// the pool is not given to the query again), and a transaction begun after the deadline runs
+/// nothing. The caller gives up at the deadline by itself; this only keeps late work out of
+/// Postgres.
+pub async fn begin_for_org_until(
+    pool: &PgPool,
+    org: Uuid,
+    deadline: tokio::time::Instant,
+    cap: Duration,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let tx = pool.begin().await?;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now()).min(cap);
+    if left < Duration::from_millis(1) {
+        // Dropping the transaction rolls it back; nothing was sent in it yet.
+        return Err(sqlx::Error::PoolTimedOut);
+    }
+    set_org_and_timeout(tx, org, left).await
+}
+
+async fn set_org_and_timeout(
+    mut tx: Transaction<'static, Postgres>,
+    org: Uuid,
+    statement_timeout: Duration,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     sqlx::query("SELECT set_config('ibex.org_id', $1, true), set_config('statement_timeout', $2, true)")
         .bind(org.to_string())
         .bind(format!("{}ms", statement_timeout.as_millis().max(1)))
