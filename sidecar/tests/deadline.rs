@@ -255,6 +255,19 @@ async fn a_shed_context_still_forwards_without_memories_flagged_and_counted() {
         admitted(&server_ref.metrics().await) >= before + slots as f64
     })
     .await;
+    // Saturated but ready: /readyz answers at once and shows the slots in use.
+    let asked = Instant::now();
+    let ready = reqwest::get(format!("http://{}/readyz", server.server.http_addr))
+        .await
+        .expect("readyz answers");
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "readyz took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["context"]["in_use"], serde_json::json!(slots), "{ready}");
     let response = send(&body).await.expect("proxy answers");
     blocker.rollback().await.unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);

@@ -50,6 +50,13 @@ impl AdmissionSettings {
     }
 }
 
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct AdmissionLoad {
+    pub slots: usize,
+    pub in_use: usize,
+    pub waiting: usize,
+}
+
 pub struct Admission {
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -85,6 +92,20 @@ impl Admission {
 
     pub fn settings(&self) -> AdmissionSettings {
         self.settings
+    }
+
+    /// Slots in use and calls waiting, now (for `/readyz`: a saturated hot path is still ready,
+    /// it sheds; the numbers say how busy it is).
+    pub fn load(&self) -> AdmissionLoad {
+        AdmissionLoad {
+            slots: self.settings.slots.max(1),
+            in_use: self
+                .settings
+                .slots
+                .max(1)
+                .saturating_sub(self.slots.available_permits()),
+            waiting: self.waiting.load(Ordering::Acquire),
+        }
     }
 
     /// A slot at once, or after a bounded wait; otherwise [`ApiError::Shed`].

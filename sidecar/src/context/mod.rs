@@ -58,7 +58,7 @@ use crate::metrics::Metrics;
 use sources::{cold_source, embed_query, hot_source};
 
 pub use access::AccessRecorder;
-pub use admission::{Admission, AdmissionSettings};
+pub use admission::{Admission, AdmissionLoad, AdmissionSettings};
 pub use directives::{DirectiveCache, DirectiveSet};
 
 /// Roles a conversation may contain.
@@ -167,6 +167,11 @@ impl ContextEngine {
 
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// How busy admission is right now.
+    pub fn admission_load(&self) -> AdmissionLoad {
+        self.admission.load()
     }
 
     /// Assembles a context, or refuses at once with [`ApiError::Shed`] when the hot path is at

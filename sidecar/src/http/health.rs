@@ -20,10 +20,15 @@ pub async fn livez() -> Json<Value> {
 /// consulted: the embedding API works without either.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match state.core.readiness() {
+        // Ready while the model is loaded, even with every context slot busy: a saturated hot
+        // path refuses the excess at once (RESOURCE_EXHAUSTED, 429), so taking the instance out
+        // of a load balancer would only move its load onto the others. Answered from memory, so
+        // it never waits behind the load it reports.
         Readiness::Ready { model, workers } => Ok(Json(json!({
             "status": "ready",
             "model": model,
             "embed_workers": workers,
+            "context": state.context.admission_load(),
         }))),
         Readiness::Loading => Err(ApiError::NotReady("the embedding model is still loading".into())),
         Readiness::Failed(reason) => Err(ApiError::NotReady(format!(
