@@ -40,7 +40,7 @@ status:
 db-migrate: build
 	@scripts/stack.sh up dev
 	@eval "$$(scripts/stack.sh urls dev)" && $(IBEX) migrate --database-url "$$IBEX_MIGRATE_DATABASE_URL"
-	@scripts/stack.sh set-app-password dev
+	@scripts/stack.sh set-sidecar-password dev
 
 psql:
 	@scripts/stack.sh psql dev

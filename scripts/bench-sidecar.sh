@@ -30,10 +30,10 @@ if ! seeded; then
   seeded || die "$DB is still not seeded (log: $LOG)"
 fi
 
-"$IBEX_ROOT/scripts/stack.sh" set-app-password dev
+"$IBEX_ROOT/scripts/stack.sh" set-sidecar-password dev
 # shellcheck disable=SC1090
 source "$IBEX_DATA/dev/secrets.env"
-APP_URL="postgres://ibex_app:$IBEX_APP_PASSWORD@127.0.0.1:$IBEX_PG_PORT/$DB"
+APP_URL="postgres://ibex_sidecar:$IBEX_SIDECAR_PASSWORD@127.0.0.1:$IBEX_PG_PORT/$DB"
 REDIS_URL="redis://127.0.0.1:$IBEX_REDIS_PORT/2"
 # Every run starts cold: no embedding cached by an earlier run (its queries would all be hits),
 # and a hot cache rebuilt from Postgres at start, which is waited for below. Database 2 holds

@@ -38,7 +38,7 @@ esac
 "$IBEX_ROOT/scripts/stack.sh" up dev
 eval "$("$IBEX_ROOT/scripts/stack.sh" urls dev)"
 "$IBEX_BIN" migrate --database-url "$IBEX_MIGRATE_DATABASE_URL"
-"$IBEX_ROOT/scripts/stack.sh" set-app-password dev
+"$IBEX_ROOT/scripts/stack.sh" set-sidecar-password dev
 
 # IBEX_ORG_ID, IBEX_AGENT_ID, and IBEX_TOKEN the first time only (tokens are shown once).
 IBEX_TOKEN=""

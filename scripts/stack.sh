@@ -27,9 +27,12 @@ redis_running() { redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; }
 psql_admin() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$PG_PORT" -U postgres "$@"; }
 
 ensure_secrets() {
-  if [ ! -f "$SECRETS" ]; then
+  # The sidecar's database password (older stacks named it IBEX_APP_PASSWORD: it is reused).
+  if ! grep -q '^IBEX_SIDECAR_PASSWORD=' "$SECRETS" 2>/dev/null; then
     umask 077
-    printf 'IBEX_APP_PASSWORD=%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=' )" > "$SECRETS"
+    local old
+    old=$(sed -n 's/^IBEX_APP_PASSWORD=//p' "$SECRETS" 2>/dev/null)
+    printf 'IBEX_SIDECAR_PASSWORD=%s\n' "${old:-$(head -c 18 /dev/urandom | base64 | tr -d '/+=' )}" >> "$SECRETS"
   fi
   # shellcheck disable=SC1090
   source "$SECRETS"
@@ -88,9 +91,9 @@ pg_ensure_database() {
   psql_admin -d postgres <<SQL
 SELECT 'CREATE DATABASE $DB' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$DB') \gexec
 SQL
-  # The application role is created by migration 0001; its password is this stack's secret.
-  psql_admin -d postgres -v pw="$IBEX_APP_PASSWORD" <<'SQL'
-SELECT format('ALTER ROLE ibex_app PASSWORD %L', :'pw') WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ibex_app') \gexec
+  # The sidecar's login is created by migration 0011; its password is this stack's secret.
+  psql_admin -d postgres -v pw="$IBEX_SIDECAR_PASSWORD" <<'SQL'
+SELECT format('ALTER ROLE ibex_sidecar PASSWORD %L', :'pw') WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ibex_sidecar') \gexec
 SQL
 }
 
@@ -117,7 +120,7 @@ urls() {
   ensure_secrets
   cat <<URLS
 IBEX_MIGRATE_DATABASE_URL='postgres://postgres@localhost/$DB?host=$SOCKET_DIR&port=$PG_PORT'
-IBEX_DATABASE_URL='postgres://ibex_app:$IBEX_APP_PASSWORD@127.0.0.1:$PG_PORT/$DB'
+IBEX_DATABASE_URL='postgres://ibex_sidecar:$IBEX_SIDECAR_PASSWORD@127.0.0.1:$PG_PORT/$DB'
 IBEX_REDIS_URL='redis://127.0.0.1:$REDIS_PORT/'
 IBEX_PG_SOCKET_DIR='$SOCKET_DIR'
 IBEX_PG_PORT_ACTIVE='$PG_PORT'
@@ -139,7 +142,7 @@ case "${1:-}" in
     psql_admin -d postgres -c "ALTER SYSTEM RESET ALL" -c "SELECT pg_reload_conf()" >/dev/null
     psql_admin -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
     pg_ensure_database ;;
-  set-app-password) pg_ensure_database ;;
+  set-sidecar-password | set-app-password) pg_ensure_database ;;
   urls) urls ;;
   psql) shift 2; psql_admin -d "$DB" "$@" ;;
   *) die "usage: stack.sh up|down|status|reset-db|urls|psql dev|test" ;;

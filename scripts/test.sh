@@ -44,7 +44,7 @@ fresh_database() {
   local second
   second=$("$IBEX_BIN" migrate --database-url "$IBEX_MIGRATE_DATABASE_URL" 2>&1)
   grep -q "nothing to apply" <<<"$second" || die "second migrate was not a no-op: $second"
-  "$IBEX_ROOT/scripts/stack.sh" set-app-password test
+  "$IBEX_ROOT/scripts/stack.sh" set-sidecar-password test
 }
 
 tier_regress() {

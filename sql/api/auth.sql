@@ -2,7 +2,7 @@
 --
 -- It runs before the org is known, so it reads across orgs: SECURITY DEFINER, owned by ibex_system
 -- (NOLOGIN, BYPASSRLS), search_path pinned so no object of the caller's can stand in for ours,
--- executable by ibex_app only; all SQL is static. ibex_owner cannot give a function away to
+-- executable by the sidecar (ibex_sidecar) only; all SQL is static. ibex_owner cannot give a function away to
 -- ibex_system (it is not a member of that role), so this file runs as the migration runner (a
 -- superuser), which may replace a function of any owner, and hands the function over.
 
@@ -50,5 +50,7 @@ END
 $$;
 
 ALTER FUNCTION ibex_core.authenticate_token(text) OWNER TO ibex_system;
-REVOKE ALL ON FUNCTION ibex_core.authenticate_token(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ibex_core.authenticate_token(text) TO ibex_app;
+-- The sidecar's alone: an application that could call it would learn any token's org and
+-- scopes (and probe hashes across orgs).
+REVOKE ALL ON FUNCTION ibex_core.authenticate_token(text) FROM PUBLIC, ibex_app;
+GRANT EXECUTE ON FUNCTION ibex_core.authenticate_token(text) TO ibex_sidecar;

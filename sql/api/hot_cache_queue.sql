@@ -97,8 +97,10 @@ ALTER FUNCTION ibex_core.hot_cache_agents() OWNER TO ibex_system;
 REVOKE ALL ON FUNCTION ibex_core.claim_hot_cache_events(integer, integer),
     ibex_core.ack_hot_cache_events(uuid[], bigint[]),
     ibex_core.retry_hot_cache_events(uuid[], bigint[], text, integer, integer),
-    ibex_core.hot_cache_agents() FROM PUBLIC;
+    ibex_core.hot_cache_agents() FROM PUBLIC, ibex_app;
+-- The sidecar's alone: they read and change every org's outbox (an application could list other
+-- orgs' agents, steal their events, acknowledge them or write into their dead letters).
 GRANT EXECUTE ON FUNCTION ibex_core.claim_hot_cache_events(integer, integer),
     ibex_core.ack_hot_cache_events(uuid[], bigint[]),
     ibex_core.retry_hot_cache_events(uuid[], bigint[], text, integer, integer),
-    ibex_core.hot_cache_agents() TO ibex_app;
+    ibex_core.hot_cache_agents() TO ibex_sidecar;

@@ -68,8 +68,11 @@ BEGIN
 
     -- 3. Exact de-duplication. Writers of one agent are serialised from here to commit, so two
     --    sessions storing the same content at once end with one memory (the second sees the
-    --    first's row once it holds the lock: each statement takes a new snapshot).
-    PERFORM pg_advisory_xact_lock(hashtextextended('ibex.remember/' || p_org || '/' || p_agent, 0));
+    --    first's row once it holds the lock: each statement takes a new snapshot). The lock is
+    --    the agent's row (NO KEY UPDATE: foreign-key checks of other writers still pass), which
+    --    only sessions of this org can see and so lock; an advisory lock key could be computed
+    --    and held by any session of any org.
+    PERFORM 1 FROM ibex_core.agents a WHERE a.org_id = p_org AND a.id = p_agent FOR NO KEY UPDATE;
     SELECT m.id INTO v_existing FROM ibex_core.memories m
     WHERE m.org_id = p_org AND m.agent_id = p_agent AND m.content_hash = v_hash AND m.status = 'active';
     IF FOUND THEN

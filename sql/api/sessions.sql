@@ -87,8 +87,9 @@ $$;
 -- when its transaction commits; they also poll, so a missed wake-up only costs latency.
 CREATE OR REPLACE FUNCTION ibex_core.sessions_wake_extraction() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- No NOTIFY: any session may LISTEN on any channel, so a payload would show every org's
+    -- session ids to every login; the workers are woken through their latches instead.
     PERFORM ibex_wake_extraction_workers();
-    PERFORM pg_notify('ibex_extraction', NEW.id::text);
     RETURN NULL;
 END
 $$;
@@ -99,3 +100,9 @@ CREATE OR REPLACE TRIGGER sessions_wake_extraction AFTER UPDATE OF status, turn_
 
 REVOKE ALL ON FUNCTION ibex_core.ensure_session, ibex_core.append_turns, ibex_core.complete_session FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ibex_core.ensure_session, ibex_core.append_turns, ibex_core.complete_session TO ibex_app;
+
+-- The extension's wake-up function is SECURITY DEFINER (it sets the workers' latches); like every
+-- SECURITY DEFINER function it runs with a pinned search_path, so no object of the caller's can
+-- stand in for one it uses. It belongs to the extension's owner, hence RESET ROLE.
+RESET ROLE;
+ALTER FUNCTION public.ibex_wake_extraction_workers() SET search_path = pg_catalog, pg_temp;

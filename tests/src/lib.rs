@@ -78,3 +78,49 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// An application login of its own, bound to `org` as a deployment binds one
+/// (`ibex_ops.bind_login`), and a connection URL for it. The login is new for each call.
+pub async fn bound_login(admin: &PgPool, org: Uuid, label: &str) -> (String, String) {
+    let login = format!("app_{label}_{}", &Uuid::new_v4().simple().to_string()[..10]);
+    let password = Uuid::new_v4().simple().to_string();
+    create_login(admin, &login, &password).await;
+    sqlx::query("SELECT ibex_ops.bind_login($1, $2)")
+        .bind(&login)
+        .bind(org)
+        .execute(admin)
+        .await
+        .expect("bind_login");
+    let url = login_url(&login, &password);
+    (login, url)
+}
+
+/// A login that can connect but that nobody bound to an org (a member of ibex_app all the same).
+pub async fn unbound_login(admin: &PgPool, label: &str) -> String {
+    let login = format!("app_{label}_{}", &Uuid::new_v4().simple().to_string()[..10]);
+    let password = Uuid::new_v4().simple().to_string();
+    create_login(admin, &login, &password).await;
+    sqlx::query(&format!("GRANT ibex_app TO \"{login}\""))
+        .execute(admin)
+        .await
+        .expect("grant ibex_app");
+    login_url(&login, &password)
+}
+
+async fn create_login(admin: &PgPool, login: &str, password: &str) {
+    // Identifiers cannot be bound parameters; format() quotes them in the server.
+    let ddl: String = sqlx::query_scalar("SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)")
+        .bind(login)
+        .bind(password)
+        .fetch_one(admin)
+        .await
+        .expect("format");
+    sqlx::query(&ddl).execute(admin).await.expect("create role");
+}
+
+/// The sidecar's URL (IBEX_DATABASE_URL) with another login and password.
+fn login_url(login: &str, password: &str) -> String {
+    let sidecar = env("IBEX_DATABASE_URL");
+    let host = sidecar.rsplit_once('@').map(|(_, h)| h).expect("IBEX_DATABASE_URL has user@host");
+    format!("postgres://{login}:{password}@{host}")
+}

@@ -1,0 +1,57 @@
+-- IBEX 0011: the org a session acts for is bound to something the session cannot forge.
+--
+-- Until now every application session connected as ibex_app and chose its org with
+-- set_config('ibex.org_id', ...): any session could name another org and read it. Now:
+--   * an application connects with a login of its own, bound to one org in ibex_core.org_logins
+--     (written only by a superuser, through ibex_ops.bind_login); current_org() returns that org
+--     whatever the session sets;
+--   * the sidecar connects as ibex_sidecar, the one trusted login: it proves each request's org
+--     from an API token and only then sets ibex.org_id for the transaction;
+--   * ibex_app becomes a NOLOGIN group role holding the application privileges; every
+--     application login and ibex_sidecar are members of it.
+-- A session that is neither (an unbound login) acts for no org: it sees and writes nothing.
+-- docs/SECURITY.md has the trust model.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ibex_sidecar') THEN
+        CREATE ROLE ibex_sidecar LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+    END IF;
+END
+$$;
+GRANT ibex_app TO ibex_sidecar;
+ALTER ROLE ibex_app NOLOGIN;
+
+SET LOCAL ROLE ibex_owner;
+
+-- One row per application login: the org it acts for. Not visible to applications; read by
+-- current_org() (SECURITY DEFINER, sql/api/org.sql).
+CREATE TABLE ibex_core.org_logins (
+    login       name PRIMARY KEY,
+    org_id      uuid NOT NULL REFERENCES ibex_core.orgs (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX org_logins_org_idx ON ibex_core.org_logins (org_id);
+
+-- Policies compare against (SELECT current_org()): an init plan, evaluated once per statement,
+-- instead of a call per row (current_org() now reads org_logins).
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['users', 'agents', 'api_tokens', 'directives', 'directive_versions',
+                             'sessions', 'session_turns', 'usage_events', 'outbox', 'dead_letters',
+                             'memories', 'memory_versions', 'memory_relationships',
+                             'memory_conflicts', 'tags', 'memory_tags', 'memory_access',
+                             'lexeme_stats', 'agent_memory_stats']
+    LOOP
+        EXECUTE format('ALTER POLICY org_isolation ON ibex_core.%I
+                            USING (org_id = (SELECT ibex_core.current_org()))
+                            WITH CHECK (org_id = (SELECT ibex_core.current_org()))', t);
+    END LOOP;
+END
+$$;
+ALTER POLICY org_isolation ON ibex_core.orgs
+    USING (id = (SELECT ibex_core.current_org()))
+    WITH CHECK (id = (SELECT ibex_core.current_org()));
+
+RESET ROLE;
