@@ -8,6 +8,9 @@
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
 #   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
 #   e2e       tests/ against the running test stack (background workers, retrieval quality)
+#   security  one named test per item of the security issue (item<N>_...), run as the roles a
+#             deployment uses: tests/tests/security_tenancy.rs (database logins) and
+#             sidecar/tests/security_surface.rs (HTTP/gRPC clients); other tiers skip them
 source "$(dirname "$0")/env.sh"
 IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
 PG_REGRESS=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
@@ -71,16 +74,26 @@ tier_regress() {
   fi
 }
 
+# The security tier's tests are named item<N>_<what>; the other tiers leave them to it.
+SECURITY_TESTS=()
+for n in $(seq 1 10); do SECURITY_TESTS+=(--skip "item${n}_"); done
+
 tier_sidecar() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
   export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
-  cargo test --release -p ibex_sidecar
+  cargo test --release -p ibex_sidecar -- "${SECURITY_TESTS[@]}"
 }
 
 tier_e2e() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
   export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
-  cargo test --release -p ibex_e2e
+  cargo test --release -p ibex_e2e -- "${SECURITY_TESTS[@]}"
+}
+
+tier_security() {
+  eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
+  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
+  cargo test --release -p ibex_e2e --test security_tenancy
 }
 
 summary() {
@@ -95,6 +108,7 @@ case "${1:-all}" in
   regress) timed build build_all; timed fresh-database fresh_database; timed regress tier_regress ;;
   sidecar) timed build build_all; timed fresh-database fresh_database; timed sidecar tier_sidecar ;;
   e2e) timed build build_all; timed fresh-database fresh_database; timed e2e tier_e2e ;;
+  security) timed build build_all; timed fresh-database fresh_database; timed security tier_security ;;
   all)
     T0=$(date +%s)
     timed unit tier_unit
@@ -105,7 +119,8 @@ case "${1:-all}" in
     timed regress tier_regress
     timed sidecar tier_sidecar
     timed e2e tier_e2e
+    timed security tier_security
     summary
     log "all tests passed in $(( $(date +%s) - T0 ))s" ;;
-  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|e2e" ;;
+  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|e2e|security" ;;
 esac

@@ -39,9 +39,11 @@ FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
 WHERE c.relname IN ('orgs', 'memories')
 ORDER BY c.relname;
 
--- Roles: the application role logs in and is subject to RLS; the owner cannot log in.
-SELECT rolname, rolcanlogin, rolbypassrls, rolsuper
-FROM pg_roles WHERE rolname IN ('ibex_owner', 'ibex_app', 'ibex_system') ORDER BY rolname;
+-- Roles: only the sidecar's login logs in (applications use logins of their own, bound to an
+-- org, members of the ibex_app group); nothing but ibex_system bypasses RLS.
+SELECT rolname, rolcanlogin, rolbypassrls, rolsuper,
+       pg_has_role('ibex_sidecar', rolname, 'MEMBER') AS sidecar_is_member
+FROM pg_roles WHERE rolname IN ('ibex_owner', 'ibex_app', 'ibex_system', 'ibex_sidecar') ORDER BY rolname;
 
 -- The vector column and its indexes: IVFFlat with vector_cosine_ops and lists=100, GIN full text.
 SELECT format_type(atttypid, atttypmod) FROM pg_attribute

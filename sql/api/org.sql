@@ -16,7 +16,7 @@ CREATE OR REPLACE FUNCTION ibex_core.current_org() RETURNS uuid
     SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT coalesce(
-        (SELECT l.org_id FROM ibex_core.org_logins l WHERE l.login = session_user),
+        (SELECT l.org_id FROM ibex_ops.org_logins l WHERE l.login = session_user),
         CASE WHEN pg_has_role(session_user, 'ibex_sidecar', 'MEMBER')
              THEN nullif(current_setting('ibex.org_id', true), '')::uuid
         END)
@@ -75,7 +75,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM ibex_core.orgs o WHERE o.id = p_org) THEN
         RAISE EXCEPTION 'org % does not exist', p_org USING ERRCODE = 'foreign_key_violation';
     END IF;
-    INSERT INTO ibex_core.org_logins (login, org_id) VALUES (p_login, p_org)
+    INSERT INTO ibex_ops.org_logins (login, org_id) VALUES (p_login, p_org)
     ON CONFLICT (login) DO UPDATE SET org_id = EXCLUDED.org_id, created_at = now();
     EXECUTE format('GRANT ibex_app TO %I', p_login);
 END
@@ -84,7 +84,7 @@ $$;
 CREATE OR REPLACE FUNCTION ibex_ops.unbind_login(p_login name) RETURNS boolean
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    DELETE FROM ibex_core.org_logins WHERE login = p_login;
+    DELETE FROM ibex_ops.org_logins WHERE login = p_login;
     RETURN FOUND;
 END
 $$;

@@ -2,7 +2,7 @@
 --
 -- Until now every application session connected as ibex_app and chose its org with
 -- set_config('ibex.org_id', ...): any session could name another org and read it. Now:
---   * an application connects with a login of its own, bound to one org in ibex_core.org_logins
+--   * an application connects with a login of its own, bound to one org in ibex_ops.org_logins
 --     (written only by a superuser, through ibex_ops.bind_login); current_org() returns that org
 --     whatever the session sets;
 --   * the sidecar connects as ibex_sidecar, the one trusted login: it proves each request's org
@@ -25,12 +25,12 @@ SET LOCAL ROLE ibex_owner;
 
 -- One row per application login: the org it acts for. Not visible to applications; read by
 -- current_org() (SECURITY DEFINER, sql/api/org.sql).
-CREATE TABLE ibex_core.org_logins (
+CREATE TABLE ibex_ops.org_logins (
     login       name PRIMARY KEY,
     org_id      uuid NOT NULL REFERENCES ibex_core.orgs (id) ON DELETE CASCADE,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX org_logins_org_idx ON ibex_core.org_logins (org_id);
+CREATE INDEX org_logins_org_idx ON ibex_ops.org_logins (org_id);
 
 -- Policies compare against (SELECT current_org()): an init plan, evaluated once per statement,
 -- instead of a call per row (current_org() now reads org_logins).
