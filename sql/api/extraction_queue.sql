@@ -32,9 +32,15 @@ $$;
 -- Moves the checkpoint, in the transaction that wrote the memories: only if it is still where
 -- the job started (compare-and-set), so a job that lost its lease to another worker writes
 -- nothing (its transaction is rolled back by the caller).
+--
+-- It starts the worker's write transaction, so it also bounds that transaction's lock waits
+-- (set_config local: until commit, including every remember the worker calls next). A session
+-- or agent row held by an idle transaction of the org fails the job after 2 s; it is retried
+-- with backoff and the worker goes on with other sessions instead of waiting forever.
 CREATE OR REPLACE FUNCTION ibex_ops.finish_extraction(p_org uuid, p_session uuid, p_from integer, p_to integer)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM set_config('lock_timeout', '2s', true);
     UPDATE ibex_core.sessions s
     SET last_extracted_turn = p_to, extraction_lease_until = NULL, extraction_next_at = NULL,
         extraction_attempts = 0, extraction_error = NULL
@@ -48,7 +54,7 @@ $$;
 CREATE OR REPLACE FUNCTION ibex_ops.fail_extraction(p_org uuid, p_session uuid, p_from integer, p_to integer,
                                          p_error text, p_retryable boolean, p_max_retries integer,
                                          p_delay_ms bigint)
-RETURNS text LANGUAGE plpgsql AS $$
+RETURNS text LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
 DECLARE
     v_attempts integer;
 BEGIN

@@ -47,9 +47,11 @@ $$;
 
 -- Processes up to p_limit pending index events. Each event runs in its own subtransaction: a
 -- failing event is retried with exponential backoff (5 attempts), then dead-lettered; the others
--- go on. Claimed with SKIP LOCKED so a second worker (or a manual call) never blocks.
+-- go on. Claimed with SKIP LOCKED so a second worker (or a manual call) never blocks. An event
+-- that waits on a row lock of its org's transactions gives up after lock_timeout and is retried
+-- later, so an idle transaction of one org never stops the indexer for the others.
 CREATE OR REPLACE FUNCTION ibex_ops.process_index_events(p_limit integer) RETURNS integer
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SET lock_timeout = '1s' AS $$
 DECLARE
     e record;
     v_done integer := 0;
@@ -98,15 +100,25 @@ $$;
 
 -- Folds recorded reads into access_count and last_accessed_at, one UPDATE per memory per batch
 -- (one writer, so reads never wait on row locks), and asks the hot cache to re-rank the agents.
+-- A memory whose row another transaction holds (any org's, maybe idle on purpose) is skipped with
+-- its reads, which stay queued for a later batch: one tenant's lock never stops the fold for the
+-- others. lock_timeout is the backstop for any lock not taken with SKIP LOCKED.
 CREATE OR REPLACE FUNCTION ibex_ops.fold_memory_access(p_limit integer) RETURNS integer
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SET lock_timeout = '1s' AS $$
 DECLARE
     v_rows integer;
 BEGIN
-    WITH batch AS (
+    WITH claimed AS (
+        SELECT x.org_id, x.id
+        FROM ibex_core.memory_access x
+        JOIN ibex_core.memories m ON m.org_id = x.org_id AND m.id = x.memory_id
+        ORDER BY x.id
+        LIMIT p_limit
+        FOR UPDATE OF x SKIP LOCKED
+        FOR NO KEY UPDATE OF m SKIP LOCKED),
+    batch AS (
         DELETE FROM ibex_core.memory_access a
-        WHERE (a.org_id, a.id) IN (SELECT x.org_id, x.id FROM ibex_core.memory_access x ORDER BY x.id
-                                   LIMIT p_limit FOR UPDATE SKIP LOCKED)
+        WHERE (a.org_id, a.id) IN (SELECT c.org_id, c.id FROM claimed c)
         RETURNING a.org_id, a.memory_id, a.accessed_at),
     per_memory AS (
         SELECT org_id, memory_id, count(*) AS n, max(accessed_at) AS last FROM batch GROUP BY 1, 2),

@@ -16,7 +16,7 @@ CREATE OR REPLACE FUNCTION ibex_core.current_org() RETURNS uuid
     SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT coalesce(
-        (SELECT l.org_id FROM ibex_ops.org_logins l WHERE l.login = session_user),
+        (SELECT l.org_id FROM ibex_ops.org_logins l WHERE l.login = session_user::text),
         CASE WHEN pg_has_role(session_user, 'ibex_sidecar', 'MEMBER')
              THEN nullif(current_setting('ibex.org_id', true), '')::uuid
         END)

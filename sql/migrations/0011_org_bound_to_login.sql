@@ -26,7 +26,7 @@ SET LOCAL ROLE ibex_owner;
 -- One row per application login: the org it acts for. Not visible to applications; read by
 -- current_org() (SECURITY DEFINER, sql/api/org.sql).
 CREATE TABLE ibex_ops.org_logins (
-    login       name PRIMARY KEY,
+    login       text PRIMARY KEY CHECK (length(login) BETWEEN 1 AND 63),
     org_id      uuid NOT NULL REFERENCES ibex_core.orgs (id) ON DELETE CASCADE,
     created_at  timestamptz NOT NULL DEFAULT now()
 );

@@ -329,3 +329,122 @@ async fn item4_another_org_cannot_hold_the_remember_lock() {
             .expect("org A's remember is not blocked by org B");
     assert_eq!(stored.1, "created");
 }
+
+async fn alter_system(admin: &PgPool, statements: &[&str]) {
+    for sql in statements.iter().chain(&["SELECT pg_reload_conf()"]) {
+        sqlx::query(sql).execute(admin).await.unwrap();
+    }
+}
+
+/// A completed session of `org` whose turns the rule-based extractor learns from.
+async fn completed_session(sidecar: &PgPool, org: Uuid, agent: Uuid, name: &str) -> Uuid {
+    let session: Uuid = sqlx::query_scalar("SELECT ibex_core.ensure_session($1, $2, $3)")
+        .bind(org)
+        .bind(agent)
+        .bind(name)
+        .fetch_one(sidecar)
+        .await
+        .unwrap();
+    sqlx::query("SELECT ibex_core.append_turns($1, $2, $3)")
+        .bind(org)
+        .bind(session)
+        .bind(serde_json::json!([{"role": "user", "content": "My name is Ana. I prefer tea over coffee."}]))
+        .execute(sidecar)
+        .await
+        .unwrap();
+    sqlx::query("SELECT ibex_core.complete_session($1, $2)")
+        .bind(org)
+        .bind(session)
+        .execute(sidecar)
+        .await
+        .unwrap();
+    session
+}
+
+#[tokio::test]
+async fn item4_an_idle_transaction_of_one_org_does_not_stop_extraction() {
+    let o = orgs("sec-extract").await;
+    // Rule-based extraction (no LLM), polling often, as a deployment without an LLM runs.
+    alter_system(
+        &o.admin,
+        &["ALTER SYSTEM RESET ibex.llm_base_url", "ALTER SYSTEM SET ibex.extraction_poll_ms = 500"],
+    )
+    .await;
+    // Org A holds its agent's row (remember in a transaction it leaves open)...
+    let mut a = connect(&o.a_url).await;
+    sqlx::query("BEGIN").execute(&mut a).await.unwrap();
+    sqlx::query("SELECT * FROM ibex_core.remember($1, $2, 'The user of org A is left waiting.')")
+        .bind(o.a)
+        .bind(o.a_agent)
+        .fetch_all(&mut a)
+        .await
+        .unwrap();
+    // ...and queues more sessions than there are extraction workers, ahead of org B's.
+    let a_sidecar = app_for(o.a).await;
+    for i in 0..4 {
+        completed_session(&a_sidecar, o.a, o.a_agent, &format!("a-{i}")).await;
+    }
+    let b_session = completed_session(&app_for(o.b).await, o.b, o.b_agent, "b").await;
+    ibex_e2e::eventually("org B's session is extracted", Duration::from_secs(45), || async {
+        let done: bool = sqlx::query_scalar(
+            "SELECT last_extracted_turn = turn_count FROM ibex_core.sessions WHERE org_id = $1 AND id = $2",
+        )
+        .bind(o.b)
+        .bind(b_session)
+        .fetch_one(&o.admin)
+        .await
+        .unwrap();
+        done.then_some(())
+    })
+    .await;
+    sqlx::query("ROLLBACK").execute(&mut a).await.unwrap();
+    alter_system(&o.admin, &["ALTER SYSTEM RESET ibex.extraction_poll_ms"]).await;
+}
+
+#[tokio::test]
+async fn item4_a_row_lock_of_one_org_does_not_stop_the_indexer() {
+    let o = orgs("sec-indexer").await;
+    let remember = |pool: PgPool, org: Uuid, agent: Uuid, text: &'static str| async move {
+        let id: Uuid = sqlx::query_scalar("SELECT memory_id FROM ibex_core.remember($1, $2, $3)")
+            .bind(org)
+            .bind(agent)
+            .bind(text)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        sqlx::query("SELECT ibex_core.record_access($1, ARRAY[$2])")
+            .bind(org)
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        id
+    };
+    // Org A's memory has a read waiting to be folded, and A holds the memory's row.
+    let x = remember(app_for(o.a).await, o.a, o.a_agent, "The user of org A collects stamps.").await;
+    let mut a = connect(&o.a_url).await;
+    sqlx::query("BEGIN").execute(&mut a).await.unwrap();
+    sqlx::query("SELECT * FROM ibex_core.feedback($1, $2, true)")
+        .bind(o.a)
+        .bind(x)
+        .fetch_all(&mut a)
+        .await
+        .unwrap();
+    // Org B's read, queued after A's, is folded all the same, and B's new memory is indexed.
+    let y = remember(app_for(o.b).await, o.b, o.b_agent, "The user of org B collects coins.").await;
+    ibex_e2e::eventually("org B's read folded and memory indexed", Duration::from_secs(30), || async {
+        let (count, pending): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT access_count FROM ibex_core.memories WHERE org_id = $1 AND id = $2),
+                    (SELECT count(*) FROM ibex_core.outbox
+                     WHERE org_id = $1 AND topic = 'index' AND processed_at IS NULL)",
+        )
+        .bind(o.b)
+        .bind(y)
+        .fetch_one(&o.admin)
+        .await
+        .unwrap();
+        (count >= 1 && pending == 0).then_some(())
+    })
+    .await;
+    sqlx::query("ROLLBACK").execute(&mut a).await.unwrap();
+}

@@ -85,5 +85,6 @@ pub fn all_tables() -> Vec<(&'static str, Vec<ColumnSpec>, &'static [&'static st
         entry::<MaintenanceLogEntry>(),
         entry::<WorkerCounter>(),
         entry::<SqlApiFile>(),
+        entry::<OrgLogin>(),
     ]
 }

@@ -122,3 +122,12 @@ crate::model! {
         applied_at: DateTime<Utc>,
     }
 }
+
+crate::model! {
+    /// Application logins and the org each acts for (`ibex_ops.bind_login`).
+    pub struct OrgLogin in "ibex_ops.org_logins" {
+        login: String,
+        org_id: Uuid,
+        created_at: DateTime<Utc>,
+    }
+}
