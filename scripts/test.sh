@@ -7,6 +7,7 @@
 #   upgrade   a database of the previous release, migrated in place, equals a fresh one
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
 #   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
+#   security  the security tier (sidecar/tests/security_surface.rs): one named test per hardening item
 #   e2e       tests/ against the running test stack (background workers, retrieval quality)
 source "$(dirname "$0")/env.sh"
 IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
@@ -77,6 +78,13 @@ tier_sidecar() {
   cargo test --release -p ibex_sidecar
 }
 
+# The security tier: one named test per hardening item (sidecar/tests/security_surface.rs).
+tier_security() {
+  eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
+  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
+  cargo test --release -p ibex_sidecar --test security_surface
+}
+
 tier_e2e() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
   export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
@@ -94,6 +102,7 @@ case "${1:-all}" in
   upgrade) timed build build_all; "$IBEX_ROOT/scripts/stack.sh" up test; timed upgrade "$IBEX_ROOT/scripts/upgrade-check.sh" ;;
   regress) timed build build_all; timed fresh-database fresh_database; timed regress tier_regress ;;
   sidecar) timed build build_all; timed fresh-database fresh_database; timed sidecar tier_sidecar ;;
+  security) timed build build_all; timed fresh-database fresh_database; timed security tier_security ;;
   e2e) timed build build_all; timed fresh-database fresh_database; timed e2e tier_e2e ;;
   all)
     T0=$(date +%s)
@@ -104,8 +113,9 @@ case "${1:-all}" in
     timed upgrade "$IBEX_ROOT/scripts/upgrade-check.sh"
     timed regress tier_regress
     timed sidecar tier_sidecar
+    timed security tier_security
     timed e2e tier_e2e
     summary
     log "all tests passed in $(( $(date +%s) - T0 ))s" ;;
-  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|e2e" ;;
+  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|security|e2e" ;;
 esac
