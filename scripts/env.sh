@@ -21,6 +21,8 @@ IBEX_GRPC_PORT=${IBEX_GRPC_PORT:-8781}
 # The test stack runs beside the dev stack, never on top of it.
 IBEX_TEST_PG_PORT=${IBEX_TEST_PG_PORT:-54339}
 IBEX_TEST_REDIS_PORT=${IBEX_TEST_REDIS_PORT:-63791}
+# Memory bound of the stacks' Redis servers (maxmemory; evicting with allkeys-lru, see stack.sh).
+IBEX_REDIS_MAXMEMORY=${IBEX_REDIS_MAXMEMORY:-256mb}
 
 # PostgreSQL refuses to run as root; the clusters run as this OS user.
 IBEX_PG_OS_USER=${IBEX_PG_OS_USER:-postgres}

@@ -84,7 +84,8 @@ Agent "assistant": $IBEX_AGENT_ID
 API token:        $TOKEN_LINE
 
 Try:  make psql  then  SELECT ibex_redact_pii('mail me at jane@example.com');
-      curl -s http://$HTTP_ADDR/v1/embed -H 'content-type: application/json' -d '{"text": "hello"}' | head -c 200
+      curl -s http://$HTTP_ADDR/v1/embed -H "authorization: Bearer \$TOKEN" \\
+           -H 'content-type: application/json' -d '{"text": "hello"}' | head -c 200
       curl -s http://$HTTP_ADDR/v1/chat/completions -H "authorization: Bearer \$TOKEN" \\
            -H "x-ibex-agent-id: $IBEX_AGENT_ID" -H 'content-type: application/json' \\
            -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'

@@ -101,15 +101,29 @@ pg_stop() {
   if pg_running; then as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null; log "$stack: PostgreSQL stopped"; fi
 }
 
+# Memory: Redis holds an embedding cache entry per distinct text and org, so without a bound a
+# flood of distinct texts grows it until the host runs out. maxmemory (IBEX_REDIS_MAXMEMORY,
+# 256mb by default) with allkeys-lru evicts the least recently used keys of any kind. Not
+# volatile-lru: the hot cache's keys carry no TTL, so under a volatile policy a full Redis would
+# refuse their writes. Evicting them is safe: an agent whose set is gone reads it from Postgres
+# through the cold search until the consumer writes it again, and a missing `ready` marker makes
+# readers fall back to Postgres and the consumer rebuild everything (see docs/ARCHITECTURE.md).
+redis_configure() {
+  redis-cli -p "$REDIS_PORT" CONFIG SET maxmemory "$IBEX_REDIS_MAXMEMORY" >/dev/null
+  redis-cli -p "$REDIS_PORT" CONFIG SET maxmemory-policy allkeys-lru >/dev/null
+}
+
 redis_start() {
-  redis_running && return
+  # A server started by an earlier version of this script gets the memory bound too.
+  if redis_running; then redis_configure; return; fi
   mkdir -p "$REDIS_DIR"
   # Redis holds only derived data (the hot cache), rebuilt from Postgres: no persistence.
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --daemonize yes \
-    --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" --save '' --appendonly no >/dev/null
+    --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" --save '' --appendonly no \
+    --maxmemory "$IBEX_REDIS_MAXMEMORY" --maxmemory-policy allkeys-lru >/dev/null
   for _ in $(seq 50); do redis_running && break; sleep 0.1; done
   redis_running || die "$stack: Redis failed to start (log: $REDIS_DIR/redis.log)"
-  log "$stack: Redis running on 127.0.0.1:$REDIS_PORT"
+  log "$stack: Redis running on 127.0.0.1:$REDIS_PORT (maxmemory $IBEX_REDIS_MAXMEMORY, allkeys-lru)"
 }
 
 redis_stop() {

@@ -94,6 +94,7 @@ tier_security() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
   export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
   cargo test --release -p ibex_e2e --test security_tenancy
+  cargo test --release -p ibex_sidecar --test security_surface
 }
 
 summary() {

@@ -54,7 +54,7 @@ pub async fn setup(url: &str) -> anyhow::Result<Setup> {
     .bind(org)
     .execute(&mut conn)
     .await?;
-    let token = ibex_sidecar::admin::create_token(url, org, "bench-sidecar", "context:assemble", None, Some(1))
+    let token = ibex_sidecar::admin::create_token(url, org, "bench-sidecar", "context:assemble,embed", None, Some(1))
         .await?
         .token;
     Ok(Setup { org, agents, token })

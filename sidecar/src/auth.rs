@@ -29,7 +29,8 @@ pub const TOKEN_PREFIX: &str = "ibx_";
 pub const SECRET_LEN: usize = 32;
 /// Characters of a token kept in `token_prefix`.
 pub const DISPLAY_PREFIX_LEN: usize = 8;
-/// The scopes `api_tokens.scopes` accepts (the CHECK constraint of migration 0002).
+/// The scopes `api_tokens.scopes` accepts (the CHECK constraint of migration 0002, with `embed`
+/// added by migration 0012).
 pub const SCOPES: &[&str] = &[
     "admin",
     "memories:read",
@@ -44,10 +45,15 @@ pub const SCOPES: &[&str] = &[
     "analytics:read",
     "context:assemble",
     "proxy",
+    "embed",
 ];
 pub const SCOPE_ADMIN: &str = "admin";
 pub const SCOPE_CONTEXT: &str = "context:assemble";
 pub const SCOPE_PROXY: &str = "proxy";
+/// The embedding endpoints (`/v1/embed`, `/v1/embed/batch`, `/v1/embeddings`). `admin` implies it,
+/// as it implies every scope; `context:assemble` and `proxy` do not (their embeddings happen
+/// inside the sidecar, on the hot path's own capacity).
+pub const SCOPE_EMBED: &str = "embed";
 /// Principals remembered at most; past it the least useful are evicted (tokens in real use
 /// come straight back on their next call).
 const CACHE_CAPACITY: u64 = 10_000;

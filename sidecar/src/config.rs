@@ -66,6 +66,20 @@ pub struct Config {
     pub max_inflight: usize,
     /// Texts per batch request (at most the engine's limit of 512).
     pub max_batch: usize,
+    /// Characters of one text sent to the embedding endpoints; a longer one is refused with 413
+    /// before it is tokenized (the model reads only its first 256 tokens anyway). The query of a
+    /// context call is cut to this length instead.
+    pub max_text_chars: usize,
+    /// Texts per second each API token may embed through `/v1/embed*` (a token bucket per token,
+    /// cache hits included); past it the answer is 429 `rate_limited` with `Retry-After`.
+    pub embed_rate_per_second: f64,
+    /// Texts a token may embed at once before the rate applies (the bucket's size); at least
+    /// max_batch, or the largest batch could never pass.
+    pub embed_rate_burst: usize,
+    /// Model instances reserved for context assembly's query embeddings (AssembleContext and the
+    /// proxy), beside the embed_workers the embedding endpoints share: a flood of `/v1/embed*`
+    /// batches cannot take them. 0 reserves none (context calls then queue with the batches).
+    pub context_embed_workers: usize,
     /// Lifetime of a cached embedding.
     #[serde(rename = "cache_ttl_seconds")]
     #[serde_as(as = "DurationSeconds<u64>")]
@@ -102,6 +116,9 @@ pub struct Config {
     pub context_statement_timeout: Duration,
     /// Context assemblies run at once, per core (`context::admission`).
     pub context_slots_per_core: usize,
+    /// Characters of all messages of one context call (AssembleContext, the proxy); a larger
+    /// conversation is refused with 413 (INVALID_ARGUMENT) before any token is counted.
+    pub max_context_chars: usize,
     /// Context calls that may wait for a slot; beyond them calls are refused at once.
     pub context_queue: usize,
     /// Longest wait for a slot; it counts against the deadline.
@@ -181,6 +198,14 @@ impl Default for Config {
             embed_threads: 1,
             max_inflight: 64,
             max_batch: ibex_engine::embed::MAX_BATCH,
+            // Far more than the 256 tokens the model reads; tokenizing it takes about a millisecond.
+            max_text_chars: 65_536,
+            // An extraction-shaped client embeds a few dozen texts per turn; 100 per second with a
+            // burst of two full batches leaves it alone and stops one token from taking every
+            // model instance.
+            embed_rate_per_second: 100.0,
+            embed_rate_burst: 2 * ibex_engine::embed::MAX_BATCH,
+            context_embed_workers: 1,
             // A week: content that repeats (re-extracted turns, re-sent memories) does so within
             // days, and an entry costs about 1.5 KiB.
             cache_ttl: Duration::from_secs(7 * 24 * 3600),
@@ -197,6 +222,9 @@ impl Default for Config {
             // Every call embeds its question on one core; more calls than cores in flight only
             // lengthen each past the deadline (measured, see context::admission).
             context_slots_per_core: 1,
+            // 1 MiB of text (about 250k tokens): more than most context windows; the request body
+            // limit (max_body_bytes) bounds it too.
+            max_context_chars: 1 << 20,
             context_queue: 8,
             context_queue_wait: Duration::from_millis(5),
             auth_cache_ttl: Duration::from_secs(10),
@@ -326,6 +354,8 @@ impl Config {
             ("context_slots_per_core", self.context_slots_per_core),
             ("max_batch", self.max_batch),
             ("db_max_connections", self.db_max_connections as usize),
+            ("max_text_chars", self.max_text_chars),
+            ("max_context_chars", self.max_context_chars),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -335,6 +365,20 @@ impl Config {
         if self.max_batch > engine_max {
             bail!(
                 "setting max_batch is {}; the model accepts at most {engine_max}",
+                self.max_batch
+            );
+        }
+        if !(self.embed_rate_per_second.is_finite() && self.embed_rate_per_second > 0.0) {
+            bail!(
+                "setting embed_rate_per_second must be a positive number, got {}",
+                self.embed_rate_per_second
+            );
+        }
+        if self.embed_rate_burst < self.max_batch {
+            bail!(
+                "setting embed_rate_burst is {}; it must be at least max_batch ({}), or the largest batch \
+                 could never pass",
+                self.embed_rate_burst,
                 self.max_batch
             );
         }
@@ -489,6 +533,29 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().unwrap_err().to_string().contains("embed_workers"));
+        let config = Config {
+            embed_rate_burst: 10,
+            ..Config::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("embed_rate_burst") && error.contains("max_batch"),
+            "{error}"
+        );
+        let config = Config {
+            embed_rate_per_second: 0.0,
+            ..Config::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("embed_rate_per_second"));
+        let config = Config {
+            max_context_chars: 0,
+            ..Config::default()
+        };
+        assert!(config.validate().unwrap_err().to_string().contains("max_context_chars"));
     }
 
     #[test]

@@ -33,6 +33,13 @@ pub enum ApiError {
     /// too long to finish within the deadline). Retry after `retry_after`.
     #[error("context assembly is at capacity; retry after {} ms", retry_after.as_millis())]
     Shed { retry_after: std::time::Duration },
+    /// The calling token used up its share of an endpoint (a token bucket per token, see
+    /// `crate::ratelimit`); retry after `retry_after`.
+    #[error("this API token is over its rate limit ({limit}); retry after {} ms", retry_after.as_millis())]
+    RateLimited {
+        retry_after: std::time::Duration,
+        limit: String,
+    },
     #[error("{0}")]
     NotReady(String),
     /// No credentials, or credentials that are not (or no longer) valid.
@@ -82,7 +89,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Overloaded { .. } | Self::Shed { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded { .. } | Self::Shed { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
@@ -111,6 +118,7 @@ impl ApiError {
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Overloaded { .. } | Self::Shed { .. } => "overloaded",
+            Self::RateLimited { .. } => "rate_limited",
             Self::NotReady(_) => "not_ready",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::PermissionDenied(_) => "permission_denied",
@@ -133,7 +141,7 @@ impl ApiError {
             }
             Self::NotFound { .. } => tonic::Code::NotFound,
             Self::MethodNotAllowed { .. } => tonic::Code::Unimplemented,
-            Self::Overloaded { .. } | Self::Shed { .. } => tonic::Code::ResourceExhausted,
+            Self::Overloaded { .. } | Self::Shed { .. } | Self::RateLimited { .. } => tonic::Code::ResourceExhausted,
             Self::NotReady(_) => tonic::Code::Unavailable,
             Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Self::PermissionDenied(_) => tonic::Code::PermissionDenied,
@@ -152,6 +160,10 @@ impl ApiError {
             Self::InvalidRequest { details, .. } | Self::PayloadTooLarge { details, .. } => details.clone(),
             Self::Overloaded { max_inflight } => Some(json!({ "max_inflight": max_inflight })),
             Self::Shed { retry_after } => Some(json!({ "retry_after_ms": retry_after.as_millis() as u64 })),
+            Self::RateLimited { retry_after, limit } => Some(json!({
+                "retry_after_ms": retry_after.as_millis() as u64,
+                "limit": limit,
+            })),
             Self::UpstreamError {
                 upstream_status,
                 upstream_body,
@@ -180,6 +192,13 @@ impl IntoResponse for ApiError {
         let request_id = current_request_id();
         self.log(request_id.as_deref());
         let mut response = (self.status(), axum::Json(self.envelope(request_id.as_deref()))).into_response();
+        if let Self::RateLimited { retry_after, .. } = &self {
+            // Whole seconds, rounded up: retrying at the announced time must succeed.
+            let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
         if matches!(
             self,
             Self::Overloaded { .. } | Self::Shed { .. } | Self::NotReady(_) | Self::Unavailable { .. }
@@ -225,7 +244,7 @@ impl From<ApiError> for tonic::Status {
             "ibex-error-code",
             tonic::metadata::MetadataValue::from_static(error.code()),
         );
-        if let ApiError::Shed { retry_after } = &error {
+        if let ApiError::Shed { retry_after } | ApiError::RateLimited { retry_after, .. } = &error {
             // gRPC has no Retry-After; the hint travels as metadata, in milliseconds.
             status
                 .metadata_mut()
@@ -250,6 +269,10 @@ impl From<EmbeddingError> for ApiError {
             | EmbeddingError::Inference(EmbedError::BatchTooLarge { len, max }) => Self::PayloadTooLarge {
                 message,
                 details: Some(json!({ "max_texts": max, "received": len })),
+            },
+            EmbeddingError::TextTooLong { index, chars, max } => Self::PayloadTooLarge {
+                message,
+                details: Some(json!({ "index": index, "chars": chars, "max_text_chars": max })),
             },
             EmbeddingError::Loading | EmbeddingError::LoadFailed(_) => Self::NotReady(message),
             EmbeddingError::Overloaded { max_inflight } => Self::Overloaded { max_inflight },
@@ -315,6 +338,15 @@ mod tests {
                 ApiError::Overloaded { max_inflight: 2 },
                 429,
                 "overloaded",
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                ApiError::RateLimited {
+                    retry_after: std::time::Duration::from_millis(1500),
+                    limit: "x".into(),
+                },
+                429,
+                "rate_limited",
                 tonic::Code::ResourceExhausted,
             ),
             (
@@ -462,5 +494,17 @@ mod tests {
         assert_eq!(value["error"]["code"], "overloaded");
         assert_eq!(value["error"]["request_id"], "abc");
         assert_eq!(value["error"]["details"]["max_inflight"], 4);
+
+        let limited = ApiError::RateLimited {
+            retry_after: std::time::Duration::from_millis(1500),
+            limit: "1 text per second, burst 4".into(),
+        }
+        .into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            limited.headers()[header::RETRY_AFTER],
+            "2",
+            "rounded up to whole seconds"
+        );
     }
 }

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub inflight: IntGauge,
     /// Embedding requests answered 429 because `max_inflight` were already admitted.
     pub rejected_overloaded: IntCounter,
+    /// Embedding requests answered 429 `rate_limited`: the token was over its rate.
+    pub rate_limited: IntCounter,
     /// 1 once the model is loaded and warmed up.
     pub model_ready: IntGauge,
     /// AssembleContext calls (gRPC and proxy) by outcome: ok, degraded, error.
@@ -108,6 +110,10 @@ impl Metrics {
             rejected_overloaded: IntCounter::new(
                 "embed_rejected_overloaded_total",
                 "Embedding requests refused with 429 because max_inflight were in flight",
+            )?,
+            rate_limited: IntCounter::new(
+                "embed_rate_limited_total",
+                "Embedding requests refused with 429 because the token was over its rate",
             )?,
             model_ready: IntGauge::new("model_ready", "1 once the model is loaded and warmed up")?,
             context_requests: IntCounterVec::new(
@@ -189,6 +195,7 @@ impl Metrics {
         r.register(Box::new(self.queue_duration.clone()))?;
         r.register(Box::new(self.inflight.clone()))?;
         r.register(Box::new(self.rejected_overloaded.clone()))?;
+        r.register(Box::new(self.rate_limited.clone()))?;
         r.register(Box::new(self.model_ready.clone()))?;
         r.register(Box::new(self.context_requests.clone()))?;
         r.register(Box::new(self.context_duration.clone()))?;

@@ -20,6 +20,7 @@ use crate::embedding::{CacheSettings, CoreSettings, EmbeddingCache, EmbeddingCor
 use crate::grpc::health::HealthStatus;
 use crate::hotcache::{ConsumerSettings, HotCacheConsumer, HotStore};
 use crate::metrics::Metrics;
+use crate::ratelimit::{RateLimiter, RateSettings};
 use crate::state::AppState;
 use crate::{db, grpc, http};
 
@@ -102,6 +103,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         CoreSettings {
             max_inflight: config.max_inflight,
             max_batch: config.max_batch,
+            max_text_chars: config.max_text_chars,
         },
         cache,
         Arc::clone(&metrics),
@@ -115,6 +117,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         Arc::clone(&metrics),
     ));
     let auth = Arc::new(Authenticator::new(db.clone(), config.auth_cache_ttl));
+    let embed_limit = Arc::new(RateLimiter::new(RateSettings {
+        per_second: config.embed_rate_per_second,
+        burst: config.embed_rate_burst,
+    }));
+    if let Some(url) = &config.redis_url {
+        tokio::spawn(check_redis_memory(url.clone(), config.redis_timeout));
+    }
     let upstream = reqwest::Client::builder()
         .connect_timeout(config.upstream_timeout.min(Duration::from_secs(10)))
         .build()
@@ -126,6 +135,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         metrics: Arc::clone(&metrics),
         db: db.clone(),
         auth,
+        embed_limit,
         context,
         upstream,
     };
@@ -208,6 +218,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         http = %http_addr,
         grpc = %grpc_addr,
         embed_workers = config.embed_workers,
+        context_embed_workers = config.context_embed_workers,
         embed_threads = config.embed_threads,
         max_inflight = config.max_inflight,
         cache = config.redis_url.is_some(),
@@ -246,6 +257,7 @@ fn spawn_model_loader(
                 "ort_library (--ort-library, IBEX_ORT_LIBRARY)",
             ),
         workers: config.embed_workers,
+        reserved: config.context_embed_workers,
     };
     tokio::spawn(async move {
         let started = Instant::now();
@@ -272,6 +284,45 @@ fn spawn_model_loader(
         let _ = fatal.set(failure);
         shutdown.cancel();
     });
+}
+
+/// Warns when Redis may grow without bound. The embedding cache writes an entry per new text and
+/// org; without `maxmemory` and an evicting policy a flood of distinct texts fills the host's
+/// memory (or, with `noeviction`, makes every hot cache write fail). The stack's Redis runs with
+/// `maxmemory` and `allkeys-lru` (scripts/stack.sh). A Redis that refuses CONFIG (managed
+/// services often do) is only noted at debug level.
+async fn check_redis_memory(url: String, timeout: Duration) {
+    let check = async {
+        let client = redis::Client::open(url)?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        let (_, maxmemory): (String, u64) = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .query_async(&mut connection)
+            .await?;
+        let (_, policy): (String, String) = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut connection)
+            .await?;
+        Ok::<_, redis::RedisError>((maxmemory, policy))
+    };
+    match tokio::time::timeout(timeout.max(Duration::from_secs(2)), check).await {
+        Ok(Ok((0, policy))) => tracing::warn!(
+            maxmemory_policy = %policy,
+            "Redis has no maxmemory: the embedding cache can grow without bound; \
+             set maxmemory and maxmemory-policy allkeys-lru"
+        ),
+        Ok(Ok((maxmemory, policy))) if policy == "noeviction" || policy.starts_with("volatile") => tracing::warn!(
+            maxmemory,
+            maxmemory_policy = %policy,
+            "Redis evicts no keys without a TTL under this policy (hot cache keys have none): \
+             when it is full, writes fail; use allkeys-lru"
+        ),
+        Ok(Ok((maxmemory, policy))) => tracing::info!(maxmemory, maxmemory_policy = %policy, "Redis memory is bounded"),
+        Ok(Err(e)) => tracing::debug!(error = %e, "cannot read Redis's maxmemory settings"),
+        Err(_) => tracing::debug!("no answer from Redis to CONFIG GET maxmemory"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -162,12 +162,19 @@ async fn the_cache_is_rebuilt_after_flushdb_and_reads_fall_back_meanwhile() {
         },
     )
     .await;
-    let ready: Option<String> = redis::cmd("GET")
-        .arg(ibex_sidecar::hotcache::READY_KEY)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert!(ready.is_some(), "the marker is back");
+    // The marker is written after every agent of the database, not only this one, is rebuilt.
+    eventually(Duration::from_secs(10), "the marker is back", || {
+        let mut c = c.clone();
+        async move {
+            let ready: Option<String> = redis::cmd("GET")
+                .arg(ibex_sidecar::hotcache::READY_KEY)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            ready.is_some()
+        }
+    })
+    .await;
     let r = assemble(
         &mut client,
         &token,

@@ -73,6 +73,8 @@ pub struct EngineSettings {
     pub directive_cache_ttl: Duration,
     pub scoring: ContextSettings,
     pub admission: AdmissionSettings,
+    /// Characters of all messages of one call, checked before any token is counted.
+    pub max_context_chars: usize,
 }
 
 impl EngineSettings {
@@ -83,6 +85,7 @@ impl EngineSettings {
             cold_k: config.cold_k,
             statement_timeout: config.context_statement_timeout,
             directive_cache_ttl: config.directive_cache_ttl,
+            max_context_chars: config.max_context_chars,
             admission: AdmissionSettings::per_core(
                 config.context_slots_per_core,
                 config.context_queue,
@@ -199,24 +202,24 @@ impl ContextEngine {
     /// The answer for a call that was shed: no directive, no memories, the conversation trimmed
     /// to the model's budget as usual. Pure computation, no I/O: the proxy forwards with it
     /// rather than failing the caller's LLM call when context assembly is at capacity.
-    pub fn without_memories(&self, request: ContextRequest) -> Result<ContextAnswer, ApiError> {
+    pub async fn without_memories(&self, request: ContextRequest) -> Result<ContextAnswer, ApiError> {
         let started = Instant::now();
-        validate_messages(&request.messages)?;
+        validate_messages(&request.messages, self.settings.max_context_chars)?;
         let model = engine::resolve_model(&request.model).map_err(context_error)?;
-        let assembly = engine::assemble(AssemblyInput {
+        let (assembly, _, _, messages) = pack(
             model,
-            max_output_tokens: request.max_output_tokens.map(|n| n as usize),
-            directives: &[],
-            candidates: &[],
-            messages: &request.messages,
-            settings: &self.settings.scoring,
-        })
-        .map_err(context_error)?;
+            request.max_output_tokens,
+            Vec::new(),
+            Vec::new(),
+            request.messages,
+            self.settings.scoring,
+        )
+        .await?;
         Ok(ContextAnswer {
             assembly,
             directives: Vec::new(),
             candidates: Vec::new(),
-            messages: request.messages,
+            messages,
             degraded: None,
             timings: vec![report("admission", started.elapsed(), "shed", String::new())],
             total: started.elapsed(),
@@ -230,7 +233,7 @@ impl ContextEngine {
         deadline: tokio::time::Instant,
     ) -> Result<ContextAnswer, ApiError> {
         let started = Instant::now();
-        validate_messages(&request.messages)?;
+        validate_messages(&request.messages, self.settings.max_context_chars)?;
         let model = engine::resolve_model(&request.model).map_err(context_error)?;
         engine::output_reserve(model, request.max_output_tokens.map(|n| n as usize)).map_err(context_error)?;
         let db = self.db.clone().ok_or_else(|| ApiError::Unavailable {
@@ -251,7 +254,7 @@ impl ContextEngine {
         let (hot_task, cold_task, embedding) = match &query {
             Some(q) => {
                 self.metrics.context_query_embeddings.inc();
-                let embedding = embed_query(Arc::clone(&self.embed), q.clone());
+                let embedding = embed_query(Arc::clone(&self.embed), org, q.clone());
                 let hot = tokio::spawn(hot_source(
                     Arc::clone(&self.hot),
                     db.clone(),
@@ -395,15 +398,15 @@ impl ContextEngine {
             engine::merge_and_score(hot, cold, &params)
         };
         let directives: Vec<Directive> = directive_set.map(|s| s.directives.to_vec()).unwrap_or_default();
-        let assembly = engine::assemble(AssemblyInput {
+        let (assembly, directives, candidates, messages) = pack(
             model,
-            max_output_tokens: request.max_output_tokens.map(|n| n as usize),
-            directives: &directives,
-            candidates: &candidates,
-            messages: &request.messages,
-            settings: &self.settings.scoring,
-        })
-        .map_err(context_error)?;
+            request.max_output_tokens,
+            directives,
+            candidates,
+            request.messages,
+            self.settings.scoring,
+        )
+        .await?;
         match &degraded {
             Some(reason) => tracing::warn!(%org, %agent, reason = %reason, "context degraded to directive-only"),
             None => self.access.record(
@@ -419,13 +422,48 @@ impl ContextEngine {
             assembly,
             directives,
             candidates,
-            messages: request.messages,
+            messages,
             degraded,
             timings,
             total: started.elapsed(),
             session_id: request.session_id,
         })
     }
+}
+
+/// What [`pack`] hands back: the assembly and the inputs it was computed from.
+type Packed = (
+    engine::Assembly,
+    Vec<Directive>,
+    Vec<ScoredCandidate>,
+    Vec<(String, String)>,
+);
+
+/// The pure part (token counts, packing, rendering) on the blocking pool: counting tokens is CPU
+/// work proportional to the conversation, and on the async runtime a large one would stall every
+/// request sharing the worker thread (`/livez` included). The inputs are moved in and handed back.
+async fn pack(
+    model: &'static ibex_engine::models::ModelSpec,
+    max_output_tokens: Option<u32>,
+    directives: Vec<Directive>,
+    candidates: Vec<ScoredCandidate>,
+    messages: Vec<(String, String)>,
+    settings: ContextSettings,
+) -> Result<Packed, ApiError> {
+    let packed = tokio::task::spawn_blocking(move || {
+        engine::assemble(AssemblyInput {
+            model,
+            max_output_tokens: max_output_tokens.map(|n| n as usize),
+            directives: &directives,
+            candidates: &candidates,
+            messages: &messages,
+            settings: &settings,
+        })
+        .map(|assembly| (assembly, directives, candidates, messages))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("context packing stopped: {e}")))?;
+    packed.map_err(context_error)
 }
 
 fn report(name: &'static str, took: Duration, status: &'static str, detail: String) -> DependencyReport {
@@ -441,9 +479,22 @@ fn skipped(name: &'static str) -> DependencyReport {
     report(name, Duration::ZERO, "skipped", "no user message to search with".into())
 }
 
-fn validate_messages(messages: &[(String, String)]) -> Result<(), ApiError> {
+fn validate_messages(messages: &[(String, String)], max_chars: usize) -> Result<(), ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid("messages must not be empty"));
+    }
+    // Bytes bound characters from above, so only a large conversation pays for counting them.
+    let bytes: usize = messages.iter().map(|(_, content)| content.len()).sum();
+    if bytes > max_chars {
+        let chars: usize = messages.iter().map(|(_, content)| content.chars().count()).sum();
+        if chars > max_chars {
+            return Err(ApiError::PayloadTooLarge {
+                message: format!(
+                    "the messages have {chars} characters; at most {max_chars} are accepted (setting max_context_chars)"
+                ),
+                details: Some(json!({ "chars": chars, "max_context_chars": max_chars })),
+            });
+        }
     }
     if let Some((index, (role, _))) = messages
         .iter()
@@ -492,11 +543,18 @@ mod tests {
 
     #[test]
     fn messages_are_validated() {
-        assert_eq!(validate_messages(&[]).unwrap_err().code(), "invalid_request");
+        assert_eq!(validate_messages(&[], 100).unwrap_err().code(), "invalid_request");
         let bad = vec![("robot".to_string(), "x".to_string())];
-        assert!(validate_messages(&bad).unwrap_err().to_string().contains("robot"));
+        assert!(validate_messages(&bad, 100).unwrap_err().to_string().contains("robot"));
         let good = vec![("system".into(), "s".into()), ("user".into(), "u".into())];
-        assert!(validate_messages(&good).is_ok());
+        assert!(validate_messages(&good, 100).is_ok());
+        // Characters, not bytes: four two-byte characters fit a limit of four.
+        let accents = vec![("user".to_string(), "éééé".to_string())];
+        assert!(validate_messages(&accents, 4).is_ok());
+        let long = vec![("user".to_string(), "x".repeat(5))];
+        let error = validate_messages(&long, 4).unwrap_err();
+        assert_eq!(error.code(), "payload_too_large");
+        assert_eq!(error.grpc_code(), tonic::Code::InvalidArgument);
     }
 
     #[test]

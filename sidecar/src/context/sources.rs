@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::EngineSettings;
 use crate::db;
-use crate::embedding::{EmbedRequest, EmbeddingCore};
+use crate::embedding::{EmbedRequest, EmbeddingCore, Lane};
 use crate::hotcache::source::agent_top;
 use crate::hotcache::{HotEntry, HotRead, HotStore};
 
@@ -34,14 +34,21 @@ pub(super) type QueryEmbedding = Shared<BoxFuture<'static, Result<(Arc<Vec<f32>>
 
 /// The query's embedding as a shared future. It is not spawned: the cold source drives it, so
 /// when the call is abandoned (deadline, client gone) and its tasks are aborted, the request is
-/// dropped too and the embedding core's queue skips it.
-pub(super) fn embed_query(embed: Arc<EmbeddingCore>, query: String) -> QueryEmbedding {
+/// dropped too and the embedding core's queue skips it. It runs in the context lane (the
+/// reserved model instances, see `embedding::pool`), cached under the caller's org. A query
+/// longer than `max_text_chars` is cut to it: the model reads only its first 256 tokens.
+pub(super) fn embed_query(embed: Arc<EmbeddingCore>, org: Uuid, mut query: String) -> QueryEmbedding {
+    if let Some((cut, _)) = query.char_indices().nth(embed.max_text_chars()) {
+        query.truncate(cut);
+    }
     async move {
         let started = Instant::now();
         let mut out = embed
             .embed(EmbedRequest {
                 texts: vec![query],
                 count_tokens: false,
+                org,
+                lane: Lane::Context,
             })
             .await
             .map_err(|e| format!("query embedding failed: {e}"))?;

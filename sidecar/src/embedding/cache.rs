@@ -1,5 +1,11 @@
-//! The Redis embedding cache: `ibex:emb:v1:<sha256(model id, NUL, text)>` -> 384 little-endian
-//! f32 (1,536 bytes), with a TTL.
+//! The Redis embedding cache: `ibex:emb:v2:{<org>}:<sha256(model id, NUL, text)>` -> 384
+//! little-endian f32 (1,536 bytes), with a TTL.
+//!
+//! Entries are per org: a text one org embedded is never served to another, so nothing an org
+//! observes (not even timing) depends on what another org embedded. The org is a hash tag, as in
+//! the hot cache's keys: a Redis Cluster keeps an org's entries together, and an org's entries
+//! can be found (and dropped) by their prefix. Storing a popular text once per org costs little:
+//! an entry is 1.5 KiB.
 //!
 //! The cache is an optimisation, never a dependency: every failure is logged, counted and answered
 //! as "not cached", and the request goes on to inference. After a failure the cache is skipped for
@@ -12,24 +18,25 @@ use std::time::{Duration, Instant};
 use ibex_engine::content::sha256_hex;
 use ibex_engine::EMBEDDING_DIM;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
 /// Bump the version when the value layout or the key recipe changes: old entries then simply
 /// expire instead of being misread.
-pub const KEY_PREFIX: &str = "ibex:emb:v1:";
+pub const KEY_PREFIX: &str = "ibex:emb:v2:";
 const VALUE_BYTES: usize = EMBEDDING_DIM * 4;
 /// How long the cache is skipped after a failure before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The cache key of `text` embedded by `model_id`. The model id is part of the hash so vectors of
-/// different models never mix; the NUL byte keeps ("ab", "c") and ("a", "bc") apart.
-pub fn cache_key(model_id: &str, text: &str) -> String {
+/// The cache key of `text` embedded by `model_id` for `org`. The model id is part of the hash so
+/// vectors of different models never mix; the NUL byte keeps ("ab", "c") and ("a", "bc") apart.
+pub fn cache_key(model_id: &str, org: Uuid, text: &str) -> String {
     let mut bytes = Vec::with_capacity(model_id.len() + 1 + text.len());
     bytes.extend_from_slice(model_id.as_bytes());
     bytes.push(0);
     bytes.extend_from_slice(text.as_bytes());
-    format!("{KEY_PREFIX}{}", sha256_hex(&bytes))
+    format!("{KEY_PREFIX}{{{org}}}:{}", sha256_hex(&bytes))
 }
 
 pub fn encode_vector(vector: &[f32]) -> Vec<u8> {
@@ -198,18 +205,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_is_prefix_and_sha256_of_model_nul_text() {
+    fn key_is_prefix_org_and_sha256_of_model_nul_text() {
+        let org = Uuid::from_u128(0x1234);
         // Expected digests computed independently with Python's hashlib.
         assert_eq!(
-            cache_key("m", "hello"),
-            "ibex:emb:v1:ceeefc2ffbf7e824321da8464fe34abee4df8ad14b6349190542d95d327911da"
+            cache_key("m", org, "hello"),
+            "ibex:emb:v2:{00000000-0000-0000-0000-000000001234}:\
+             ceeefc2ffbf7e824321da8464fe34abee4df8ad14b6349190542d95d327911da"
         );
         assert_eq!(
-            cache_key("all-MiniLM-L6-v2/model.onnx", "I like tea"),
-            "ibex:emb:v1:3703519b9bdabb6d570dd6dad26812260bed014fa66e6e6d515f20784df1a2d2"
+            cache_key("all-MiniLM-L6-v2/model.onnx", org, "I like tea"),
+            "ibex:emb:v2:{00000000-0000-0000-0000-000000001234}:\
+             3703519b9bdabb6d570dd6dad26812260bed014fa66e6e6d515f20784df1a2d2"
         );
-        assert_ne!(cache_key("model-a", "hello"), cache_key("model-b", "hello"));
-        assert_ne!(cache_key("ab", "c"), cache_key("a", "bc"));
+        assert_ne!(cache_key("model-a", org, "hello"), cache_key("model-b", org, "hello"));
+        assert_ne!(cache_key("ab", org, "c"), cache_key("a", org, "bc"));
+        assert_ne!(
+            cache_key("m", org, "hello"),
+            cache_key("m", Uuid::from_u128(0x1235), "hello"),
+            "another org, another entry"
+        );
     }
 
     #[test]

@@ -1,14 +1,20 @@
 //! The embedding core ("Infer" in TEI's terms): admission control, the cache in front, the model
 //! pool behind. HTTP handlers call it today and gRPC handlers will; it knows neither.
+//!
+//! Two kinds of callers: the embedding endpoints (`Lane::Shared`: admitted up to `max_inflight`,
+//! shared model instances only) and context assembly (`Lane::Context`: admitted by the context
+//! core's own admission, served by the reserved instances first), so a flood of the first never
+//! takes the capacity of the second.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
 
 use super::cache::{cache_key, EmbeddingCache};
-use super::pool::ModelPool;
+use super::pool::{Lane, ModelPool};
 use super::EmbeddingError;
 use crate::metrics::Metrics;
 
@@ -17,18 +23,25 @@ pub struct CoreSettings {
     pub max_inflight: usize,
     /// Texts per request.
     pub max_batch: usize,
+    /// Characters per text.
+    pub max_text_chars: usize,
 }
 
 /// One embedding request: one or more texts, and whether the caller needs token counts.
 pub struct EmbedRequest {
     pub texts: Vec<String>,
     pub count_tokens: bool,
+    /// The org the texts are embedded for: the cache is per org.
+    pub org: Uuid,
+    pub lane: Lane,
 }
 
 /// Vectors in input order, with which came from the cache.
 #[derive(Debug)]
 pub struct Embeddings {
     pub vectors: Vec<Vec<f32>>,
+    /// For metrics and logs only: never sent to a client (whether a text is cached says that
+    /// someone embedded it before).
     pub cached: Vec<bool>,
     /// Model tokens per text (after truncation), when asked for.
     pub token_counts: Option<Vec<usize>>,
@@ -94,6 +107,10 @@ impl EmbeddingCore {
         self.settings.max_batch
     }
 
+    pub fn max_text_chars(&self) -> usize {
+        self.settings.max_text_chars
+    }
+
     /// Makes the core ready. The pool must already be warmed up.
     pub fn install(&self, pool: ModelPool) {
         if self.model.set(Arc::new(pool)).is_ok() {
@@ -108,13 +125,22 @@ impl EmbeddingCore {
     /// Embeds the texts: cache hits are returned as stored, the misses go to the model in one
     /// batch (each distinct text once) and are written back.
     pub async fn embed(&self, request: EmbedRequest) -> Result<Embeddings, EmbeddingError> {
-        let EmbedRequest { texts, count_tokens } = request;
+        let EmbedRequest {
+            texts,
+            count_tokens,
+            org,
+            lane,
+        } = request;
         self.validate(&texts)?;
         let pool = self.pool()?;
-        let _admission = self.admit()?;
+        // Context calls were admitted by the context core; only the endpoints count here.
+        let _admission = match lane {
+            Lane::Shared => Some(self.admit()?),
+            Lane::Context => None,
+        };
         let model_id = pool.model_id();
 
-        let keys: Vec<String> = texts.iter().map(|t| cache_key(model_id, t)).collect();
+        let keys: Vec<String> = texts.iter().map(|t| cache_key(model_id, org, t)).collect();
         let mut found = self.cache.get_many(&keys).await;
         let cached: Vec<bool> = found.iter().map(Option::is_some).collect();
         let hits = cached.iter().filter(|&&c| c).count();
@@ -136,7 +162,7 @@ impl EmbeddingCore {
         }
         if !distinct.is_empty() {
             let batch: Vec<String> = distinct.iter().map(|&i| texts[i].clone()).collect();
-            let computed = self.infer(&pool, batch).await?;
+            let computed = self.infer(&pool, batch, lane).await?;
             if computed.len() != distinct.len() {
                 return Err(EmbeddingError::WorkerLost);
             }
@@ -164,7 +190,9 @@ impl EmbeddingCore {
         })
     }
 
-    fn validate(&self, texts: &[String]) -> Result<(), EmbeddingError> {
+    /// The checks every request passes before any work: count, emptiness, length. Public so that
+    /// handlers can refuse a bad request before charging it to the caller's rate limit.
+    pub fn validate(&self, texts: &[String]) -> Result<(), EmbeddingError> {
         if texts.is_empty() {
             return Err(EmbeddingError::NoInput);
         }
@@ -176,6 +204,17 @@ impl EmbeddingCore {
         }
         if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
             return Err(EmbeddingError::EmptyText { index });
+        }
+        // Bytes bound characters from above: only a long text pays for counting its characters.
+        let max = self.settings.max_text_chars;
+        if let Some((index, chars)) = texts
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.len() > max)
+            .map(|(i, t)| (i, t.chars().count()))
+            .find(|&(_, chars)| chars > max)
+        {
+            return Err(EmbeddingError::TextTooLong { index, chars, max });
         }
         Ok(())
     }
@@ -208,9 +247,14 @@ impl EmbeddingCore {
         }
     }
 
-    async fn infer(&self, pool: &Arc<ModelPool>, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbeddingError> {
+    async fn infer(
+        &self,
+        pool: &Arc<ModelPool>,
+        texts: Vec<String>,
+        lane: Lane,
+    ) -> Result<Vec<Vec<f32>>, EmbeddingError> {
         let waiting = Instant::now();
-        let lease = pool.checkout().await?;
+        let lease = pool.checkout(lane).await?;
         self.metrics.queue_duration.observe(waiting.elapsed().as_secs_f64());
         let metrics = Arc::clone(&self.metrics);
         let result = run_blocking(move || {

@@ -8,6 +8,8 @@ pub enum EmbeddingError {
     NoInput,
     #[error("text {index} is empty or only whitespace; embeddings need text")]
     EmptyText { index: usize },
+    #[error("text {index} has {chars} characters; at most {max} are accepted (setting max_text_chars)")]
+    TextTooLong { index: usize, chars: usize, max: usize },
     #[error("a request holds at most {max} texts, got {len}")]
     TooManyTexts { len: usize, max: usize },
     #[error("the embedding model is still loading")]

@@ -9,4 +9,4 @@ pub mod pool;
 pub use self::core::{CoreSettings, EmbedRequest, EmbeddingCore, Embeddings, Readiness};
 pub use cache::{CacheSettings, EmbeddingCache};
 pub use error::EmbeddingError;
-pub use pool::{ModelPool, PoolSettings};
+pub use pool::{Lane, ModelPool, PoolSettings};

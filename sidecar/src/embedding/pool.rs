@@ -4,6 +4,13 @@
 //! (`embed_workers`), each with `embed_threads` intra-op threads. A request waits asynchronously
 //! for a free instance; waiting is cancellable, so a caller that goes away gives up its place
 //! without any work being done for it.
+//!
+//! The instances form two lanes. The shared lane (`embed_workers`) serves everything; the
+//! reserved lane (`context_embed_workers`) serves only context assembly's query embeddings, which
+//! take whichever instance of either lane frees first. A flood of `/v1/embed*` batches can then
+//! fill the shared lane's queue, but never stand between a context call and a model: before,
+//! one query embedding waited behind every queued 512-text batch and each tenant's context
+//! degraded.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,17 +23,52 @@ use super::EmbeddingError;
 pub struct PoolSettings {
     pub embedder: EmbedderConfig,
     pub workers: usize,
+    /// Instances only context assembly uses (see the module docs).
+    pub reserved: usize,
+}
+
+/// Who asks for an instance: the hot path (context assembly) or anyone else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Context assembly's query embedding: the reserved instances, or a shared one.
+    Context,
+    /// The embedding endpoints: the shared instances only.
+    Shared,
+}
+
+/// Instances of one lane, and one permit per idle one.
+struct Instances {
+    idle: Mutex<Vec<Arc<Embedder>>>,
+    /// Holding a permit guarantees an instance in `idle`.
+    available: Arc<Semaphore>,
+}
+
+impl Instances {
+    fn new(instances: Vec<Arc<Embedder>>) -> Self {
+        Self {
+            available: Arc::new(Semaphore::new(instances.len())),
+            idle: Mutex::new(instances),
+        }
+    }
+
+    fn take(&self) -> Option<Arc<Embedder>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn give_back(&self, embedder: Arc<Embedder>) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(embedder);
+    }
 }
 
 pub struct ModelPool {
-    idle: Mutex<Vec<Arc<Embedder>>>,
-    /// One permit per idle instance; holding a permit guarantees an instance in `idle`.
-    available: Arc<Semaphore>,
+    shared: Instances,
+    reserved: Instances,
     /// Any instance, for tokenizing: token counting does not touch the session, so it needs no
     /// exclusive lease.
     tokenizer: Arc<Embedder>,
     model_id: String,
     size: usize,
+    reserved_size: usize,
 }
 
 impl ModelPool {
@@ -35,14 +77,15 @@ impl ModelPool {
     /// from a blocking thread.
     pub fn load(settings: &PoolSettings) -> Result<Self, EmbedError> {
         let workers = settings.workers.max(1);
-        let mut instances = Vec::with_capacity(workers);
-        for index in 0..workers {
+        let mut instances = Vec::with_capacity(workers + settings.reserved);
+        for index in 0..workers + settings.reserved {
             let started = Instant::now();
             let embedder = Embedder::load(&settings.embedder)?;
             let loaded_ms = started.elapsed().as_millis() as u64;
             embedder.embed("warm-up: the quick brown fox jumps over the lazy dog")?;
             tracing::info!(
                 instance = index,
+                reserved = index >= workers,
                 threads = settings.embedder.intra_threads,
                 loaded_ms,
                 warm_ms = started.elapsed().as_millis() as u64 - loaded_ms,
@@ -52,9 +95,11 @@ impl ModelPool {
         }
         let tokenizer = Arc::clone(&instances[0]);
         let model_id = tokenizer.model_id().to_string();
+        let reserved = instances.split_off(workers);
         Ok(Self {
-            idle: Mutex::new(instances),
-            available: Arc::new(Semaphore::new(workers)),
+            reserved_size: reserved.len(),
+            shared: Instances::new(instances),
+            reserved: Instances::new(reserved),
             tokenizer,
             model_id,
             size: workers,
@@ -65,29 +110,44 @@ impl ModelPool {
         &self.model_id
     }
 
+    /// Instances of the shared lane.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Instances reserved for context assembly.
+    pub fn reserved_size(&self) -> usize {
+        self.reserved_size
     }
 
     pub fn tokenizer(&self) -> Arc<Embedder> {
         Arc::clone(&self.tokenizer)
     }
 
-    /// Waits for a free instance. Cancel-safe: dropping the future gives up the place in line.
-    pub async fn checkout(self: &Arc<Self>) -> Result<Lease, EmbeddingError> {
-        let permit = Arc::clone(&self.available)
-            .acquire_owned()
-            .await
-            .map_err(|_| EmbeddingError::WorkerLost)?;
-        let embedder = self
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .ok_or(EmbeddingError::WorkerLost)?;
+    /// Waits for a free instance of the lane. Cancel-safe: dropping the future gives up the
+    /// place in line (in both lines, for a context call).
+    pub async fn checkout(self: &Arc<Self>, lane: Lane) -> Result<Lease, EmbeddingError> {
+        let shared = Arc::clone(&self.shared.available);
+        let (permit, reserved) = match lane {
+            Lane::Shared => (shared.acquire_owned().await, false),
+            Lane::Context => {
+                let reserved = Arc::clone(&self.reserved.available);
+                // Biased: a free reserved instance is taken before a shared one, leaving the
+                // shared ones to the embedding endpoints.
+                tokio::select! {
+                    biased;
+                    permit = reserved.acquire_owned() => (permit, true),
+                    permit = shared.acquire_owned() => (permit, false),
+                }
+            }
+        };
+        let permit = permit.map_err(|_| EmbeddingError::WorkerLost)?;
+        let lane = if reserved { &self.reserved } else { &self.shared };
+        let embedder = lane.take().ok_or(EmbeddingError::WorkerLost)?;
         Ok(Lease {
             pool: Arc::clone(self),
             embedder: Some(embedder),
+            reserved,
             _permit: permit,
         })
     }
@@ -98,6 +158,8 @@ impl ModelPool {
 pub struct Lease {
     pool: Arc<ModelPool>,
     embedder: Option<Arc<Embedder>>,
+    /// Which lane the instance goes back to.
+    reserved: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -112,7 +174,12 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(embedder) = self.embedder.take() {
-            self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(embedder);
+            let lane = if self.reserved {
+                &self.pool.reserved
+            } else {
+                &self.pool.shared
+            };
+            lane.give_back(embedder);
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -56,15 +56,38 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// A span per request (method, path, request id, then status and latency), a log line when it
-/// ends, and the request counter and latency histogram by route template and status.
-pub async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    // The route template, not the raw path: label values must stay few.
-    let route = request
+/// The metrics label of a method: the standard ones by name, any other `other`. HTTP lets a
+/// client invent methods, and each new label value would be a new series kept until restart.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// The metrics label of a route: its template, or `unmatched` for any path no route has (404s
+/// must not create a series per path tried).
+pub fn route_label(request: &Request) -> String {
+    request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string())
+}
+
+/// A span per request (method, path, request id, then status and latency), a log line when it
+/// ends, and the request counter and latency histogram by route template and status, every
+/// label from a bounded set.
+pub async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = route_label(&request);
     let request_id = request
         .extensions()
         .get::<RequestId>()
@@ -82,7 +105,7 @@ pub async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next
     let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status();
-    let labels = [method.as_str(), route.as_str(), status.as_str()];
+    let labels = [method_label(&method), route.as_str(), status.as_str()];
     metrics.http_requests.with_label_values(&labels).inc();
     metrics
         .http_duration
@@ -115,6 +138,13 @@ mod tests {
         assert_eq!(acceptable(&HeaderValue::from_static("")), None);
         let long = "x".repeat(MAX_REQUEST_ID_LEN + 1);
         assert_eq!(acceptable(&HeaderValue::from_str(&long).unwrap()), None);
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"FOO123").unwrap()), "other");
     }
 
     #[tokio::test]

@@ -5,15 +5,16 @@
 //! `base64` is supported because the official Python client asks for it by default.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use base64::Engine;
 use ibex_engine::EMBEDDING_DIM;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::embed::{admit, request};
 use super::json::ApiJson;
 use crate::embedding::cache::encode_vector;
-use crate::embedding::EmbedRequest;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -74,8 +75,10 @@ fn texts_of(input: Value) -> Result<Vec<String>, ApiError> {
     }
 }
 
+/// Authenticated like `/v1/embed` (scope `embed`, rate limited per token, see `embed::admit`).
 pub async fn embeddings(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<EmbeddingsBody>,
 ) -> Result<Json<EmbeddingsResponse>, ApiError> {
     if let Some(dimensions) = body.dimensions.filter(|&d| d != EMBEDDING_DIM) {
@@ -85,13 +88,8 @@ pub async fn embeddings(
         });
     }
     let texts = texts_of(body.input)?;
-    let out = state
-        .core
-        .embed(EmbedRequest {
-            texts,
-            count_tokens: true,
-        })
-        .await?;
+    let principal = admit(&state, &headers, &texts).await?;
+    let out = state.core.embed(request(&principal, texts, true)).await?;
     let tokens: usize = out.token_counts.iter().flatten().sum();
     let format = body.encoding_format.unwrap_or_default();
     let data = out

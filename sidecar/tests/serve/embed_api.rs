@@ -7,16 +7,26 @@ use redis::AsyncCommands;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{self, floats, norm, TestServer};
+use crate::support::{self, counter, floats, norm, TestServer};
+
+/// Cache hits and misses counted so far (the answers do not say which texts were hits).
+async fn hits_and_misses(server: &TestServer) -> (f64, f64) {
+    let page = server.metrics().await;
+    (
+        counter(&page, "ibex_embed_cache_hits_total"),
+        counter(&page, "ibex_embed_cache_misses_total"),
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_embedding_matches_the_model_and_is_cached_on_repeat() {
     let server = TestServer::start_ready(support::config()).await;
     let text = support::unique("The user prefers green tea in the morning");
 
+    let (hits, misses) = hits_and_misses(&server).await;
     let first = server.post("/v1/embed", &json!({ "text": text })).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
-    assert_eq!(first.body["cached"], false);
+    assert_eq!(hits_and_misses(&server).await, (hits, misses + 1.0), "a miss");
     assert_eq!(first.body["dimensions"], 384);
     let model = first.body["model"].as_str().unwrap().to_string();
     let vector = floats(&first.body["embedding"]);
@@ -31,14 +41,14 @@ async fn single_embedding_matches_the_model_and_is_cached_on_repeat() {
 
     let second = server.post("/v1/embed", &json!({ "text": text })).await;
     assert_eq!(second.status, StatusCode::OK);
-    assert_eq!(second.body["cached"], true);
+    assert_eq!(hits_and_misses(&server).await, (hits + 1.0, misses + 1.0), "a hit");
     assert_eq!(
         floats(&second.body["embedding"]),
         vector,
         "the stored vector, unchanged"
     );
 
-    let key = cache_key(&model, &text);
+    let key = cache_key(&model, server.org, &text);
     let mut redis = support::redis().await;
     let stored: Vec<u8> = redis.get(&key).await.unwrap();
     assert_eq!(decode_vector(&stored).expect("384 little-endian f32"), vector);
@@ -68,11 +78,16 @@ async fn batch_returns_hits_from_the_cache_and_embeds_only_the_misses() {
         singles.push(floats(&reply.body["embedding"]));
     }
     let before = support::counter(&server.metrics().await, "ibex_embed_inference_batch_size_sum");
+    let (hits, misses) = hits_and_misses(&server).await;
 
     let batch = [&texts[0], &texts[1], &texts[2], &texts[3], &texts[1]];
     let reply = server.post("/v1/embed/batch", &json!({ "texts": batch })).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert_eq!(reply.body["cached"], json!([true, false, true, false, false]));
+    assert_eq!(
+        hits_and_misses(&server).await,
+        (hits + 2.0, misses + 3.0),
+        "texts 0 and 2 were hits"
+    );
     assert_eq!(reply.body["dimensions"], 384);
     let embeddings: Vec<Vec<f32>> = reply.body["embeddings"]
         .as_array()
@@ -92,7 +107,12 @@ async fn batch_returns_hits_from_the_cache_and_embeds_only_the_misses() {
     assert_eq!(after - before, 2.0);
 
     let again = server.post("/v1/embed/batch", &json!({ "texts": batch })).await;
-    assert_eq!(again.body["cached"], json!([true, true, true, true, true]));
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(
+        hits_and_misses(&server).await,
+        (hits + 7.0, misses + 3.0),
+        "all five are hits now"
+    );
     server.stop().await;
 }
 
@@ -154,8 +174,7 @@ async fn malformed_requests_are_400_and_oversized_bodies_413_in_the_envelope() {
         .await
         .error(400, "invalid_request");
     let no_content_type = server
-        .client
-        .post(server.url("/v1/embed"))
+        .post_request("/v1/embed")
         .body("{\"text\": \"a\"}")
         .send()
         .await

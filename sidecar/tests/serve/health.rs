@@ -128,8 +128,7 @@ async fn shutdown_finishes_requests_in_flight_then_stops_listening() {
         .map(|i| support::unique(&format!("graceful shutdown lets this batch finish, text number {i}")))
         .collect();
     let request = server
-        .client
-        .post(server.url("/v1/embed/batch"))
+        .post_request("/v1/embed/batch")
         .json(&json!({ "texts": texts }))
         .send();
     let in_flight = tokio::spawn(request);

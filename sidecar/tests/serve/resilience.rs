@@ -23,8 +23,7 @@ async fn overload_is_answered_429_at_once() {
             .map(|i| support::unique(&format!("overload request {r} text {i}")))
             .collect();
         let request = server
-            .client
-            .post(server.url("/v1/embed/batch"))
+            .post_request("/v1/embed/batch")
             .json(&json!({ "texts": texts }))
             .send();
         tokio::spawn(async move { support::reply(request.await.expect("answered")).await })
@@ -74,8 +73,7 @@ async fn a_request_whose_client_left_before_its_turn_is_not_computed() {
         .map(|i| support::unique(&format!("a long batch keeps the model busy, text {i}")))
         .collect();
     let busy = server
-        .client
-        .post(server.url("/v1/embed/batch"))
+        .post_request("/v1/embed/batch")
         .json(&json!({ "texts": long }))
         .send();
     let busy = tokio::spawn(busy);
@@ -88,8 +86,7 @@ async fn a_request_whose_client_left_before_its_turn_is_not_computed() {
     // ...while a second request waits its turn, and its client gives up.
     let abandoned = support::unique("nobody waits for this one");
     let gave_up = server
-        .client
-        .post(server.url("/v1/embed"))
+        .post_request("/v1/embed")
         .timeout(Duration::from_millis(30))
         .json(&json!({ "text": abandoned }))
         .send()
@@ -111,7 +108,7 @@ async fn a_request_whose_client_left_before_its_turn_is_not_computed() {
     assert_eq!(counter(&page, "ibex_embed_inflight_requests"), 0.0);
     let model = support::model_id();
     let mut redis = support::redis().await;
-    let stored: bool = redis.exists(cache_key(&model, &abandoned)).await.unwrap();
+    let stored: bool = redis.exists(cache_key(&model, server.org, &abandoned)).await.unwrap();
     assert!(!stored, "nothing was computed or cached for the abandoned request");
     server.stop().await;
 }
@@ -129,7 +126,6 @@ async fn a_redis_outage_falls_back_to_inference() {
     for _ in 0..3 {
         let reply = server.post("/v1/embed", &json!({ "text": text })).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        assert_eq!(reply.body["cached"], false);
         vectors.push(floats(&reply.body["embedding"]));
     }
     assert_eq!(vectors[0], vectors[2]);
@@ -140,8 +136,12 @@ async fn a_redis_outage_falls_back_to_inference() {
         )
         .await;
     assert_eq!(batch.status, StatusCode::OK);
-    assert_eq!(batch.body["cached"], json!([false, false]));
     let page = server.metrics().await;
+    assert_eq!(
+        counter(&page, "ibex_embed_cache_hits_total"),
+        0.0,
+        "no hits without Redis"
+    );
     let errors: f64 = page
         .lines()
         .filter(|l| l.starts_with("ibex_embed_cache_errors_total{"))
@@ -169,13 +169,27 @@ async fn two_instances_serve_the_same_answers() {
     );
     assert_ne!(a.server.http_addr, b.server.http_addr);
 
-    // Computed by A, served to B from the shared cache, and the other way round.
+    // Computed by A, served to B from the shared cache, and the other way round: the same org
+    // (the cache is per org), so B uses A's token and A uses B's.
+    let hits = |page: &str| counter(page, "ibex_embed_cache_hits_total");
     for (first, second) in [(&a, &b), (&b, &a)] {
         let text = support::unique("shared between instances");
         let computed = first.post("/v1/embed", &json!({ "text": text })).await;
-        assert_eq!(computed.body["cached"], false);
-        let served = second.post("/v1/embed", &json!({ "text": text })).await;
-        assert_eq!(served.body["cached"], true);
+        assert_eq!(computed.status, StatusCode::OK, "{}", computed.body);
+        let before = hits(&second.metrics().await);
+        let served = support::reply(
+            second
+                .client
+                .post(second.url("/v1/embed"))
+                .bearer_auth(&first.token)
+                .json(&json!({ "text": text }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(served.status, StatusCode::OK, "{}", served.body);
+        assert_eq!(hits(&second.metrics().await), before + 1.0, "served from the cache");
         assert_eq!(floats(&computed.body["embedding"]), floats(&served.body["embedding"]));
     }
 
@@ -184,10 +198,22 @@ async fn two_instances_serve_the_same_answers() {
     let from_a = a.post("/v1/embed", &json!({ "text": text })).await;
     let model = from_a.body["model"].as_str().unwrap().to_string();
     let mut redis = support::redis().await;
-    let removed: i64 = redis.del(cache_key(&model, &text)).await.unwrap();
+    let removed: i64 = redis.del(cache_key(&model, a.org, &text)).await.unwrap();
     assert_eq!(removed, 1);
-    let from_b = b.post("/v1/embed", &json!({ "text": text })).await;
-    assert_eq!(from_b.body["cached"], false);
+    let misses = |page: &str| counter(page, "ibex_embed_cache_misses_total");
+    let before = misses(&b.metrics().await);
+    let from_b = support::reply(
+        b.client
+            .post(b.url("/v1/embed"))
+            .bearer_auth(&a.token)
+            .json(&json!({ "text": text }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(from_b.status, StatusCode::OK, "{}", from_b.body);
+    assert_eq!(misses(&b.metrics().await), before + 1.0, "computed again");
     let (va, vb) = (floats(&from_a.body["embedding"]), floats(&from_b.body["embedding"]));
     assert!(cosine_similarity(&va, &vb) > 0.99999);
     assert_eq!(from_a.body["model"], from_b.body["model"]);

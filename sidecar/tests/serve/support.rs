@@ -102,16 +102,24 @@ pub struct TestServer {
     pub server: RunningServer,
     pub http: String,
     pub client: reqwest::Client,
+    /// The org of `token`: the embedding cache is per org.
+    pub org: uuid::Uuid,
+    /// A token with scope `embed` of a fresh org, which `post` and `post_raw` send to the
+    /// embedding endpoints (`/v1/embed*`); requests through `client` add it themselves.
+    pub token: String,
 }
 
 impl TestServer {
     pub async fn start(config: Config) -> Self {
         let server = ibex_sidecar::start(config).await.expect("server starts");
         let http = format!("http://{}", server.http_addr);
+        let (org, token) = embed_token("embed-api").await;
         Self {
             server,
             http,
             client: reqwest::Client::new(),
+            org,
+            token,
         }
     }
 
@@ -140,14 +148,23 @@ impl TestServer {
         reply(self.client.get(self.url(path)).send().await.expect("GET")).await
     }
 
+    /// A POST, with the server's embed token when the path is an embedding endpoint.
+    pub fn post_request(&self, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.post(self.url(path));
+        if path.starts_with("/v1/embed") {
+            request.bearer_auth(&self.token)
+        } else {
+            request
+        }
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
-        reply(self.client.post(self.url(path)).json(body).send().await.expect("POST")).await
+        reply(self.post_request(path).json(body).send().await.expect("POST")).await
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>, request_id: Option<&str>) -> Reply {
         let mut request = self
-            .client
-            .post(self.url(path))
+            .post_request(path)
             .header("content-type", "application/json")
             .body(body);
         if let Some(id) = request_id {
@@ -174,6 +191,26 @@ impl TestServer {
             .expect("server stops within 30 s")
             .expect("server stops cleanly");
     }
+}
+
+/// A fresh org (without agents: hot cache rebuilds do not grow with the servers started) and a
+/// token of it with scope `embed`.
+pub async fn embed_token(label: &str) -> (uuid::Uuid, String) {
+    let admin = crate::common::admin_pool().await;
+    let org = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO ibex_core.orgs (id, name, slug) VALUES ($1, $2, $3)")
+        .bind(org)
+        .bind(label)
+        .bind(format!("{label}-{}", &org.simple().to_string()[..8]))
+        .execute(&admin)
+        .await
+        .expect("org");
+    admin.close().await;
+    let token = ibex_sidecar::admin::create_token(&crate::common::admin_url(), org, "test", "embed", None, None)
+        .await
+        .expect("token")
+        .token;
+    (org, token)
 }
 
 pub async fn reply(response: reqwest::Response) -> Reply {

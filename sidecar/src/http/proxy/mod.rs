@@ -163,9 +163,31 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
     let (answer, shed) = match state.context.assemble(context_request.clone()).await {
         Err(ApiError::Shed { .. }) => {
             state.metrics.proxy_context_shed.inc();
-            (state.context.without_memories(context_request)?, true)
+            (state.context.without_memories(context_request).await?, true)
         }
         other => (other?, false),
+    };
+    // Counting tokens is CPU work proportional to the text: off the async runtime (see
+    // `context::pack`). The conversation is already bounded by max_context_chars.
+    let new_turns = {
+        let (model, turns) = (
+            chat.model.clone(),
+            new_message_indices(&chat.messages)
+                .into_iter()
+                .map(|i| chat.messages[i].clone())
+                .collect::<Vec<_>>(),
+        );
+        tokio::task::spawn_blocking(move || {
+            turns
+                .into_iter()
+                .map(|message| NewTurn {
+                    tokens: ibex_engine::tokens::count(&model, &message.content).tokens,
+                    message,
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("counting tokens stopped: {e}")))?
     };
     let call = CallRecord {
         org,
@@ -173,13 +195,7 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
         session,
         token: principal.token_id,
         model: chat.model.clone(),
-        new_turns: new_message_indices(&chat.messages)
-            .into_iter()
-            .map(|i| NewTurn {
-                tokens: ibex_engine::tokens::count(&chat.model, &chat.messages[i].content).tokens,
-                message: chat.messages[i].clone(),
-            })
-            .collect(),
+        new_turns,
         prompt_tokens: answer.assembly.total_tokens,
         complete_session: complete,
         streamed: chat.stream,
