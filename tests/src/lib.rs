@@ -121,6 +121,9 @@ async fn create_login(admin: &PgPool, login: &str, password: &str) {
 /// The sidecar's URL (IBEX_DATABASE_URL) with another login and password.
 fn login_url(login: &str, password: &str) -> String {
     let sidecar = env("IBEX_DATABASE_URL");
-    let host = sidecar.rsplit_once('@').map(|(_, h)| h).expect("IBEX_DATABASE_URL has user@host");
+    let host = sidecar
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .expect("IBEX_DATABASE_URL has user@host");
     format!("postgres://{login}:{password}@{host}")
 }

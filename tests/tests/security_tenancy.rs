@@ -170,11 +170,12 @@ async fn item1_pg_stat_activity_hides_other_sessions_statements() {
     let sidecar_sleeps = sleeper(std::env::var("IBEX_DATABASE_URL").unwrap(), format!("sidecar-{marker}"));
     // Both statements are running (seen by the superuser)...
     ibex_e2e::eventually("both sleepers running", Duration::from_secs(10), || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND state = 'active'")
-            .bind(format!("%secret-%-{marker}%"))
-            .fetch_one(&o.admin)
-            .await
-            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND state = 'active'")
+                .bind(format!("%secret-%-{marker}%"))
+                .fetch_one(&o.admin)
+                .await
+                .unwrap();
         (n == 2).then_some(())
     })
     .await;
@@ -243,7 +244,10 @@ async fn item2_security_definer_functions_pin_search_path() {
     .fetch_all(&admin)
     .await
     .unwrap();
-    assert!(unpinned.is_empty(), "SECURITY DEFINER without a pinned search_path: {unpinned:?}");
+    assert!(
+        unpinned.is_empty(),
+        "SECURITY DEFINER without a pinned search_path: {unpinned:?}"
+    );
     let definers: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE prosecdef")
         .fetch_one(&admin)
         .await
@@ -319,7 +323,10 @@ async fn item4_another_org_cannot_hold_the_remember_lock() {
         .unwrap_or_default();
     assert!(locked.is_empty());
     let mut a = connect(&o.a_url).await;
-    sqlx::query("SET statement_timeout = '5s'").execute(&mut a).await.unwrap();
+    sqlx::query("SET statement_timeout = '5s'")
+        .execute(&mut a)
+        .await
+        .unwrap();
     let stored: (Uuid, String) =
         sqlx::query_as("SELECT memory_id, path FROM ibex_core.remember($1, $2, 'The user of org A likes tea.')")
             .bind(o.a)
@@ -367,7 +374,10 @@ async fn item4_an_idle_transaction_of_one_org_does_not_stop_extraction() {
     // Rule-based extraction (no LLM), polling often, as a deployment without an LLM runs.
     alter_system(
         &o.admin,
-        &["ALTER SYSTEM RESET ibex.llm_base_url", "ALTER SYSTEM SET ibex.extraction_poll_ms = 500"],
+        &[
+            "ALTER SYSTEM RESET ibex.llm_base_url",
+            "ALTER SYSTEM SET ibex.extraction_poll_ms = 500",
+        ],
     )
     .await;
     // Org A holds its agent's row (remember in a transaction it leaves open)...
@@ -432,19 +442,23 @@ async fn item4_a_row_lock_of_one_org_does_not_stop_the_indexer() {
         .unwrap();
     // Org B's read, queued after A's, is folded all the same, and B's new memory is indexed.
     let y = remember(app_for(o.b).await, o.b, o.b_agent, "The user of org B collects coins.").await;
-    ibex_e2e::eventually("org B's read folded and memory indexed", Duration::from_secs(30), || async {
-        let (count, pending): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT access_count FROM ibex_core.memories WHERE org_id = $1 AND id = $2),
+    ibex_e2e::eventually(
+        "org B's read folded and memory indexed",
+        Duration::from_secs(30),
+        || async {
+            let (count, pending): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT access_count FROM ibex_core.memories WHERE org_id = $1 AND id = $2),
                     (SELECT count(*) FROM ibex_core.outbox
                      WHERE org_id = $1 AND topic = 'index' AND processed_at IS NULL)",
-        )
-        .bind(o.b)
-        .bind(y)
-        .fetch_one(&o.admin)
-        .await
-        .unwrap();
-        (count >= 1 && pending == 0).then_some(())
-    })
+            )
+            .bind(o.b)
+            .bind(y)
+            .fetch_one(&o.admin)
+            .await
+            .unwrap();
+            (count >= 1 && pending == 0).then_some(())
+        },
+    )
     .await;
     sqlx::query("ROLLBACK").execute(&mut a).await.unwrap();
 }
