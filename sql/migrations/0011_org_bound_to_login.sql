@@ -34,15 +34,14 @@ CREATE INDEX org_logins_org_idx ON ibex_ops.org_logins (org_id);
 
 -- Policies compare against (SELECT current_org()): an init plan, evaluated once per statement,
 -- instead of a call per row (current_org() now reads org_logins).
+-- Every org_isolation policy of 0004 and 0005, found in the catalog rather than listed again.
 DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['users', 'agents', 'api_tokens', 'directives', 'directive_versions',
-                             'sessions', 'session_turns', 'usage_events', 'outbox', 'dead_letters',
-                             'memories', 'memory_versions', 'memory_relationships',
-                             'memory_conflicts', 'tags', 'memory_tags', 'memory_access',
-                             'lexeme_stats', 'agent_memory_stats']
+    FOR t IN SELECT c.relname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+             WHERE p.polname = 'org_isolation' AND c.relnamespace = 'ibex_core'::regnamespace
+               AND c.relname <> 'orgs'
     LOOP
         EXECUTE format('ALTER POLICY org_isolation ON ibex_core.%I
                             USING (org_id = (SELECT ibex_core.current_org()))
