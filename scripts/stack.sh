@@ -31,7 +31,8 @@ ensure_secrets() {
   if ! grep -q '^IBEX_SIDECAR_PASSWORD=' "$SECRETS" 2>/dev/null; then
     umask 077
     local old
-    old=$(sed -n 's/^IBEX_APP_PASSWORD=//p' "$SECRETS" 2>/dev/null)
+    # (No secrets file yet on a fresh machine: sed fails, which must not end the script.)
+    old=$(sed -n 's/^IBEX_APP_PASSWORD=//p' "$SECRETS" 2>/dev/null || true)
     printf 'IBEX_SIDECAR_PASSWORD=%s\n' "${old:-$(head -c 18 /dev/urandom | base64 | tr -d '/+=' )}" >> "$SECRETS"
   fi
   # shellcheck disable=SC1090
