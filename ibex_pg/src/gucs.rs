@@ -25,6 +25,12 @@ static NEAR_DUPLICATE_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.92);
 static CONFLICT_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.85);
 static RELATED_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.75);
 static MAX_MEMORY_CHARS: GucSetting<i32> = GucSetting::<i32>::new(8000);
+/// Input bounds (superuser-only: an application must not raise the limits that protect other
+/// tenants). See docs/SECURITY.md.
+static MAX_EMBED_BATCH_TOKENS: GucSetting<i32> = GucSetting::<i32>::new(32_768);
+/// As long as the sidecar's `max_text_chars`, which cuts a context query to it.
+static MAX_QUERY_CHARS: GucSetting<i32> = GucSetting::<i32>::new(65_536);
+static MAX_METADATA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(65_536);
 /// Agents with at most this many active memories are searched exactly instead of through IVFFlat.
 static EXACT_SEARCH_MAX_MEMORIES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
@@ -160,6 +166,30 @@ pub fn init() {
         &MAX_MEMORY_CHARS,
         16,
         32768,
+        Suset,
+    );
+    int(
+        c"ibex.max_embed_batch_tokens",
+        c"Most model tokens the texts of one ibex_embed_batch call may hold together.",
+        &MAX_EMBED_BATCH_TOKENS,
+        256,
+        (ibex_engine::embed::MAX_BATCH * ibex_engine::embed::MAX_TOKENS) as i32,
+        Suset,
+    );
+    int(
+        c"ibex.max_query_chars",
+        c"Longest query ibex_core.search accepts, in characters.",
+        &MAX_QUERY_CHARS,
+        16,
+        1_048_576,
+        Suset,
+    );
+    int(
+        c"ibex.max_metadata_bytes",
+        c"Largest metadata document (JSON text, bytes) of a memory, session or agent.",
+        &MAX_METADATA_BYTES,
+        2,
+        16_777_216,
         Suset,
     );
     text(
@@ -315,6 +345,10 @@ fn string(setting: &Text) -> Option<String> {
         .get()
         .and_then(|c| c.into_string().ok())
         .filter(|s| !s.trim().is_empty())
+}
+
+pub fn max_embed_batch_tokens() -> usize {
+    MAX_EMBED_BATCH_TOKENS.get().max(1) as usize
 }
 
 pub fn model_dir() -> Option<PathBuf> {

@@ -148,6 +148,12 @@ pub struct Config {
     #[serde(rename = "hot_cache_rebuild_interval_seconds")]
     #[serde_as(as = "DurationSeconds<u64>")]
     pub hot_cache_rebuild_interval: Duration,
+    /// Every hot-cache key expires after this long unless rewritten (each rebuild rewrites every
+    /// live agent's keys): a backstop, so keys of an agent or org whose removal was missed (a
+    /// Redis outage during a purge) do not stay for ever. Must exceed the rebuild interval.
+    #[serde(rename = "hot_cache_key_ttl_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub hot_cache_key_ttl: Duration,
 
     // OpenAI-compatible proxy, see `crate::http::proxy`.
     /// Base URL of the upstream, e.g. `https://api.openai.com/v1` (the proxy posts to
@@ -233,6 +239,7 @@ impl Default for Config {
             hot_cache_lease: Duration::from_secs(30),
             hot_cache_batch: 200,
             hot_cache_rebuild_interval: Duration::from_secs(600),
+            hot_cache_key_ttl: Duration::from_secs(24 * 3600),
             upstream_base_url: None,
             upstream_api_key: None,
             upstream_api_key_file: None,
@@ -412,6 +419,14 @@ impl Config {
             if value == 0 {
                 bail!("setting {name} must be at least 1");
             }
+        }
+        if self.hot_cache_key_ttl <= self.hot_cache_rebuild_interval {
+            bail!(
+                "setting hot_cache_key_ttl_seconds ({}) must exceed hot_cache_rebuild_interval_seconds ({}): \
+                 live agents' keys would expire between rebuilds",
+                self.hot_cache_key_ttl.as_secs(),
+                self.hot_cache_rebuild_interval.as_secs()
+            );
         }
         if !(1..=200).contains(&self.cold_k) {
             bail!(

@@ -162,6 +162,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                     lease: config.hot_cache_lease,
                     batch: config.hot_cache_batch,
                     rebuild_interval: config.hot_cache_rebuild_interval,
+                    key_ttl: config.hot_cache_key_ttl,
                 },
                 Arc::clone(&metrics),
             );

@@ -12,6 +12,8 @@ mod fixtures;
 #[path = "serve/support.rs"]
 #[allow(dead_code)]
 mod support;
+#[path = "serve/upstream.rs"]
+mod upstream;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -389,7 +391,7 @@ async fn item6_redis_has_maxmemory_and_eviction() {
         .unwrap();
     assert_eq!(
         policy, "allkeys-lru",
-        "hot cache keys carry no TTL: only an allkeys policy can evict them"
+        "an allkeys policy: evicting any key is safe (Postgres is the truth), and a full Redis never refuses a write"
     );
 }
 
@@ -516,5 +518,301 @@ async fn item6_oversized_conversation_is_refused_before_counting() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert_eq!(status.metadata().get("ibex-error-code").unwrap(), "payload_too_large");
     assert!(status.message().contains("max_context_chars"), "{}", status.message());
+    server.stop().await;
+}
+
+// Item 8: the hot cache forgets what was forgotten, however it was forgotten.
+
+/// Every key in Redis matching `pattern`.
+async fn keys_matching(redis: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(redis)
+            .await
+            .expect("SCAN");
+        found.extend(keys);
+        if next == 0 {
+            return found;
+        }
+        cursor = next;
+    }
+}
+
+/// The id of the seeded tenant's procedural memory ("Always confirm the delivery address").
+async fn procedural_memory(admin: &sqlx::PgPool, t: fixtures::Tenant) -> uuid::Uuid {
+    sqlx::query_scalar("SELECT id FROM ibex_core.memories WHERE org_id = $1 AND agent_id = $2 AND category = 'procedural'")
+        .bind(t.org)
+        .bind(t.agent)
+        .fetch_one(admin)
+        .await
+        .expect("the seeded procedural memory")
+}
+
+/// Waits until the memory is out of its agent's hot set, then checks that context assembly no
+/// longer injects it.
+async fn assert_leaves_hot_set(server: &TestServer, t: fixtures::Tenant, token: &str, memory: uuid::Uuid) {
+    let redis = support::redis().await;
+    let id = memory.to_string();
+    fixtures::eventually(Duration::from_secs(15), "the memory leaves the hot set", || {
+        let (mut redis, id) = (redis.clone(), id.clone());
+        async move {
+            let members = fixtures::hot_members(&mut redis, t).await;
+            members.len() == 2 && !members.contains(&id)
+        }
+    })
+    .await;
+    let mut grpc = fixtures::grpc(server.server.grpc_addr).await;
+    let ask = request(t, "gpt-4o-mini", vec![message("user", "Please order dinner to my address.")]);
+    let answer = assemble(&mut grpc, token, ask).await.expect("assembled");
+    assert!(!answer.degraded, "{}", answer.degraded_reason);
+    for section in &answer.sections {
+        assert!(!section.text.contains("delivery address"), "still injected: {}", section.text);
+        assert!(section.items.iter().all(|item| item.id != id), "still injected: {section:?}");
+    }
+}
+
+fn relaxed_server_config() -> ibex_sidecar::Config {
+    ibex_sidecar::Config {
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        ..support::config()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item8_status_changed_by_update_leaves_hot_set() {
+    let server = TestServer::start_ready(relaxed_server_config()).await;
+    let (t, token) = seeded_tenant("item8-update").await;
+    let admin = fixtures::admin().await;
+    let memory = procedural_memory(&admin, t).await;
+    // An operator deletes it by hand in psql, not through ibex_core.forget.
+    sqlx::query("UPDATE ibex_core.memories SET status = 'deleted', deleted_at = now() WHERE org_id = $1 AND id = $2")
+        .bind(t.org)
+        .bind(memory)
+        .execute(&admin)
+        .await
+        .expect("UPDATE");
+    assert_leaves_hot_set(&server, t, &token, memory).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item8_deleted_row_leaves_hot_set() {
+    let server = TestServer::start_ready(relaxed_server_config()).await;
+    let (t, token) = seeded_tenant("item8-delete").await;
+    let admin = fixtures::admin().await;
+    let memory = procedural_memory(&admin, t).await;
+    // A hard delete (its history goes with it, which only a purge may do).
+    let mut tx = admin.begin().await.unwrap();
+    sqlx::query("SET LOCAL ibex.allow_history_purge = on").execute(&mut *tx).await.unwrap();
+    sqlx::query("DELETE FROM ibex_core.memories WHERE org_id = $1 AND id = $2")
+        .bind(t.org)
+        .bind(memory)
+        .execute(&mut *tx)
+        .await
+        .expect("DELETE");
+    tx.commit().await.unwrap();
+    assert_leaves_hot_set(&server, t, &token, memory).await;
+    server.stop().await;
+}
+
+/// A seeded tenant that also has an embedding cache entry; the org's key patterns.
+async fn tenant_with_keys(server: &TestServer, label: &str) -> (fixtures::Tenant, [String; 2]) {
+    let (t, _) = seeded_tenant(label).await;
+    let embed = fixtures::token(t.org, "embed", None).await;
+    let reply = post_as(server, "/v1/embed", &json!({ "text": support::unique("cached for the org") }), &embed).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let patterns = [
+        ibex_sidecar::hotcache::org_pattern(t.org),
+        ibex_sidecar::embedding::cache::org_pattern(t.org),
+    ];
+    let mut redis = support::redis().await;
+    for pattern in &patterns {
+        assert!(!keys_matching(&mut redis, pattern).await.is_empty(), "keys of {pattern} exist");
+    }
+    (t, patterns)
+}
+
+async fn assert_no_keys_left(patterns: &[String; 2]) {
+    let redis = support::redis().await;
+    for pattern in patterns {
+        fixtures::eventually(Duration::from_secs(15), "the org's keys leave Redis", || {
+            let mut redis = redis.clone();
+            async move { keys_matching(&mut redis, pattern).await.is_empty() }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item8_purged_org_leaves_no_keys() {
+    let server = TestServer::start_ready(relaxed_server_config()).await;
+    let (t, patterns) = tenant_with_keys(&server, "item8-purge").await;
+    let admin = fixtures::admin().await;
+    sqlx::query("SELECT ibex_ops.purge_org($1)")
+        .bind(t.org)
+        .execute(&admin)
+        .await
+        .expect("purge_org");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM ibex_core.memories WHERE org_id = $1")
+        .bind(t.org)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert_no_keys_left(&patterns).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item8_org_marked_deleted_leaves_no_keys() {
+    let server = TestServer::start_ready(relaxed_server_config()).await;
+    let (t, patterns) = tenant_with_keys(&server, "item8-org-deleted").await;
+    let admin = fixtures::admin().await;
+    sqlx::query("UPDATE ibex_core.orgs SET status = 'deleted' WHERE id = $1")
+        .bind(t.org)
+        .execute(&admin)
+        .await
+        .expect("UPDATE orgs");
+    assert_no_keys_left(&patterns).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item8_hot_keys_have_a_ttl() {
+    let ttl = Duration::from_secs(3600);
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        hot_cache_key_ttl: ttl,
+        ..relaxed_server_config()
+    })
+    .await;
+    let (t, _) = seeded_tenant("item8-ttl").await;
+    let mut redis = support::redis().await;
+    for key in [
+        ibex_sidecar::hotcache::set_key(t.org, t.agent),
+        ibex_sidecar::hotcache::data_key(t.org, t.agent),
+        ibex_sidecar::hotcache::asof_key(t.org, t.agent),
+    ] {
+        let left: i64 = redis.pttl(&key).await.expect("PTTL");
+        // Another test's server may have written the keys with the default TTL (a day).
+        assert!(left > 0, "{key} has a TTL (PTTL {left})");
+        assert!(left as u128 <= Duration::from_secs(24 * 3600).as_millis(), "{key}: {left}");
+    }
+    server.stop().await;
+}
+
+// Item 10: usage is always metered.
+
+async fn proxy_server() -> TestServer {
+    let (upstream, _) = upstream::upstream().await;
+    TestServer::start_ready(ibex_sidecar::Config {
+        upstream_base_url: Some(format!("http://{upstream}/v1")),
+        upstream_api_key: Some(ibex_sidecar::config::Secret("sk-upstream-test".into())),
+        upstream_timeout: Duration::from_secs(10),
+        ..relaxed_server_config()
+    })
+    .await
+}
+
+async fn proxy_call(server: &TestServer, token: &str, session: &str, content: &str) -> reqwest::Response {
+    server
+        .client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(token)
+        .header("x-ibex-session-id", session)
+        .json(&json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": content }] }))
+        .send()
+        .await
+        .expect("the proxy answers")
+}
+
+/// The usage rows (status code, session) and the turns of the session `external`.
+async fn metered(admin: &sqlx::PgPool, t: fixtures::Tenant, external: &str) -> (Vec<(Option<i32>, String)>, Vec<String>) {
+    let usage: Vec<(Option<i32>, String)> =
+        sqlx::query_as("SELECT status_code, model FROM ibex_core.usage_events WHERE org_id = $1 ORDER BY created_at")
+            .bind(t.org)
+            .fetch_all(admin)
+            .await
+            .unwrap();
+    let turns: Vec<String> = sqlx::query_scalar(
+        "SELECT t.content FROM ibex_core.session_turns t JOIN ibex_core.sessions s
+           ON s.org_id = t.org_id AND s.id = t.session_id
+         WHERE t.org_id = $1 AND s.external_id = $2 ORDER BY t.turn_index",
+    )
+    .bind(t.org)
+    .bind(external)
+    .fetch_all(admin)
+    .await
+    .unwrap();
+    (usage, turns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item10_usage_metered_for_a_nul_byte() {
+    let server = proxy_server().await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "item10-nul").await;
+    let token = fixtures::token(t.org, "proxy", Some(t.agent)).await;
+    let response = proxy_call(&server, &token, "item10-nul", "A NUL byte \u{0} in the middle").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // The answer is recorded before it is returned.
+    let (usage, turns) = metered(&admin, t, "item10-nul").await;
+    assert_eq!(usage, vec![(Some(200), "gpt-4o-mini".to_string())], "the call is metered");
+    assert_eq!(
+        turns,
+        ["A NUL byte \u{FFFD} in the middle", "Hello from upstream"],
+        "the turn is kept, the NUL marked"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item10_usage_metered_when_turns_are_refused() {
+    let server = proxy_server().await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "item10-refused").await;
+    let token = fixtures::token(t.org, "proxy", Some(t.agent)).await;
+    // The upstream takes 2 s to answer "[slow]"; meanwhile the session is completed, so its turns
+    // are refused when the answer comes back.
+    let call = {
+        let (server_url, client, token) = (server.url("/v1/chat/completions"), server.client.clone(), token.clone());
+        tokio::spawn(async move {
+            client
+                .post(server_url)
+                .bearer_auth(token)
+                .header("x-ibex-session-id", "item10-refused")
+                .json(&json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "[slow] hello" }] }))
+                .send()
+                .await
+                .expect("the proxy answers")
+                .status()
+        })
+    };
+    fixtures::eventually(Duration::from_secs(5), "the call's session exists", || {
+        let admin = admin.clone();
+        async move {
+            sqlx::query(
+                "UPDATE ibex_core.sessions SET status = 'completed', completed_at = now()
+                 WHERE org_id = $1 AND external_id = 'item10-refused'",
+            )
+            .bind(t.org)
+            .execute(&admin)
+            .await
+            .unwrap()
+            .rows_affected()
+                == 1
+        }
+    })
+    .await;
+    assert_eq!(call.await.unwrap(), StatusCode::OK, "the client gets its answer");
+    let (usage, turns) = metered(&admin, t, "item10-refused").await;
+    assert_eq!(usage, vec![(Some(200), "gpt-4o-mini".to_string())], "the call is metered");
+    assert!(turns.is_empty(), "a completed session takes no turns: {turns:?}");
     server.stop().await;
 }

@@ -18,13 +18,14 @@ async fn org_scoped_transactions_are_isolated_and_do_not_leak() {
         .await
         .unwrap();
     assert_eq!(agents, vec![agent_a], "org A sees exactly its own agent");
-    let write_into_b = sqlx::query("INSERT INTO ibex_core.sessions (org_id, agent_id) VALUES ($1, $2)")
+    // Writes go through functions, which refuse another org (and the tables refuse direct writes).
+    let write_into_b = sqlx::query("SELECT ibex_core.ensure_session($1, $2)")
         .bind(org_b)
         .bind(agent_b)
         .execute(&mut *tx)
         .await;
     let err = write_into_b.expect_err("writing into org B must fail");
-    assert!(err.to_string().contains("row-level security"), "{err}");
+    assert!(err.to_string().contains("is not the org of this session"), "{err}");
     tx.rollback().await.unwrap();
 
     // The single pooled connection is reused: the org setting ended with the transaction.

@@ -51,5 +51,8 @@ BEGIN
 END
 $$;
 
+-- Applications write only through functions (migration 0016): this one runs with its owner's
+-- privileges, for the caller's org alone (assert_org, and row-level security forced on the owner).
+ALTER FUNCTION ibex_core.resolve_conflict SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
 REVOKE ALL ON FUNCTION ibex_core.list_conflicts, ibex_core.resolve_conflict FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ibex_core.list_conflicts, ibex_core.resolve_conflict TO ibex_app;

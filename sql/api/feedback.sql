@@ -18,12 +18,13 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'memory % not found', p_memory USING ERRCODE = 'no_data_found';
     END IF;
-    PERFORM ibex_core.notify_outbox(p_org, 'hot_cache', 'memory.upserted', p_memory,
-        jsonb_build_object('agent_id', v_agent, 'memory_id', p_memory, 'removed', '[]'::jsonb));
     RETURN QUERY SELECT m.id, m.useful_count, m.not_useful_count FROM ibex_core.memories m
                  WHERE m.org_id = p_org AND m.id = p_memory;
 END
 $$;
 
+-- Applications write only through functions (migration 0016): this one runs with its owner's
+-- privileges, for the caller's org alone (assert_org, and row-level security forced on the owner).
+ALTER FUNCTION ibex_core.feedback SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
 REVOKE ALL ON FUNCTION ibex_core.feedback FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ibex_core.feedback TO ibex_app;

@@ -24,12 +24,13 @@ BEGIN
                 m.status, p_reason);
         UPDATE ibex_core.memory_conflicts c SET status = 'resolved', resolution = 'memory forgotten', resolved_at = now()
         WHERE c.org_id = p_org AND c.status = 'open' AND (c.memory_id = p_memory OR c.conflicting_memory_id = p_memory);
-        PERFORM ibex_core.notify_outbox(p_org, 'hot_cache', 'memory.deleted', m.id,
-            jsonb_build_object('agent_id', m.agent_id, 'memory_id', m.id, 'removed', jsonb_build_array(m.id)));
     END IF;
     RETURN QUERY SELECT m.id, m.status, m.version;
 END
 $$;
 
+-- Applications write only through functions (migration 0016): this one runs with its owner's
+-- privileges, for the caller's org alone (assert_org, and row-level security forced on the owner).
+ALTER FUNCTION ibex_core.forget SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
 REVOKE ALL ON FUNCTION ibex_core.forget FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ibex_core.forget TO ibex_app;

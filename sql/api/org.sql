@@ -89,3 +89,25 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ibex_ops.bind_login(name, uuid), ibex_ops.unbind_login(name) FROM PUBLIC;
+
+-- Erasing an org and everything it owns (GDPR deletion): superusers only (granted to no one).
+-- History rows are append-only, so the purge lifts their guard for this transaction alone.
+-- Redis follows through ibex_ops.hot_cache_evictions: the sidecar removes the org's hot sets and
+-- embedding cache entries (sql/api/hot_cache_invalidation.sql). Its logins stay, bound to nothing.
+-- Returns how many memories went.
+CREATE OR REPLACE FUNCTION ibex_ops.purge_org(p_org uuid) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_memories bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ibex_core.orgs o WHERE o.id = p_org) THEN
+        RAISE EXCEPTION 'org % does not exist', p_org USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT count(*) INTO v_memories FROM ibex_core.memories m WHERE m.org_id = p_org;
+    PERFORM set_config('ibex.allow_history_purge', 'on', true);
+    DELETE FROM ibex_core.orgs o WHERE o.id = p_org;
+    PERFORM set_config('ibex.allow_history_purge', 'off', true);
+    RETURN v_memories;
+END
+$$;
+REVOKE ALL ON FUNCTION ibex_ops.purge_org(uuid) FROM PUBLIC;

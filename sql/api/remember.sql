@@ -44,14 +44,19 @@ BEGIN
             DETAIL = format('%s characters; the limit (ibex.max_memory_chars) is %s.', length(p_content), v_max_chars),
             HINT = 'Store shorter, self-contained facts; split long text into several memories.';
     END IF;
+    -- Only invisible characters (zero-width, format and control characters, Unicode spaces): a
+    -- memory nobody could read, whose embedding would sit near everything.
+    IF p_content !~ '[^[:space:][:cntrl:]\u00A0\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\u3164\uFEFF\uFFA0]' THEN
+        RAISE EXCEPTION 'memory content has no visible characters' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('%s characters, all of them spaces, zero-width, format or control characters.', length(p_content)),
+            HINT = 'A memory needs some text.';
+    END IF;
     PERFORM ibex_core.assert_category(p_category);
     IF p_confidence IS NULL OR NOT (p_confidence BETWEEN 0 AND 1) THEN
         RAISE EXCEPTION 'confidence must be between 0 and 1, got %', coalesce(p_confidence::text, 'NULL')
             USING ERRCODE = 'numeric_value_out_of_range';
     END IF;
-    IF p_metadata IS NULL OR jsonb_typeof(p_metadata) <> 'object' THEN
-        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM ibex_core.assert_metadata(p_metadata);
     v_tags := ibex_core.normalise_tags(p_tags);
     SELECT a.status INTO v_agent_status FROM ibex_core.agents a WHERE a.org_id = p_org AND a.id = p_agent;
     IF NOT FOUND THEN
@@ -142,9 +147,8 @@ BEGIN
         FROM jsonb_array_elements(v_conflicts) c;
     END IF;
 
-    -- 8. Hot cache and 9. index work: durable outbox events in this transaction.
-    PERFORM ibex_core.notify_outbox(p_org, 'hot_cache', 'memory.upserted', v_id,
-        jsonb_build_object('agent_id', p_agent, 'memory_id', v_id, 'removed', to_jsonb(v_superseded)));
+    -- 8. Hot cache: the memories' triggers wrote its outbox events (sql/api/hot_cache_invalidation.sql).
+    -- 9. Index work: a durable outbox event in this transaction.
     PERFORM ibex_core.notify_outbox(p_org, 'index', 'memory.created', v_id,
         jsonb_build_object('agent_id', p_agent, 'memory_id', v_id));
 
@@ -153,5 +157,8 @@ BEGIN
 END
 $$;
 
+-- Applications write only through functions (migration 0016): this one runs with its owner's
+-- privileges, for the caller's org alone (assert_org, and row-level security forced on the owner).
+ALTER FUNCTION ibex_core.remember SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
 REVOKE ALL ON FUNCTION ibex_core.remember FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ibex_core.remember TO ibex_app;

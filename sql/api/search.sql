@@ -57,6 +57,13 @@ BEGIN
     IF p_query IS NULL OR btrim(p_query) = '' THEN
         RAISE EXCEPTION 'search query is empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- Bounded before it is embedded or parsed into terms.
+    IF length(p_query) > current_setting('ibex.max_query_chars')::integer THEN
+        RAISE EXCEPTION 'search query is too long' USING ERRCODE = 'program_limit_exceeded',
+            DETAIL = format('%s characters; the limit (ibex.max_query_chars) is %s.',
+                            length(p_query), current_setting('ibex.max_query_chars')),
+            HINT = 'Search with the question itself, not a whole document.';
+    END IF;
     IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 200 THEN
         RAISE EXCEPTION 'k must be between 1 and 200, got %', coalesce(p_k::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
@@ -224,6 +231,11 @@ BEGIN
 END
 $$;
 
+-- Applications write only through functions (migration 0016): this one runs with its owner's
+-- privileges, for the caller's org alone (assert_org, and row-level security forced on the owner).
+ALTER FUNCTION ibex_core.search_by_vector SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+ALTER FUNCTION ibex_core.search SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+ALTER FUNCTION ibex_core.record_access SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
 REVOKE ALL ON FUNCTION ibex_core.search_by_vector FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ibex_core.search_by_vector TO ibex_app;
 REVOKE ALL ON FUNCTION ibex_core.search FROM PUBLIC;

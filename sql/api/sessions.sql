@@ -98,6 +98,11 @@ CREATE OR REPLACE TRIGGER sessions_wake_extraction AFTER UPDATE OF status, turn_
     FOR EACH ROW WHEN (NEW.status = 'completed' AND NEW.last_extracted_turn < NEW.turn_count)
     EXECUTE FUNCTION ibex_core.sessions_wake_extraction();
 
+-- Applications write only through functions (migration 0016): this one runs with its owner's
+-- privileges, for the caller's org alone (assert_org, and row-level security forced on the owner).
+ALTER FUNCTION ibex_core.ensure_session SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+ALTER FUNCTION ibex_core.append_turns SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+ALTER FUNCTION ibex_core.complete_session SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
 REVOKE ALL ON FUNCTION ibex_core.ensure_session, ibex_core.append_turns, ibex_core.complete_session FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ibex_core.ensure_session, ibex_core.append_turns, ibex_core.complete_session TO ibex_app;
 

@@ -2,9 +2,11 @@
 -- not. The sidecar's proxy calls it inside the org's transaction (`ibex.org_id` set), after the
 -- turns were appended, so a call and its accounting commit together.
 --
--- SECURITY INVOKER: the row is written under the caller's privileges and row-level security,
--- like every other tenant write; the function only adds the checks a bare INSERT would report
--- as a constraint name.
+-- Usage is what the proxy metered, so only the sidecar records it: an application could
+-- otherwise forge or inflate its own usage. SECURITY DEFINER (applications and the sidecar hold
+-- no INSERT on tenant tables, migration 0016); row-level security still confines the row to the
+-- org of the transaction. The function adds the checks a bare INSERT would report as a
+-- constraint name.
 SET LOCAL ROLE ibex_owner;
 
 CREATE OR REPLACE FUNCTION ibex_core.record_usage(
@@ -51,7 +53,8 @@ BEGIN
 END
 $$;
 
+ALTER FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean) SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
 REVOKE ALL ON FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean)
-    FROM PUBLIC;
+    FROM PUBLIC, ibex_app;
 GRANT EXECUTE ON FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean)
-    TO ibex_app;
+    TO ibex_sidecar;

@@ -1,4 +1,4 @@
--- Input checks shared by the memory functions: category and tags.
+-- Input checks shared by the memory functions: category, tags and metadata.
 SET LOCAL ROLE ibex_owner;
 
 -- The categories come from ibex_engine (ibex_memory_categories()), where the sidecar and the
@@ -14,7 +14,9 @@ BEGIN
 END
 $$;
 
--- Tags: trimmed, lower-case, 1 to 64 characters, at most 32, no duplicates.
+-- Tags: trimmed, PII-redacted, lower-case, 1 to 64 characters, at most 32, no duplicates. The
+-- redaction happens before lower-casing, which would turn a placeholder into "[email]" anyway;
+-- tags are labels, not data.
 CREATE OR REPLACE FUNCTION ibex_core.normalise_tags(p_tags text[]) RETURNS text[]
     LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -26,8 +28,18 @@ BEGIN
     IF array_position(p_tags, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'tags must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT coalesce(array_agg(DISTINCT lower(btrim(t)) ORDER BY lower(btrim(t))), '{}') INTO v_tags
-    FROM unnest(p_tags) t WHERE btrim(t) <> '';
+    IF cardinality(p_tags) > 1000 THEN
+        RAISE EXCEPTION 'too many tags: %', cardinality(p_tags)
+            USING ERRCODE = 'program_limit_exceeded', HINT = 'A memory takes at most 32 tags.';
+    END IF;
+    -- Bounded before the redactor reads them.
+    IF EXISTS (SELECT 1 FROM unnest(p_tags) t WHERE length(btrim(t)) > 64) THEN
+        RAISE EXCEPTION 'tag too long' USING ERRCODE = 'string_data_right_truncation',
+            HINT = 'Tags are at most 64 characters.';
+    END IF;
+    SELECT coalesce(array_agg(DISTINCT r.tag ORDER BY r.tag), '{}') INTO v_tags
+    FROM unnest(p_tags) t, LATERAL (SELECT lower(ibex_redact_pii(btrim(t))) AS tag) r
+    WHERE btrim(t) <> '';
     IF cardinality(v_tags) > 32 THEN
         RAISE EXCEPTION 'too many tags: %', cardinality(v_tags)
             USING ERRCODE = 'program_limit_exceeded', HINT = 'A memory takes at most 32 tags.';
@@ -40,3 +52,23 @@ BEGIN
 END
 $$;
 
+
+-- Metadata: a JSON object of at most ibex.max_metadata_bytes (as JSON text), checked before any
+-- work reads it (remember checks it before embedding; the metadata triggers before redacting).
+CREATE OR REPLACE FUNCTION ibex_core.assert_metadata(p_metadata jsonb) RETURNS void
+    LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_max   integer := current_setting('ibex.max_metadata_bytes')::integer;
+    v_bytes integer;
+BEGIN
+    IF p_metadata IS NULL OR jsonb_typeof(p_metadata) <> 'object' THEN
+        RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_bytes := octet_length(p_metadata::text);
+    IF v_bytes > v_max THEN
+        RAISE EXCEPTION 'metadata is too large' USING ERRCODE = 'program_limit_exceeded',
+            DETAIL = format('%s bytes of JSON; the limit (ibex.max_metadata_bytes) is %s.', v_bytes, v_max),
+            HINT = 'Keep metadata to small keys and values; store documents elsewhere and reference them.';
+    END IF;
+END
+$$;

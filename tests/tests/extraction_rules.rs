@@ -92,12 +92,17 @@ async fn rule_based_extraction_runs_by_default_and_completion_wakes_the_workers(
             .any(|(cat, c)| cat == "declarative" && c.contains("name is Ana")),
         "{contents:?}"
     );
-    assert!(
-        stored
-            .iter()
-            .any(|(cat, c)| cat == "procedural" && c.contains("Portuguese")),
-        "{contents:?}"
-    );
+    // A standing instruction from a user's turn waits for review instead of steering the agent
+    // for every user (security issue, item 9).
+    assert!(!stored.iter().any(|(cat, _)| cat == "procedural"), "{contents:?}");
+    let queued: Vec<String> = sqlx::query_scalar(
+        "SELECT content FROM ibex_core.memory_reviews WHERE org_id = $1 AND status = 'open' AND category = 'procedural'",
+    )
+    .bind(org)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(queued.iter().any(|c| c.contains("Portuguese")), "{queued:?}");
     assert!(
         stored
             .iter()

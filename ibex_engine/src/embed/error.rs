@@ -16,6 +16,8 @@ pub enum EmbedError {
     EmptyText { index: usize },
     #[error("a batch holds at most {max} texts, got {len}")]
     BatchTooLarge { len: usize, max: usize },
+    #[error("a batch holds at most {max} model tokens together, got {total}")]
+    TooManyTokens { total: usize, max: usize },
     #[error("tokenizer failed: {0}")]
     Tokenize(String),
     #[error("model returned an unexpected output: {0}")]

@@ -26,6 +26,14 @@ pub const MAX_TOKENS: usize = 256;
 /// Upper bound on one batch call: keeps a single request's memory (batch x 256 x 384 floats of
 /// hidden state) bounded, and matches the public batch API.
 pub const MAX_BATCH: usize = 512;
+/// Tokens one forward pass holds at most (texts x padded length). ONNX Runtime's activations grow
+/// with it (attention alone is texts x 12 heads x length squared floats per layer) and its memory
+/// arena keeps the peak for the life of the session: 256 long texts in one pass took 6 GB in a
+/// backend. A batch is run as consecutive passes within this budget (32 texts of 256 tokens).
+pub const FORWARD_TOKENS: usize = 8192;
+/// Characters of a text that are read. The model sees its first 256 tokens, which never span
+/// more than this, so a longer text is cut before tokenizing: the same vector for bounded work.
+pub const MAX_TEXT_CHARS: usize = 65_536;
 /// File names inside the model directory.
 pub const MODEL_FILE: &str = "model.onnx";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -135,8 +143,22 @@ impl Embedder {
         Ok(out.pop().expect("one input gives one output"))
     }
 
-    /// Embeds up to [`MAX_BATCH`] texts in one forward pass. The output order is the input order.
+    /// Embeds up to [`MAX_BATCH`] texts, in forward passes of at most [`FORWARD_TOKENS`] tokens.
+    /// The output order is the input order.
     pub fn embed_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_batch_bounded(texts, None, &mut || {})
+    }
+
+    /// [`Self::embed_batch`], refusing a batch whose texts hold more than `max_tokens` model
+    /// tokens together (counted after truncation, before any inference), and calling
+    /// `before_pass` before every forward pass: inside Postgres it checks for a cancelled
+    /// query, so a statement timeout stops a long batch between passes.
+    pub fn embed_batch_bounded<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        max_tokens: Option<usize>,
+        before_pass: &mut dyn FnMut(),
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
@@ -151,15 +173,28 @@ impl Embedder {
                 return Err(EmbedError::EmptyText { index });
             }
         }
-        let batch = self.encode(texts)?;
-        let hidden = self.forward(&batch)?;
-        Ok(mean_pool_normalised(
-            &hidden,
-            &batch.attention_mask,
-            batch.rows,
-            batch.cols,
-            EMBEDDING_DIM,
-        ))
+        let encodings = self.tokenize(texts)?;
+        let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len().max(1)).collect();
+        if let Some(max) = max_tokens {
+            let total: usize = lengths.iter().sum();
+            if total > max {
+                return Err(EmbedError::TooManyTokens { total, max });
+            }
+        }
+        let mut vectors = Vec::with_capacity(texts.len());
+        for range in forward_passes(&lengths, FORWARD_TOKENS) {
+            before_pass();
+            let batch = EncodedBatch::from_encodings(&encodings[range]);
+            let hidden = self.forward(&batch)?;
+            vectors.extend(mean_pool_normalised(
+                &hidden,
+                &batch.attention_mask,
+                batch.rows,
+                batch.cols,
+                EMBEDDING_DIM,
+            ));
+        }
+        Ok(vectors)
     }
 
     /// Number of model tokens a text has after truncation (what the model actually sees).
@@ -168,33 +203,22 @@ impl Embedder {
     }
 
     fn encode<S: AsRef<str>>(&self, texts: &[S]) -> Result<EncodedBatch, EmbedError> {
+        Ok(EncodedBatch::from_encodings(&self.tokenize(texts)?))
+    }
+
+    /// Each text cut to [`MAX_TEXT_CHARS`], then tokenized (truncated at [`MAX_TOKENS`]).
+    fn tokenize<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<tokenizers::Encoding>, EmbedError> {
         // Encoded one by one rather than with `encode_batch`, which fans out over a rayon pool:
         // inside a Postgres backend we want no extra threads, and tokenizing is a small share of
         // the cost next to the forward pass.
-        let mut encodings = Vec::with_capacity(texts.len());
-        for text in texts {
-            let encoding = self
-                .tokenizer
-                .encode(text.as_ref(), true)
-                .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
-            encodings.push(encoding);
-        }
-        let rows = encodings.len();
-        let cols = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
-        let mut input_ids = vec![0i64; rows * cols];
-        let mut attention_mask = vec![0i64; rows * cols];
-        for (row, encoding) in encodings.iter().enumerate() {
-            for (col, (&id, &mask)) in encoding.get_ids().iter().zip(encoding.get_attention_mask()).enumerate() {
-                input_ids[row * cols + col] = i64::from(id);
-                attention_mask[row * cols + col] = i64::from(mask);
-            }
-        }
-        Ok(EncodedBatch {
-            rows,
-            cols,
-            input_ids,
-            attention_mask,
-        })
+        texts
+            .iter()
+            .map(|text| {
+                self.tokenizer
+                    .encode(read_prefix(text.as_ref()), true)
+                    .map_err(|e| EmbedError::Tokenize(e.to_string()))
+            })
+            .collect()
     }
 
     fn forward(&self, batch: &EncodedBatch) -> Result<Vec<f32>, EmbedError> {
@@ -219,6 +243,57 @@ impl Embedder {
         }
         Ok(data.to_vec())
     }
+}
+
+impl EncodedBatch {
+    /// The encodings as one batch, padded to the longest.
+    fn from_encodings(encodings: &[tokenizers::Encoding]) -> Self {
+        let rows = encodings.len();
+        let cols = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
+        let mut input_ids = vec![0i64; rows * cols];
+        let mut attention_mask = vec![0i64; rows * cols];
+        for (row, encoding) in encodings.iter().enumerate() {
+            for (col, (&id, &mask)) in encoding.get_ids().iter().zip(encoding.get_attention_mask()).enumerate() {
+                input_ids[row * cols + col] = i64::from(id);
+                attention_mask[row * cols + col] = i64::from(mask);
+            }
+        }
+        EncodedBatch {
+            rows,
+            cols,
+            input_ids,
+            attention_mask,
+        }
+    }
+}
+
+/// The first [`MAX_TEXT_CHARS`] characters of `text`.
+fn read_prefix(text: &str) -> &str {
+    match text.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+/// Consecutive ranges of texts, each as many as fit `budget` tokens once padded to the longest
+/// of the range (always at least one text).
+fn forward_passes(lengths: &[usize], budget: usize) -> Vec<std::ops::Range<usize>> {
+    let mut passes = Vec::new();
+    let mut start = 0;
+    while start < lengths.len() {
+        let (mut end, mut longest) = (start, 0);
+        while end < lengths.len() {
+            let wider = longest.max(lengths[end]);
+            if end > start && (end - start + 1) * wider > budget {
+                break;
+            }
+            longest = wider;
+            end += 1;
+        }
+        passes.push(start..end);
+        start = end;
+    }
+    passes
 }
 
 fn load_tokenizer(path: &Path, setting: &str) -> Result<Tokenizer, EmbedError> {
@@ -254,4 +329,33 @@ fn check_model_signature(session: &Session) -> Result<(), String> {
         return Err("model has no outputs".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_passes_stay_within_the_token_budget() {
+        // 256 texts of 256 tokens (the batch that took 6 GB in one pass): 8 passes of 32.
+        let long = vec![MAX_TOKENS; 256];
+        let passes = forward_passes(&long, FORWARD_TOKENS);
+        assert_eq!(passes.len(), 8);
+        assert!(passes.iter().all(|p| p.len() * MAX_TOKENS <= FORWARD_TOKENS));
+        // Short texts share a pass; one long text among them narrows it, order is kept.
+        let mixed = [5, 5, 300, 5];
+        let passes = forward_passes(&mixed, 600);
+        assert_eq!(passes, vec![0..2, 2..4]);
+        assert_eq!(passes.iter().map(|p| p.len()).sum::<usize>(), mixed.len());
+        // A text longer than the budget still gets a pass of its own.
+        assert_eq!(forward_passes(&[10_000, 1], 100), vec![0..1, 1..2]);
+        assert!(forward_passes(&[], 100).is_empty());
+    }
+
+    #[test]
+    fn reading_stops_at_the_character_limit() {
+        let text = "é".repeat(MAX_TEXT_CHARS + 10);
+        assert_eq!(read_prefix(&text).chars().count(), MAX_TEXT_CHARS);
+        assert_eq!(read_prefix("short"), "short");
+    }
 }

@@ -1,5 +1,6 @@
 use pgrx::prelude::*;
 
+use crate::gucs;
 use crate::postgres::errors::{OrRaise, SqlError};
 use crate::postgres::model;
 use crate::postgres::vector::PgVector;
@@ -14,7 +15,9 @@ fn ibex_embed(text: &str) -> PgVector {
     PgVector(embedder.embed(text).or_raise())
 }
 
-/// Embeds up to 512 texts in one forward pass. NULL elements give NULL elements.
+/// Embeds up to 512 texts holding at most `ibex.max_embed_batch_tokens` model tokens together,
+/// in forward passes of bounded size (ONNX Runtime's memory stays bounded), checking for a
+/// cancelled query before each pass. NULL elements give NULL elements.
 #[pg_extern(stable, parallel_safe, cost = 100000)]
 fn ibex_embed_batch(texts: Array<&str>) -> Vec<Option<PgVector>> {
     if texts.len() > MAX_BATCH {
@@ -30,7 +33,12 @@ fn ibex_embed_batch(texts: Array<&str>) -> Vec<Option<PgVector>> {
     }
     let present: Vec<&str> = texts.iter().flatten().collect();
     let embedder = model::embedder().or_raise();
-    let mut vectors = embedder.embed_batch(&present).or_raise().into_iter();
+    let mut vectors = embedder
+        .embed_batch_bounded(&present, Some(gucs::max_embed_batch_tokens()), &mut || {
+            pgrx::check_for_interrupts!()
+        })
+        .or_raise()
+        .into_iter();
     texts
         .iter()
         .map(|text| text.map(|_| PgVector(vectors.next().expect("one vector per text"))))

@@ -68,6 +68,13 @@ impl From<EmbedError> for SqlError {
                     .detail(format!("got {len} texts; the limit is {max}"))
                     .hint(format!("Split the input into batches of at most {max} texts."))
             }
+            EmbedError::TooManyTokens { total, max } => {
+                SqlError::new(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, "too many tokens in one embedding batch")
+                    .detail(format!(
+                        "the texts hold {total} model tokens together; the limit (ibex.max_embed_batch_tokens) is {max}"
+                    ))
+                    .hint("Split the input into smaller batches.")
+            }
             EmbedError::Tokenize(_) | EmbedError::UnexpectedOutput(_) | EmbedError::Runtime(_) => {
                 SqlError::new(PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION, "embedding inference failed")
                     .detail(e.to_string())

@@ -309,11 +309,13 @@ fn write(job: &Job, memories: &[ExtractedMemory]) -> Result<Option<String>, Stri
                 return Ok(None);
             }
             let metadata = serde_json::json!({"source": "extraction", "extractor": extractor, "turns": [from + 1, to]}).to_string();
-            let (mut created, mut duplicate, mut superseded) = (0i64, 0i64, 0i64);
+            let (mut created, mut duplicate, mut superseded, mut queued) = (0i64, 0i64, 0i64, 0i64);
             for (content, category, confidence) in &memories {
                 let path = client
                     .update(
-                        "SELECT path FROM ibex_core.remember($1::uuid, $2::uuid, $3, $4, $5::real, '{}', $6::uuid, $7, $8::jsonb)",
+                        // learn: remember, except that a standing instruction (procedural) waits
+                        // for review instead of steering the agent for every user (sql/api/reviews.sql).
+                        "SELECT learned_path FROM ibex_core.learn($1::uuid, $2::uuid, $3, $4, $5::real, $6::uuid, $7, $8::jsonb)",
                         None,
                         &[
                             org.as_str().into(),
@@ -331,17 +333,27 @@ fn write(job: &Job, memories: &[ExtractedMemory]) -> Result<Option<String>, Stri
                     .unwrap_or_default();
                 match path.as_str() {
                     "duplicate" => duplicate += 1,
+                    "queued" => queued += 1,
                     "superseded" => superseded += 1,
                     _ => created += 1,
                 }
             }
             client.update(
                 "SELECT ibex_ops.bump('extraction', c, n) FROM (VALUES ('jobs_completed', 1::bigint), ('turns_read', $1::bigint),
-                        ('memories_created', $2), ('memories_duplicate', $3), ('memories_superseded', $4)) v(c, n) WHERE n > 0",
+                        ('memories_created', $2), ('memories_duplicate', $3), ('memories_superseded', $4),
+                        ('memories_queued_for_review', $5)) v(c, n) WHERE n > 0",
                 None,
-                &[i64::from(to - from).into(), created.into(), duplicate.into(), superseded.into()],
+                &[
+                    i64::from(to - from).into(),
+                    created.into(),
+                    duplicate.into(),
+                    superseded.into(),
+                    queued.into(),
+                ],
             )?;
-            Ok::<_, pgrx::spi::SpiError>(Some(format!("{created} created, {duplicate} duplicate, {superseded} superseded")))
+            Ok::<_, pgrx::spi::SpiError>(Some(format!(
+                "{created} created, {duplicate} duplicate, {superseded} superseded, {queued} queued for review"
+            )))
         })
     })?
     .map_err(|e| format!("writing memories failed: {e}"))

@@ -39,6 +39,11 @@ pub fn cache_key(model_id: &str, org: Uuid, text: &str) -> String {
     format!("{KEY_PREFIX}{{{org}}}:{}", sha256_hex(&bytes))
 }
 
+/// A SCAN pattern matching every cache entry of the org (removed when the org is purged).
+pub fn org_pattern(org: Uuid) -> String {
+    format!("{KEY_PREFIX}{{{org}}}:*")
+}
+
 pub fn encode_vector(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
 }

@@ -8,7 +8,11 @@
 //! 3. Claim up to `hot_cache_batch` hot_cache events (lease `hot_cache_lease`), recompute each
 //!    agent they name once, acknowledge the events of the agents written, give the others back
 //!    with their error (retried after a backoff, dead-lettered after 10 attempts).
-//! 4. A full batch goes round again at once; otherwise wait for a notification on channel
+//! 4. Take up to `hot_cache_batch` rows of `ibex_ops.hot_cache_evictions` (memories deleted,
+//!    orgs deleted or purged: sql/api/hot_cache_invalidation.sql): remove every key of each org
+//!    named without an agent, recompute each agent named, then delete the rows, in one
+//!    transaction that holds them (`FOR UPDATE SKIP LOCKED`), so a failure leaves them queued.
+//! 5. A full batch goes round again at once; otherwise wait for a notification on channel
 //!    `ibex_outbox` with payload `hot_cache` (LISTEN) or `hot_cache_poll`, whichever comes first.
 //!    Notifications are only a wake-up: a lost one (the LISTEN connection dropped) costs at most
 //!    one polling interval.
@@ -16,7 +20,7 @@
 //! Shutdown is checked between cycles, never inside one, so a claimed batch is finished and
 //! acknowledged rather than left to its lease.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +47,8 @@ pub struct ConsumerSettings {
     pub lease: Duration,
     pub batch: usize,
     pub rebuild_interval: Duration,
+    /// The TTL every hot-cache key gets when written.
+    pub key_ttl: Duration,
 }
 
 pub struct HotCacheConsumer {
@@ -62,6 +68,14 @@ struct ClaimedRow {
     event_name: String,
     event_aggregate: Option<Uuid>,
     event_payload: serde_json::Value,
+}
+
+/// A row of `ibex_ops.hot_cache_evictions`: without an agent, the whole org goes.
+#[derive(sqlx::FromRow)]
+struct EvictionRow {
+    id: i64,
+    org_id: Uuid,
+    agent_id: Option<Uuid>,
 }
 
 /// A claimed event, reduced to what applying it needs.
@@ -199,7 +213,9 @@ impl HotCacheConsumer {
                 }
             }
         }
-        self.process_batch().await
+        let more_events = self.process_batch().await?;
+        let more_evictions = self.process_evictions().await?;
+        Ok(more_events || more_evictions)
     }
 
     /// Recomputes every agent with memories, then marks the cache ready.
@@ -235,7 +251,7 @@ impl HotCacheConsumer {
 
     async fn refresh(&self, org: Uuid, agent: Uuid) -> anyhow::Result<()> {
         let top = agent_top(&self.db, org, agent, self.settings.hot_cache_size, READ_TIMEOUT).await?;
-        self.store.replace(org, agent, &top).await?;
+        self.store.replace(org, agent, &top, self.settings.key_ttl).await?;
         self.metrics.hot_cache_refreshes.inc();
         Ok(())
     }
@@ -308,5 +324,45 @@ impl HotCacheConsumer {
                 .inc_by(failed.len() as u64);
         }
         Ok(full)
+    }
+
+    /// Applies queued evictions; `Ok(true)` when a full batch was taken (more may be waiting).
+    async fn process_evictions(&mut self) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let rows: Vec<EvictionRow> = sqlx::query_as(
+            "SELECT id, org_id, agent_id FROM ibex_ops.hot_cache_evictions
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.settings.batch as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        // An org that goes takes its agents with it: their rows need no recomputation.
+        let orgs: BTreeSet<Uuid> = rows.iter().filter(|r| r.agent_id.is_none()).map(|r| r.org_id).collect();
+        let agents: BTreeSet<(Uuid, Uuid)> = rows
+            .iter()
+            .filter_map(|r| r.agent_id.map(|agent| (r.org_id, agent)))
+            .filter(|(org, _)| !orgs.contains(org))
+            .collect();
+        for &org in &orgs {
+            let removed = self.store.remove_org(org).await?;
+            tracing::info!(%org, keys = removed, "hot cache: org deleted or purged; its keys removed from Redis");
+        }
+        for &(org, agent) in &agents {
+            self.refresh(org, agent).await?;
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        sqlx::query("DELETE FROM ibex_ops.hot_cache_evictions WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.metrics
+            .hot_cache_events
+            .with_label_values(&["evicted"])
+            .inc_by(rows.len() as u64);
+        Ok(rows.len() >= self.settings.batch)
     }
 }

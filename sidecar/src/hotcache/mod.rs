@@ -24,8 +24,12 @@
 //! # Consistency
 //!
 //! Postgres is the truth; Redis is derived. Every change that can move an agent's top 50 writes
-//! an outbox event in its own transaction (`memory.upserted`, `memory.deleted` from remember,
-//! feedback and forget; `agent.rescored` when the indexer folds accesses). The consumer
+//! an outbox event in its own transaction, from triggers on `ibex_core.memories`, so it does not
+//! matter how the change was made (remember, forget, feedback, an extraction worker, a DBA's
+//! UPDATE: `memory.created`, `memory.changed`), plus `agent.rescored` when the indexer folds
+//! accesses. Deleted memory rows and deleted or purged orgs go to `ibex_ops.hot_cache_evictions`
+//! instead (an org's outbox rows are purged with it); the consumer recomputes the agents named
+//! there and removes every key of an org that went. The consumer
 //! ([`consumer`]) claims events with a lease, and for every agent named recomputes the agent's
 //! whole top 50 from Postgres and replaces the three keys in one script; only then are the events
 //! acknowledged. So:
@@ -44,10 +48,12 @@
 //! Lost data: the `ready` marker is written after a full rebuild. Redis losing its data (restart
 //! without persistence, FLUSHDB, failover to an empty replica) loses the marker too; the consumer
 //! notices on its next cycle and rebuilds every agent, and meanwhile readers that find no marker
-//! read the agent's top 50 from Postgres instead ([`store::HotRead::NotReady`]). The cache needs
-//! a Redis whose eviction policy spares keys without a TTL (`noeviction` or a `volatile-*`
-//! policy): evicting one agent's keys would not be noticed until the next periodic rebuild. One
-//! Redis logical database serves one IBEX database: the marker is global to it.
+//! read the agent's top 50 from Postgres instead ([`store::HotRead::NotReady`]). Every key but
+//! the marker carries a TTL (`hot_cache_key_ttl_seconds`, a day by default, far longer than the
+//! rebuild interval that rewrites live agents' keys): a backstop for removals that were missed.
+//! Redis runs with `maxmemory` and `allkeys-lru` (scripts/stack.sh): an evicted agent set costs
+//! that agent its hot candidates until the next rewrite (the cold search still answers), never a
+//! wrong answer. One Redis logical database serves one IBEX database: the marker is global to it.
 //!
 //! Redis down: reads fail fast and context assembly reports the hot source as failed (a degraded,
 //! directive-only answer); the consumer stops claiming events until Redis answers again, so
@@ -78,6 +84,12 @@ pub fn data_key(org: Uuid, agent: Uuid) -> String {
 
 pub fn asof_key(org: Uuid, agent: Uuid) -> String {
     format!("{}:asof", set_key(org, agent))
+}
+
+/// A SCAN pattern matching every hot-cache key of the org (the braces are literal in Redis
+/// glob patterns).
+pub fn org_pattern(org: Uuid) -> String {
+    format!("{KEY_PREFIX}{{{org}}}:*")
 }
 
 #[cfg(test)]

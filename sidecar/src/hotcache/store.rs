@@ -9,25 +9,34 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
 use super::source::AgentTop;
-use super::{asof_key, data_key, set_key, HotEntry, READY_KEY};
+use super::{asof_key, data_key, org_pattern, set_key, HotEntry, READY_KEY};
 
-/// Replaces an agent's set unless it was computed from a later Postgres read.
-/// KEYS: set, data, asof. ARGV: asof, n, then n triples (member, score, entry).
+/// Replaces an agent's set unless it was computed from a later Postgres read; every key gets
+/// the TTL (a backstop: the consumer rewrites live agents far more often).
+/// KEYS: set, data, asof. ARGV: asof, ttl in milliseconds, n, then n triples (member, score, entry).
 const REPLACE_SCRIPT: &str = r"
 local current = redis.call('GET', KEYS[3])
 if current and tonumber(current) > tonumber(ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1], KEYS[2])
-local n = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
 for i = 0, n - 1 do
-  local base = 3 + 3 * i
+  local base = 4 + 3 * i
   redis.call('ZADD', KEYS[1], ARGV[base + 1], ARGV[base])
   redis.call('HSET', KEYS[2], ARGV[base], ARGV[base + 2])
 end
-redis.call('SET', KEYS[3], ARGV[1])
+if n > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ttl)
 return 1
 ";
+
+/// Keys scanned per SCAN call when an org's keys are removed.
+const SCAN_COUNT: usize = 1000;
 
 /// The marker, the ranked members with their scores, and the entries by member.
 type PipelineAnswer = (Option<String>, Vec<(String, f64)>, HashMap<String, Vec<u8>>);
@@ -136,7 +145,13 @@ impl HotStore {
 
     /// Writes an agent's set unless a set from a later read is already there. Returns whether
     /// it was written.
-    pub async fn replace(&self, org: Uuid, agent: Uuid, top: &AgentTop) -> Result<bool, redis::RedisError> {
+    pub async fn replace(
+        &self,
+        org: Uuid,
+        agent: Uuid,
+        top: &AgentTop,
+        ttl: Duration,
+    ) -> Result<bool, redis::RedisError> {
         let mut connection = self.connection()?;
         let mut invocation = self.script.prepare_invoke();
         invocation
@@ -144,12 +159,45 @@ impl HotStore {
             .key(data_key(org, agent))
             .key(asof_key(org, agent))
             .arg(top.asof_micros)
+            .arg(ttl.as_millis().max(1) as u64)
             .arg(top.entries.len());
         for (entry, rank) in top.entries.iter().zip(&top.ranks) {
             invocation.arg(entry.id.to_string()).arg(*rank).arg(entry.encode());
         }
         let written: i64 = self.observe(invocation.invoke_async(&mut connection).await)?;
         Ok(written == 1)
+    }
+
+    /// Removes every key of the org: its agents' hot sets and its embedding cache entries (an
+    /// org deleted or purged). Returns how many keys went. SCAN walks the whole keyspace, which
+    /// is fine for an operation this rare; the keys are unlinked (freed off the main thread).
+    pub async fn remove_org(&self, org: Uuid) -> Result<usize, redis::RedisError> {
+        let mut connection = self.connection()?;
+        let mut removed = 0;
+        for pattern in [org_pattern(org), crate::embedding::cache::org_pattern(org)] {
+            let mut cursor: u64 = 0;
+            loop {
+                let answer: Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT)
+                    .query_async(&mut connection)
+                    .await;
+                let (next, keys) = self.observe(answer)?;
+                if !keys.is_empty() {
+                    let unlinked: usize =
+                        self.observe(redis::cmd("UNLINK").arg(&keys).query_async(&mut connection).await)?;
+                    removed += unlinked;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(removed)
     }
 
     /// Whether the cache was fully built since Redis last lost its data.

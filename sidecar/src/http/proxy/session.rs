@@ -1,6 +1,7 @@
 //! Session bookkeeping of the proxy: which session a call belongs to, which of its messages are
 //! new, and recording the call (turns, usage row, completion) once the answer is known.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use ibex_engine::{Message, Role};
@@ -121,9 +122,9 @@ impl Outcome {
 #[derive(Serialize)]
 struct TurnRow<'a> {
     role: Role,
-    content: &'a str,
+    content: Cow<'a, str>,
     tokens: usize,
-    model: &'a str,
+    model: Cow<'a, str>,
 }
 
 /// Records a call that got no answer to pass on (usage row with `status`), then hands back the
@@ -134,13 +135,23 @@ pub(super) async fn failed(state: &AppState, call: &CallRecord, status: u16, err
 }
 
 /// Writes the call down in one transaction: the new turns and the reply, the usage row, and the
-/// session's completion when asked. A failure is logged and counted, never returned: the client
-/// already has (or is getting) its answer.
+/// session's completion when asked. The turns sit behind a savepoint: when they cannot be stored
+/// (the session was completed meanwhile, a constraint refuses them), the usage row is still
+/// written, because the upstream answered and the call costs money either way. A failure is
+/// logged and counted, never returned: the client already has (or is getting) its answer.
 pub(super) async fn record(state: &AppState, call: &CallRecord, outcome: Outcome) {
     let Some(pool) = state.db.as_ref() else { return };
-    if let Err(e) = write_call(pool, call, &outcome).await {
-        state.metrics.proxy_record_failures.inc();
-        tracing::warn!(org = %call.org, session = %call.session, error = %e, "could not record a proxied call");
+    match write_call(pool, call, &outcome).await {
+        Ok(None) => {}
+        Ok(Some(turns_error)) => {
+            state.metrics.proxy_record_failures.inc();
+            tracing::warn!(org = %call.org, session = %call.session, error = %turns_error,
+                "the proxied call's turns could not be stored; its usage was recorded");
+        }
+        Err(e) => {
+            state.metrics.proxy_record_failures.inc();
+            tracing::warn!(org = %call.org, session = %call.session, error = %e, "could not record a proxied call");
+        }
     }
 }
 
@@ -148,7 +159,29 @@ fn clamp_i32(n: usize) -> i32 {
     n.min(i32::MAX as usize) as i32
 }
 
-async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Result<(), sqlx::Error> {
+/// Text as Postgres can store it: `text` holds no NUL character, so each becomes U+FFFD (the
+/// turn is kept, with a visible mark where the byte was).
+fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// The model name as `usage_events` accepts it (1 to 200 characters, no NUL): a usage row is
+/// never lost to an odd model name.
+fn usage_model(model: &str) -> String {
+    let cleaned: String = storable(model).chars().take(200).collect();
+    if cleaned.is_empty() {
+        "unknown".to_string()
+    } else {
+        cleaned
+    }
+}
+
+/// `Ok(Some(error))`: the usage row was written, the turns were not.
+async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Result<Option<sqlx::Error>, sqlx::Error> {
     let latency_ms = call.started.elapsed().as_millis().min(i32::MAX as u128) as i32;
     let completion_tokens = outcome.completion_tokens.map_or_else(
         || {
@@ -161,36 +194,28 @@ async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Resu
     );
     let prompt_tokens = outcome.prompt_tokens.map_or(call.prompt_tokens, |n| n as usize);
     let mut tx = db::begin_for_org(pool, call.org).await?;
-    if let Some(reply) = &outcome.reply {
-        let mut turns: Vec<TurnRow> = call
-            .new_turns
-            .iter()
-            .map(|turn| TurnRow {
-                role: turn.message.role,
-                content: &turn.message.content,
-                tokens: turn.tokens,
-                model: &call.model,
-            })
-            .collect();
-        turns.push(TurnRow {
-            role: Role::Assistant,
-            content: reply,
-            tokens: completion_tokens,
-            model: &call.model,
-        });
-        sqlx::query("SELECT ibex_core.append_turns($1, $2, $3)")
-            .bind(call.org)
-            .bind(call.session)
-            .bind(sqlx::types::Json(&turns))
-            .execute(&mut *tx)
-            .await?;
-    }
+    let turns_error = match &outcome.reply {
+        Some(reply) => {
+            let mut savepoint = tx.begin().await?;
+            match append_reply(&mut *savepoint, call, reply, completion_tokens).await {
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    None
+                }
+                Err(e) => {
+                    savepoint.rollback().await?;
+                    Some(e)
+                }
+            }
+        }
+        None => None,
+    };
     sqlx::query("SELECT ibex_core.record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
         .bind(call.org)
         .bind(call.agent)
         .bind(call.session)
         .bind(call.token)
-        .bind(&call.model)
+        .bind(usage_model(&call.model))
         .bind(clamp_i32(prompt_tokens))
         .bind(clamp_i32(completion_tokens))
         .bind(latency_ms)
@@ -198,14 +223,47 @@ async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Resu
         .bind(call.streamed)
         .execute(&mut *tx)
         .await?;
-    if call.complete_session && outcome.reply.is_some() {
+    tx.commit().await?;
+    Ok(turns_error)
+}
+
+/// The call's new turns and the reply, and the session's completion when asked.
+async fn append_reply(
+    tx: &mut sqlx::PgConnection,
+    call: &CallRecord,
+    reply: &str,
+    completion_tokens: usize,
+) -> Result<(), sqlx::Error> {
+    let mut turns: Vec<TurnRow> = call
+        .new_turns
+        .iter()
+        .map(|turn| TurnRow {
+            role: turn.message.role,
+            content: storable(&turn.message.content),
+            tokens: turn.tokens,
+            model: storable(&call.model),
+        })
+        .collect();
+    turns.push(TurnRow {
+        role: Role::Assistant,
+        content: storable(reply),
+        tokens: completion_tokens,
+        model: storable(&call.model),
+    });
+    sqlx::query("SELECT ibex_core.append_turns($1, $2, $3)")
+        .bind(call.org)
+        .bind(call.session)
+        .bind(sqlx::types::Json(&turns))
+        .execute(&mut *tx)
+        .await?;
+    if call.complete_session {
         sqlx::query("SELECT ibex_core.complete_session($1, $2)")
             .bind(call.org)
             .bind(call.session)
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 #[cfg(test)]
@@ -214,6 +272,15 @@ mod tests {
 
     fn messages(v: &[(Role, &str)]) -> Vec<Message> {
         v.iter().map(|&(role, text)| Message::new(role, text)).collect()
+    }
+
+    #[test]
+    fn nul_bytes_and_odd_model_names_are_made_storable() {
+        assert_eq!(storable("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(storable("plain"), Cow::Borrowed("plain")));
+        assert_eq!(usage_model(""), "unknown");
+        assert_eq!(usage_model("gpt\0x"), "gpt\u{FFFD}x");
+        assert_eq!(usage_model(&"m".repeat(500)).chars().count(), 200);
     }
 
     #[test]
