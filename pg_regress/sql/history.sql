@@ -10,7 +10,8 @@ UPDATE ibex_core.memory_versions SET content = 'rewritten';
 DELETE FROM ibex_core.memory_versions;
 TRUNCATE ibex_core.memory_versions;
 
--- As the application role: no privilege to begin with.
+-- As the application role: no privilege to begin with, not even to add a version (history is
+-- written by the functions, migration 0016).
 SET ROLE ibex_app;
 SET ibex.org_id = '00000000-0000-0000-0000-0000000000aa';
 SELECT version, change, content FROM ibex_core.memory_versions ORDER BY version;

@@ -19,7 +19,8 @@ INSERT INTO ibex_core.sessions (org_id, id, agent_id) VALUES
 
 SET ROLE ibex_app;
 
--- No org set: nothing is visible, nothing can be written.
+-- No org set: nothing is visible, nothing can be written (and no table takes a direct write from
+-- the application role at all: it writes through functions, migration 0016).
 SELECT count(*) AS memories, (SELECT count(*) FROM ibex_core.orgs) AS orgs,
        (SELECT count(*) FROM ibex_core.agents) AS agents FROM ibex_core.memories;
 INSERT INTO ibex_core.agents (org_id, name) VALUES ('00000000-0000-0000-0000-0000000000aa', 'sneaky');
@@ -33,23 +34,27 @@ SELECT count(*) AS sessions FROM ibex_core.sessions;
 -- Reading org B by its id finds nothing.
 SELECT count(*) FROM ibex_core.memories WHERE id = '00000000-0000-0000-0000-0000bbbb0001';
 
--- Writing into org B fails.
+-- Writing into org B fails (directly: no privilege; through a function: not the session's org).
 INSERT INTO ibex_core.agents (org_id, name) VALUES ('00000000-0000-0000-0000-0000000000bb', 'intruder');
 INSERT INTO ibex_core.memories (org_id, agent_id, content, content_hash, embedding, category) VALUES
     ('00000000-0000-0000-0000-0000000000bb', '00000000-0000-0000-0000-00000000bb01', 'planted',
      ibex_content_hash('planted'), array_fill(0.3, ARRAY[384])::vector, 'declarative');
--- Moving an own row into org B fails too (WITH CHECK).
+-- Moving an own row into org B fails too.
 UPDATE ibex_core.memories SET org_id = '00000000-0000-0000-0000-0000000000bb'
 WHERE id = '00000000-0000-0000-0000-0000aaaa0001';
--- Updates and deletes aimed at org B touch nothing.
+-- Updates and deletes aimed at org B are refused.
 WITH u AS (UPDATE ibex_core.memories SET content = 'hijacked' WHERE id = '00000000-0000-0000-0000-0000bbbb0001' RETURNING 1)
 SELECT count(*) AS updated FROM u;
 WITH d AS (DELETE FROM ibex_core.memories WHERE id = '00000000-0000-0000-0000-0000bbbb0001' RETURNING 1)
 SELECT count(*) AS deleted FROM d;
 WITH d AS (DELETE FROM ibex_core.sessions WHERE org_id = '00000000-0000-0000-0000-0000000000bb' RETURNING 1)
 SELECT count(*) AS deleted FROM d;
--- Writing inside org A works.
+\set VERBOSITY terse
+SELECT ibex_core.create_agent('00000000-0000-0000-0000-0000000000bb', 'intruder');
+\set VERBOSITY default
+-- Writing inside org A works, through a function.
 INSERT INTO ibex_core.agents (org_id, name) VALUES ('00000000-0000-0000-0000-0000000000aa', 'second');
+SELECT ibex_core.create_agent('00000000-0000-0000-0000-0000000000aa', 'second') IS NOT NULL AS created;
 SELECT name FROM ibex_core.agents ORDER BY name;
 
 -- Switching the session to org B shows B's rows only, untouched.

@@ -2,16 +2,18 @@
 -- forget, feedback, a conflict resolution, an extraction worker, or an operator's UPDATE or
 -- DELETE in psql. The functions no longer announce their own changes; these triggers do.
 --
--- SECURITY DEFINER (owned by ibex_owner, search_path pinned): whoever changes a memory may not
--- write the outbox or the eviction queue directly. The rows they write name only the org and
--- agent of the changed memory itself, which row-level security already confined to the caller.
+-- The triggers run as whoever changed the row: an IBEX function (SECURITY DEFINER as ibex_owner,
+-- which owns the outbox and the eviction queue; row-level security confines it to the caller's
+-- org, the org of the row) or a superuser (workers, a DBA in psql, a purge). Applications write
+-- no table directly (migration 0016). Not SECURITY DEFINER themselves: as ibex_owner, a DBA's
+-- UPDATE without ibex.org_id set would be refused by the outbox's row-level security.
 SET LOCAL ROLE ibex_owner;
 
 -- A new memory, or a change of one of the columns a hot-cache entry is made of (updated_at
 -- and the access counters are not among them: the access fold would otherwise announce every
 -- read; `agent.rescored` covers it).
 CREATE OR REPLACE FUNCTION ibex_core.announce_memory_change() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM ibex_core.notify_outbox(NEW.org_id, 'hot_cache',
         CASE WHEN TG_OP = 'INSERT' THEN 'memory.created' ELSE 'memory.changed' END, NEW.id,
@@ -27,7 +29,7 @@ $$;
 -- Deleted rows (an operator's DELETE, an agent's or org's purge): one eviction per agent, in a
 -- queue without a foreign key, so that it outlives the org (migration 0013).
 CREATE OR REPLACE FUNCTION ibex_core.announce_memories_deleted() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO ibex_ops.hot_cache_evictions (org_id, agent_id, reason)
     SELECT DISTINCT g.org_id, g.agent_id, 'memories deleted' FROM gone g;
@@ -39,7 +41,7 @@ $$;
 -- An org marked deleted or removed: every key of the org leaves Redis (hot sets and embedding
 -- cache entries).
 CREATE OR REPLACE FUNCTION ibex_core.announce_org_gone() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO ibex_ops.hot_cache_evictions (org_id, agent_id, reason)
     VALUES (OLD.id, NULL, CASE WHEN TG_OP = 'DELETE' THEN 'org purged' ELSE 'org deleted' END);

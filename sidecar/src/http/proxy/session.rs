@@ -196,7 +196,8 @@ async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Resu
     let mut tx = db::begin_for_org(pool, call.org).await?;
     let turns_error = match &outcome.reply {
         Some(reply) => {
-            let mut savepoint = tx.begin().await?;
+            // A nested transaction on the connection is a SAVEPOINT.
+            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
             match append_reply(&mut *savepoint, call, reply, completion_tokens).await {
                 Ok(()) => {
                     savepoint.commit().await?;
