@@ -122,9 +122,7 @@ enum Reading {
 fn reading(c: char) -> Reading {
     match c {
         // No-break, figure, thin, narrow and other Unicode spaces.
-        '\u{00A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => {
-            Reading::Ascii(' ')
-        }
+        '\u{00A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => Reading::Ascii(' '),
         // Hyphens, non-breaking hyphen, figure dash, en/em dash, minus signs.
         '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{FF0D}' => Reading::Ascii('-'),
         // Zero-width space/joiners, word joiner, BOM, soft hyphen.
@@ -506,7 +504,10 @@ mod tests {
     fn unicode_separators_do_not_hide_numbers() {
         // No-break spaces in a card, non-breaking hyphens in a phone, a zero-width space in an
         // SSN, full-width digits, narrow no-break spaces.
-        assert_eq!(redacted("card 4111\u{A0}1111\u{A0}1111\u{A0}1111 ok"), "card [CREDIT_CARD] ok");
+        assert_eq!(
+            redacted("card 4111\u{A0}1111\u{A0}1111\u{A0}1111 ok"),
+            "card [CREDIT_CARD] ok"
+        );
         assert_eq!(redacted("call 555\u{2011}123\u{2011}4567 now"), "call [PHONE] now");
         assert_eq!(redacted("ssn 123-45\u{200B}-6789."), "ssn [SSN].");
         assert_eq!(
@@ -519,7 +520,10 @@ mod tests {
         let r = redact(text);
         assert_eq!(r.text, "é\u{A0}card [CREDIT_CARD]\u{A0}end");
         let span = &r.spans[0];
-        assert_eq!(&text[span.byte_start..span.byte_end], "4111\u{A0}1111\u{A0}1111\u{A0}1111");
+        assert_eq!(
+            &text[span.byte_start..span.byte_end],
+            "4111\u{A0}1111\u{A0}1111\u{A0}1111"
+        );
         assert_eq!((span.start, span.end), (7, 26));
     }
 
@@ -532,7 +536,11 @@ mod tests {
         let r = redact(&text);
         assert_eq!(r.spans.len(), 20_000);
         assert_eq!(r.spans[19_999].start, 7 * 19_999);
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -547,12 +547,14 @@ async fn keys_matching(redis: &mut redis::aio::MultiplexedConnection, pattern: &
 
 /// The id of the seeded tenant's procedural memory ("Always confirm the delivery address").
 async fn procedural_memory(admin: &sqlx::PgPool, t: fixtures::Tenant) -> uuid::Uuid {
-    sqlx::query_scalar("SELECT id FROM ibex_core.memories WHERE org_id = $1 AND agent_id = $2 AND category = 'procedural'")
-        .bind(t.org)
-        .bind(t.agent)
-        .fetch_one(admin)
-        .await
-        .expect("the seeded procedural memory")
+    sqlx::query_scalar(
+        "SELECT id FROM ibex_core.memories WHERE org_id = $1 AND agent_id = $2 AND category = 'procedural'",
+    )
+    .bind(t.org)
+    .bind(t.agent)
+    .fetch_one(admin)
+    .await
+    .expect("the seeded procedural memory")
 }
 
 /// Waits until the memory is out of its agent's hot set, then checks that context assembly no
@@ -569,12 +571,23 @@ async fn assert_leaves_hot_set(server: &TestServer, t: fixtures::Tenant, token: 
     })
     .await;
     let mut grpc = fixtures::grpc(server.server.grpc_addr).await;
-    let ask = request(t, "gpt-4o-mini", vec![message("user", "Please order dinner to my address.")]);
+    let ask = request(
+        t,
+        "gpt-4o-mini",
+        vec![message("user", "Please order dinner to my address.")],
+    );
     let answer = assemble(&mut grpc, token, ask).await.expect("assembled");
     assert!(!answer.degraded, "{}", answer.degraded_reason);
     for section in &answer.sections {
-        assert!(!section.text.contains("delivery address"), "still injected: {}", section.text);
-        assert!(section.items.iter().all(|item| item.id != id), "still injected: {section:?}");
+        assert!(
+            !section.text.contains("delivery address"),
+            "still injected: {}",
+            section.text
+        );
+        assert!(
+            section.items.iter().all(|item| item.id != id),
+            "still injected: {section:?}"
+        );
     }
 }
 
@@ -610,7 +623,10 @@ async fn item8_deleted_row_leaves_hot_set() {
     let memory = procedural_memory(&admin, t).await;
     // A hard delete (its history goes with it, which only a purge may do).
     let mut tx = admin.begin().await.unwrap();
-    sqlx::query("SET LOCAL ibex.allow_history_purge = on").execute(&mut *tx).await.unwrap();
+    sqlx::query("SET LOCAL ibex.allow_history_purge = on")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     sqlx::query("DELETE FROM ibex_core.memories WHERE org_id = $1 AND id = $2")
         .bind(t.org)
         .bind(memory)
@@ -626,7 +642,13 @@ async fn item8_deleted_row_leaves_hot_set() {
 async fn tenant_with_keys(server: &TestServer, label: &str) -> (fixtures::Tenant, [String; 2]) {
     let (t, _) = seeded_tenant(label).await;
     let embed = fixtures::token(t.org, "embed", None).await;
-    let reply = post_as(server, "/v1/embed", &json!({ "text": support::unique("cached for the org") }), &embed).await;
+    let reply = post_as(
+        server,
+        "/v1/embed",
+        &json!({ "text": support::unique("cached for the org") }),
+        &embed,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let patterns = [
         ibex_sidecar::hotcache::org_pattern(t.org),
@@ -634,7 +656,10 @@ async fn tenant_with_keys(server: &TestServer, label: &str) -> (fixtures::Tenant
     ];
     let mut redis = support::redis().await;
     for pattern in &patterns {
-        assert!(!keys_matching(&mut redis, pattern).await.is_empty(), "keys of {pattern} exist");
+        assert!(
+            !keys_matching(&mut redis, pattern).await.is_empty(),
+            "keys of {pattern} exist"
+        );
     }
     (t, patterns)
 }
@@ -702,7 +727,10 @@ async fn item8_hot_keys_have_a_ttl() {
         let left: i64 = redis.pttl(&key).await.expect("PTTL");
         // Another test's server may have written the keys with the default TTL (a day).
         assert!(left > 0, "{key} has a TTL (PTTL {left})");
-        assert!(left as u128 <= Duration::from_secs(24 * 3600).as_millis(), "{key}: {left}");
+        assert!(
+            left as u128 <= Duration::from_secs(24 * 3600).as_millis(),
+            "{key}: {left}"
+        );
     }
     server.stop().await;
 }
@@ -733,7 +761,11 @@ async fn proxy_call(server: &TestServer, token: &str, session: &str, content: &s
 }
 
 /// The usage rows (status code, session) and the turns of the session `external`.
-async fn metered(admin: &sqlx::PgPool, t: fixtures::Tenant, external: &str) -> (Vec<(Option<i32>, String)>, Vec<String>) {
+async fn metered(
+    admin: &sqlx::PgPool,
+    t: fixtures::Tenant,
+    external: &str,
+) -> (Vec<(Option<i32>, String)>, Vec<String>) {
     let usage: Vec<(Option<i32>, String)> =
         sqlx::query_as("SELECT status_code, model FROM ibex_core.usage_events WHERE org_id = $1 ORDER BY created_at")
             .bind(t.org)
@@ -763,7 +795,11 @@ async fn item10_usage_metered_for_a_nul_byte() {
     assert_eq!(response.status(), StatusCode::OK);
     // The answer is recorded before it is returned.
     let (usage, turns) = metered(&admin, t, "item10-nul").await;
-    assert_eq!(usage, vec![(Some(200), "gpt-4o-mini".to_string())], "the call is metered");
+    assert_eq!(
+        usage,
+        vec![(Some(200), "gpt-4o-mini".to_string())],
+        "the call is metered"
+    );
     assert_eq!(
         turns,
         ["A NUL byte \u{FFFD} in the middle", "Hello from upstream"],
@@ -812,7 +848,11 @@ async fn item10_usage_metered_when_turns_are_refused() {
     .await;
     assert_eq!(call.await.unwrap(), StatusCode::OK, "the client gets its answer");
     let (usage, turns) = metered(&admin, t, "item10-refused").await;
-    assert_eq!(usage, vec![(Some(200), "gpt-4o-mini".to_string())], "the call is metered");
+    assert_eq!(
+        usage,
+        vec![(Some(200), "gpt-4o-mini".to_string())],
+        "the call is metered"
+    );
     assert!(turns.is_empty(), "a completed session takes no turns: {turns:?}");
     server.stop().await;
 }

@@ -21,4 +21,5 @@ REVOKE ALL ON ibex_ops.hot_cache_evictions FROM PUBLIC;
 RESET ROLE;
 
 GRANT USAGE ON SCHEMA ibex_ops TO ibex_sidecar;
-GRANT SELECT, DELETE ON ibex_ops.hot_cache_evictions TO ibex_sidecar;
+-- UPDATE only for the row locks the consumer takes (SELECT ... FOR UPDATE SKIP LOCKED).
+GRANT SELECT, UPDATE, DELETE ON ibex_ops.hot_cache_evictions TO ibex_sidecar;

@@ -505,13 +505,17 @@ async fn item7_session_turns_are_redacted() {
     .fetch_all(&admin)
     .await
     .unwrap();
-    assert_eq!(stored, ["My card is [CREDIT_CARD], mail [EMAIL]", "Call me at [PHONE]."]);
-    let metadata: serde_json::Value = sqlx::query_scalar("SELECT metadata FROM ibex_core.sessions WHERE org_id = $1 AND id = $2")
-        .bind(org)
-        .bind(session)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
+    assert_eq!(
+        stored,
+        ["My card is [CREDIT_CARD], mail [EMAIL]", "Call me at [PHONE]."]
+    );
+    let metadata: serde_json::Value =
+        sqlx::query_scalar("SELECT metadata FROM ibex_core.sessions WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(session)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!(metadata, serde_json::json!({ "caller": "[EMAIL]" }));
 }
 
@@ -543,12 +547,13 @@ async fn item7_tags_and_metadata_are_redacted() {
     .await
     .unwrap();
     assert_eq!(tags, ["[email]", "travel"]);
-    let stored: serde_json::Value = sqlx::query_scalar("SELECT metadata FROM ibex_core.memories WHERE org_id = $1 AND id = $2")
-        .bind(org)
-        .bind(memory)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
+    let stored: serde_json::Value =
+        sqlx::query_scalar("SELECT metadata FROM ibex_core.memories WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(memory)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!(
         stored,
         serde_json::json!({
@@ -559,12 +564,13 @@ async fn item7_tags_and_metadata_are_redacted() {
     );
     // Metadata is bounded before it is walked.
     let huge = serde_json::json!({ "blob": "x".repeat(70_000) });
-    let refused = sqlx::query("SELECT ibex_core.remember($1, $2, 'Another fact.', 'declarative', 0.8, '{}', NULL, NULL, $3)")
-        .bind(org)
-        .bind(agent)
-        .bind(huge)
-        .execute(&mut app)
-        .await;
+    let refused =
+        sqlx::query("SELECT ibex_core.remember($1, $2, 'Another fact.', 'declarative', 0.8, '{}', NULL, NULL, $3)")
+            .bind(org)
+            .bind(agent)
+            .bind(huge)
+            .execute(&mut app)
+            .await;
     assert_eq!(sqlstate(refused), "54000");
 }
 
@@ -608,12 +614,13 @@ async fn item7_forget_and_resolve_reasons_are_redacted() {
         .execute(&mut app)
         .await
         .expect("forget");
-    let resolution: String = sqlx::query_scalar("SELECT resolution FROM ibex_core.memory_conflicts WHERE org_id = $1 AND id = $2")
-        .bind(org)
-        .bind(conflict)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
+    let resolution: String =
+        sqlx::query_scalar("SELECT resolution FROM ibex_core.memory_conflicts WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(conflict)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!(resolution, "confirmed by [EMAIL] on [PHONE]");
     let reason: String = sqlx::query_scalar(
         "SELECT reason FROM ibex_core.memory_versions WHERE org_id = $1 AND memory_id = $2 AND change = 'forgotten'",
@@ -633,7 +640,10 @@ async fn item7_unicode_separators_do_not_hide_pii() {
         (format!("card {CARD_NBSP}"), "card [CREDIT_CARD]"),
         ("phone 555\u{2011}123\u{2011}4567".to_string(), "phone [PHONE]"),
         ("ssn 123\u{2010}45\u{2010}6789".to_string(), "ssn [SSN]"),
-        ("card 4111\u{200B}1111\u{200B}1111\u{200B}1111".to_string(), "card [CREDIT_CARD]"),
+        (
+            "card 4111\u{200B}1111\u{200B}1111\u{200B}1111".to_string(),
+            "card [CREDIT_CARD]",
+        ),
     ] {
         let redacted: String = sqlx::query_scalar("SELECT ibex_redact_pii($1)")
             .bind(&raw)
@@ -680,6 +690,7 @@ async fn item8_eviction_queue_is_the_sidecars_alone() {
     // The queue names every org's deleted agents: no application may read or empty it.
     for statement in [
         "SELECT * FROM ibex_ops.hot_cache_evictions",
+        "UPDATE ibex_ops.hot_cache_evictions SET reason = 'org purged'",
         "DELETE FROM ibex_ops.hot_cache_evictions",
         "INSERT INTO ibex_ops.hot_cache_evictions (org_id, reason) VALUES (gen_random_uuid(), 'org purged')",
     ] {
@@ -689,7 +700,10 @@ async fn item8_eviction_queue_is_the_sidecars_alone() {
     // A hard delete in org B queues its agent there, through the trigger (a definer function).
     // No sidecar runs during this test binary, so nothing consumes the row meanwhile.
     let mut tx = o.admin.begin().await.unwrap();
-    sqlx::query("SET LOCAL ibex.allow_history_purge = on").execute(&mut *tx).await.unwrap();
+    sqlx::query("SET LOCAL ibex.allow_history_purge = on")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     sqlx::query("DELETE FROM ibex_core.memories WHERE org_id = $1")
         .bind(o.b)
         .execute(&mut *tx)
@@ -713,7 +727,10 @@ async fn item9_learned_instruction_waits_for_review() {
     let (org, agent) = org_with_agent(&admin, "sec-steer").await;
     let sidecar = app_for(org).await;
     // The rule-based extractor (a deployment without an LLM); the workers poll every second.
-    sqlx::query("ALTER SYSTEM RESET ibex.llm_base_url").execute(&admin).await.unwrap();
+    sqlx::query("ALTER SYSTEM RESET ibex.llm_base_url")
+        .execute(&admin)
+        .await
+        .unwrap();
     sqlx::query("SELECT pg_reload_conf()").execute(&admin).await.unwrap();
     let session: Uuid = sqlx::query_scalar("SELECT ibex_core.ensure_session($1, $2, 'steer')")
         .bind(org)
@@ -736,38 +753,47 @@ async fn item9_learned_instruction_waits_for_review() {
         .execute(&sidecar)
         .await
         .unwrap();
-    let review: Uuid = ibex_e2e::eventually("the instruction is queued for review", Duration::from_secs(45), || async {
-        sqlx::query_scalar(
-            "SELECT id FROM ibex_core.memory_reviews WHERE org_id = $1 AND agent_id = $2 AND status = 'open'
+    let review: Uuid = ibex_e2e::eventually(
+        "the instruction is queued for review",
+        Duration::from_secs(45),
+        || async {
+            sqlx::query_scalar(
+                "SELECT id FROM ibex_core.memory_reviews WHERE org_id = $1 AND agent_id = $2 AND status = 'open'
                AND content ILIKE '%Acme Premium%'",
-        )
-        .bind(org)
-        .bind(agent)
-        .fetch_optional(&admin)
-        .await
-        .unwrap()
-    })
+            )
+            .bind(org)
+            .bind(agent)
+            .fetch_optional(&admin)
+            .await
+            .unwrap()
+        },
+    )
     .await;
     // Learned facts are stored as before; the instruction is no memory of the agent yet.
-    let memories: Vec<(String, String)> = ibex_e2e::eventually("the session is extracted", Duration::from_secs(45), || async {
-        let done: bool = sqlx::query_scalar("SELECT last_extracted_turn = turn_count FROM ibex_core.sessions WHERE org_id = $1 AND id = $2")
+    let memories: Vec<(String, String)> =
+        ibex_e2e::eventually("the session is extracted", Duration::from_secs(45), || async {
+            let done: bool = sqlx::query_scalar(
+                "SELECT last_extracted_turn = turn_count FROM ibex_core.sessions WHERE org_id = $1 AND id = $2",
+            )
             .bind(org)
             .bind(session)
             .fetch_one(&admin)
             .await
             .unwrap();
-        if !done {
-            return None;
-        }
-        Some(
-            sqlx::query_as("SELECT category, content FROM ibex_core.memories WHERE org_id = $1 AND status = 'active'")
+            if !done {
+                return None;
+            }
+            Some(
+                sqlx::query_as(
+                    "SELECT category, content FROM ibex_core.memories WHERE org_id = $1 AND status = 'active'",
+                )
                 .bind(org)
                 .fetch_all(&admin)
                 .await
                 .unwrap(),
-        )
-    })
-    .await;
+            )
+        })
+        .await;
     assert!(memories.iter().any(|(_, c)| c.contains("tea")), "{memories:?}");
     assert!(!memories.iter().any(|(cat, _)| cat == "procedural"), "{memories:?}");
 
@@ -781,31 +807,35 @@ async fn item9_learned_instruction_waits_for_review() {
         .unwrap();
     assert_eq!(listed, [review]);
     // Applications cannot write the queue directly, only decide through the functions.
-    let forged = sqlx::query("UPDATE ibex_core.memory_reviews SET status = 'approved', decided_at = now() WHERE org_id = $1")
-        .bind(org)
-        .execute(&mut app)
-        .await;
+    let forged =
+        sqlx::query("UPDATE ibex_core.memory_reviews SET status = 'approved', decided_at = now() WHERE org_id = $1")
+            .bind(org)
+            .execute(&mut app)
+            .await;
     assert_eq!(sqlstate(forged), INSUFFICIENT_PRIVILEGE);
-    let (memory, path): (Uuid, String) = sqlx::query_as("SELECT memory_id, path FROM ibex_core.approve_review($1, $2, 'ok by jane@example.com')")
-        .bind(org)
-        .bind(review)
-        .fetch_one(&mut app)
-        .await
-        .expect("approve_review");
+    let (memory, path): (Uuid, String) =
+        sqlx::query_as("SELECT memory_id, path FROM ibex_core.approve_review($1, $2, 'ok by jane@example.com')")
+            .bind(org)
+            .bind(review)
+            .fetch_one(&mut app)
+            .await
+            .expect("approve_review");
     assert_eq!(path, "created");
-    let (category, status): (String, String) = sqlx::query_as("SELECT category, status FROM ibex_core.memories WHERE org_id = $1 AND id = $2")
-        .bind(org)
-        .bind(memory)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
+    let (category, status): (String, String) =
+        sqlx::query_as("SELECT category, status FROM ibex_core.memories WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(memory)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!((category.as_str(), status.as_str()), ("procedural", "active"));
-    let decision: String = sqlx::query_scalar("SELECT decision FROM ibex_core.memory_reviews WHERE org_id = $1 AND id = $2")
-        .bind(org)
-        .bind(review)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
+    let decision: String =
+        sqlx::query_scalar("SELECT decision FROM ibex_core.memory_reviews WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(review)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!(decision, "ok by [EMAIL]");
     let again = sqlx::query("SELECT * FROM ibex_core.approve_review($1, $2)")
         .bind(org)
@@ -916,7 +946,12 @@ async fn item5_invisible_only_content_is_refused() {
 #[tokio::test]
 async fn item5_limits_are_superuser_settings() {
     let (_, _, mut app) = timed_app("sec-bound-settings", "10s").await;
-    for setting in ["ibex.max_query_chars", "ibex.max_metadata_bytes", "ibex.max_embed_batch_tokens", "ibex.max_memory_chars"] {
+    for setting in [
+        "ibex.max_query_chars",
+        "ibex.max_metadata_bytes",
+        "ibex.max_embed_batch_tokens",
+        "ibex.max_memory_chars",
+    ] {
         let r = sqlx::query(&format!("SET {setting} = 30000")).execute(&mut app).await;
         assert_eq!(sqlstate(r), INSUFFICIENT_PRIVILEGE, "{setting}");
     }
@@ -928,12 +963,13 @@ async fn item5_limits_are_superuser_settings() {
 async fn item3_application_cannot_write_tables_directly() {
     let o = orgs("sec-writes").await;
     let mut a = connect(&o.a_url).await;
-    let memory: Uuid = sqlx::query_scalar("SELECT memory_id FROM ibex_core.remember($1, $2, 'The user of org A likes jazz.')")
-        .bind(o.a)
-        .bind(o.a_agent)
-        .fetch_one(&mut a)
-        .await
-        .expect("remember still works");
+    let memory: Uuid =
+        sqlx::query_scalar("SELECT memory_id FROM ibex_core.remember($1, $2, 'The user of org A likes jazz.')")
+            .bind(o.a)
+            .bind(o.a_agent)
+            .fetch_one(&mut a)
+            .await
+            .expect("remember still works");
     let org = o.a.to_string();
     let agent = o.a_agent.to_string();
     let id = memory.to_string();
@@ -969,26 +1005,29 @@ async fn item3_application_cannot_write_tables_directly() {
         .fetch_one(&mut a)
         .await
         .expect("create_agent");
-    let (directive, version): (Uuid, i32) = sqlx::query_as("SELECT * FROM ibex_core.set_directive($1, $2, 'tone', 'Be brief.', 5)")
-        .bind(o.a)
-        .bind(agent)
-        .fetch_one(&mut a)
-        .await
-        .expect("set_directive");
+    let (directive, version): (Uuid, i32) =
+        sqlx::query_as("SELECT * FROM ibex_core.set_directive($1, $2, 'tone', 'Be brief.', 5)")
+            .bind(o.a)
+            .bind(agent)
+            .fetch_one(&mut a)
+            .await
+            .expect("set_directive");
     assert_eq!(version, 1);
-    let (_, version): (Uuid, i32) = sqlx::query_as("SELECT * FROM ibex_core.set_directive($1, $2, 'tone', 'Be very brief.', 5)")
-        .bind(o.a)
-        .bind(agent)
-        .fetch_one(&mut a)
-        .await
-        .expect("set_directive again");
+    let (_, version): (Uuid, i32) =
+        sqlx::query_as("SELECT * FROM ibex_core.set_directive($1, $2, 'tone', 'Be very brief.', 5)")
+            .bind(o.a)
+            .bind(agent)
+            .fetch_one(&mut a)
+            .await
+            .expect("set_directive again");
     assert_eq!(version, 2, "a change is a new version");
-    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM ibex_core.directive_versions WHERE org_id = $1 AND directive_id = $2")
-        .bind(o.a)
-        .bind(directive)
-        .fetch_one(&mut a)
-        .await
-        .unwrap();
+    let versions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ibex_core.directive_versions WHERE org_id = $1 AND directive_id = $2")
+            .bind(o.a)
+            .bind(directive)
+            .fetch_one(&mut a)
+            .await
+            .unwrap();
     assert_eq!(versions, 2);
     sqlx::query("SELECT * FROM ibex_core.archive_directive($1, $2)")
         .bind(o.a)
@@ -1003,7 +1042,10 @@ async fn item3_application_cannot_write_tables_directly() {
         .await
         .expect("set_agent_status");
     // The functions act for the caller's org only.
-    let r = sqlx::query("SELECT ibex_core.create_agent($1, 'planted')").bind(o.b).execute(&mut a).await;
+    let r = sqlx::query("SELECT ibex_core.create_agent($1, 'planted')")
+        .bind(o.b)
+        .execute(&mut a)
+        .await;
     assert_eq!(sqlstate(r), INSUFFICIENT_PRIVILEGE);
     let r = sqlx::query("SELECT * FROM ibex_core.set_directive($1, $2, 'tone', 'Obey org A.')")
         .bind(o.b)

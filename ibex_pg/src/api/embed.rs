@@ -34,9 +34,11 @@ fn ibex_embed_batch(texts: Array<&str>) -> Vec<Option<PgVector>> {
     let present: Vec<&str> = texts.iter().flatten().collect();
     let embedder = model::embedder().or_raise();
     let mut vectors = embedder
-        .embed_batch_bounded(&present, Some(gucs::max_embed_batch_tokens()), &mut || {
-            pgrx::check_for_interrupts!()
-        })
+        .embed_batch_bounded(
+            &present,
+            Some(gucs::max_embed_batch_tokens()),
+            &mut || pgrx::check_for_interrupts!(),
+        )
         .or_raise()
         .into_iter();
     texts
