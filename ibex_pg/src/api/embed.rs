@@ -37,7 +37,7 @@ fn ibex_embed_batch(texts: Array<&str>) -> Vec<Option<PgVector>> {
         .embed_batch_bounded(
             &present,
             Some(gucs::max_embed_batch_tokens()),
-            &mut || pgrx::check_for_interrupts!(),
+            &mut check_for_interrupts,
         )
         .or_raise()
         .into_iter();
@@ -45,4 +45,10 @@ fn ibex_embed_batch(texts: Array<&str>) -> Vec<Option<PgVector>> {
         .iter()
         .map(|text| text.map(|_| PgVector(vectors.next().expect("one vector per text"))))
         .collect()
+}
+
+/// Called between forward passes: a cancelled query (statement timeout, pg_cancel_backend) stops
+/// there instead of after the whole batch.
+fn check_for_interrupts() {
+    pgrx::check_for_interrupts!();
 }
