@@ -12,3 +12,8 @@
 SET LOCAL ROLE ibex_owner;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA ibex_core FROM ibex_app;
 RESET ROLE;
+
+-- The sidecar is trusted with one direct write: API tokens, which it creates and revokes for an
+-- operator it authenticated (`ibex token create` with the sidecar's URL, the management API).
+-- Application logins are not members of ibex_sidecar (bind_login refuses them), so they cannot.
+GRANT INSERT, UPDATE ON ibex_core.api_tokens TO ibex_sidecar;
