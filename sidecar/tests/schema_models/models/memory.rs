@@ -78,6 +78,27 @@ crate::model! {
 }
 
 crate::model! {
+    /// A memory extraction learned that waits for review (a standing instruction, migration 0015).
+    pub struct MemoryReview in "memory_reviews" {
+        org_id: Uuid,
+        id: Uuid,
+        agent_id: Uuid,
+        content: String,
+        category: String,
+        confidence: f32,
+        source_session_id: Option<Uuid>,
+        source_turn: Option<i32>,
+        user_id: Option<Uuid>,
+        metadata: serde_json::Value,
+        status: String,
+        decision: Option<String>,
+        decided_at: Option<DateTime<Utc>>,
+        memory_id: Option<Uuid>,
+        created_at: DateTime<Utc>,
+    }
+}
+
+crate::model! {
     pub struct Tag in "tags" {
         org_id: Uuid,
         id: Uuid,

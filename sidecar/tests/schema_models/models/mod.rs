@@ -77,6 +77,7 @@ pub fn all_tables() -> Vec<(&'static str, Vec<ColumnSpec>, &'static [&'static st
         entry::<MemoryVersion>(),
         entry::<MemoryRelationship>(),
         entry::<MemoryConflict>(),
+        entry::<MemoryReview>(),
         entry::<Tag>(),
         entry::<MemoryTag>(),
         entry::<MemoryAccess>(),
@@ -86,5 +87,6 @@ pub fn all_tables() -> Vec<(&'static str, Vec<ColumnSpec>, &'static [&'static st
         entry::<WorkerCounter>(),
         entry::<SqlApiFile>(),
         entry::<OrgLogin>(),
+        entry::<HotCacheEviction>(),
     ]
 }

@@ -131,3 +131,14 @@ crate::model! {
         created_at: DateTime<Utc>,
     }
 }
+
+crate::model! {
+    /// Deleted memories' agents and deleted or purged orgs, for the hot cache consumer (migration 0013).
+    pub struct HotCacheEviction in "ibex_ops.hot_cache_evictions" {
+        id: i64,
+        org_id: Uuid,
+        agent_id: Option<Uuid>,
+        reason: String,
+        requested_at: DateTime<Utc>,
+    }
+}
