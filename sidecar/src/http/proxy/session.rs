@@ -198,7 +198,7 @@ async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Resu
         Some(reply) => {
             // A nested transaction on the connection is a SAVEPOINT.
             let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-            match append_reply(&mut *savepoint, call, reply, completion_tokens).await {
+            match append_reply(&mut savepoint, call, reply, completion_tokens).await {
                 Ok(()) => {
                     savepoint.commit().await?;
                     None
