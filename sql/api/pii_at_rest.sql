@@ -55,26 +55,12 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION ibex_core.redact_version_reason() RETURNS trigger
+-- The text column named by the trigger's argument (a reason, a resolution, a decision), redacted.
+-- The triggers fire only when it is not NULL.
+CREATE OR REPLACE FUNCTION ibex_core.redact_text_column() RETURNS trigger
     LANGUAGE plpgsql SET search_path = public, pg_catalog, pg_temp AS $$
 BEGIN
-    NEW.reason := ibex_redact_pii(NEW.reason);
-    RETURN NEW;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION ibex_core.redact_conflict_resolution() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = public, pg_catalog, pg_temp AS $$
-BEGIN
-    NEW.resolution := ibex_redact_pii(NEW.resolution);
-    RETURN NEW;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION ibex_core.redact_review_decision() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = public, pg_catalog, pg_temp AS $$
-BEGIN
-    NEW.decision := ibex_redact_pii(NEW.decision);
+    NEW := jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[0], ibex_redact_pii(to_jsonb(NEW) ->> TG_ARGV[0])));
     RETURN NEW;
 END
 $$;
@@ -92,14 +78,14 @@ CREATE OR REPLACE TRIGGER agents_redact_metadata BEFORE INSERT OR UPDATE OF meta
     FOR EACH ROW EXECUTE FUNCTION ibex_core.redact_metadata_column();
 
 CREATE OR REPLACE TRIGGER memory_versions_redact_reason BEFORE INSERT ON ibex_core.memory_versions
-    FOR EACH ROW WHEN (NEW.reason IS NOT NULL) EXECUTE FUNCTION ibex_core.redact_version_reason();
+    FOR EACH ROW WHEN (NEW.reason IS NOT NULL) EXECUTE FUNCTION ibex_core.redact_text_column('reason');
 
 CREATE OR REPLACE TRIGGER memory_conflicts_redact_resolution
     BEFORE INSERT OR UPDATE OF resolution ON ibex_core.memory_conflicts
-    FOR EACH ROW WHEN (NEW.resolution IS NOT NULL) EXECUTE FUNCTION ibex_core.redact_conflict_resolution();
+    FOR EACH ROW WHEN (NEW.resolution IS NOT NULL) EXECUTE FUNCTION ibex_core.redact_text_column('resolution');
 
 CREATE OR REPLACE TRIGGER memory_reviews_redact_metadata BEFORE INSERT OR UPDATE OF metadata ON ibex_core.memory_reviews
     FOR EACH ROW EXECUTE FUNCTION ibex_core.redact_metadata_column();
 
 CREATE OR REPLACE TRIGGER memory_reviews_redact_decision BEFORE INSERT OR UPDATE OF decision ON ibex_core.memory_reviews
-    FOR EACH ROW WHEN (NEW.decision IS NOT NULL) EXECUTE FUNCTION ibex_core.redact_review_decision();
+    FOR EACH ROW WHEN (NEW.decision IS NOT NULL) EXECUTE FUNCTION ibex_core.redact_text_column('decision');

@@ -15,7 +15,6 @@ RETURNS TABLE (memory_id uuid, path text, superseded_ids uuid[], conflicts jsonb
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_max_chars   integer := current_setting('ibex.max_memory_chars')::integer;
     v_near        float8 := current_setting('ibex.near_duplicate_threshold')::float8;
     v_conflict    float8 := current_setting('ibex.conflict_threshold')::float8;
     v_agent_status text;
@@ -35,22 +34,7 @@ BEGIN
     IF p_agent IS NULL THEN
         RAISE EXCEPTION 'agent must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF p_content IS NULL OR btrim(p_content) = '' THEN
-        RAISE EXCEPTION 'memory content is empty' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'A memory needs some text.';
-    END IF;
-    IF length(p_content) > v_max_chars THEN
-        RAISE EXCEPTION 'memory content is too long' USING ERRCODE = 'string_data_right_truncation',
-            DETAIL = format('%s characters; the limit (ibex.max_memory_chars) is %s.', length(p_content), v_max_chars),
-            HINT = 'Store shorter, self-contained facts; split long text into several memories.';
-    END IF;
-    -- Only invisible characters (zero-width, format and control characters, Unicode spaces): a
-    -- memory nobody could read, whose embedding would sit near everything.
-    IF p_content !~ '[^[:space:][:cntrl:]\u00A0\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\u3164\uFEFF\uFFA0]' THEN
-        RAISE EXCEPTION 'memory content has no visible characters' USING ERRCODE = 'invalid_parameter_value',
-            DETAIL = format('%s characters, all of them spaces, zero-width, format or control characters.', length(p_content)),
-            HINT = 'A memory needs some text.';
-    END IF;
+    PERFORM ibex_core.assert_memory_content(p_content);
     PERFORM ibex_core.assert_category(p_category);
     IF p_confidence IS NULL OR NOT (p_confidence BETWEEN 0 AND 1) THEN
         RAISE EXCEPTION 'confidence must be between 0 and 1, got %', coalesce(p_confidence::text, 'NULL')

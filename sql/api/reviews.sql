@@ -24,14 +24,7 @@ BEGIN
                                              p_session, p_turn, p_metadata) r;
         RETURN;
     END IF;
-    IF p_content IS NULL OR btrim(p_content) = '' THEN
-        RAISE EXCEPTION 'memory content is empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF length(p_content) > current_setting('ibex.max_memory_chars')::integer THEN
-        RAISE EXCEPTION 'memory content is too long' USING ERRCODE = 'string_data_right_truncation',
-            DETAIL = format('%s characters; the limit (ibex.max_memory_chars) is %s.',
-                            length(p_content), current_setting('ibex.max_memory_chars'));
-    END IF;
+    PERFORM ibex_core.assert_memory_content(p_content);
     PERFORM ibex_core.assert_metadata(p_metadata);
     v_content := ibex_redact_pii(btrim(p_content));
     SELECT m.id INTO v_existing FROM ibex_core.memories m

@@ -1,4 +1,4 @@
--- Input checks shared by the memory functions: category, tags and metadata.
+-- Input checks shared by the memory functions: content, category, tags and metadata.
 SET LOCAL ROLE ibex_owner;
 
 -- The categories come from ibex_engine (ibex_memory_categories()), where the sidecar and the
@@ -69,6 +69,32 @@ BEGIN
         RAISE EXCEPTION 'metadata is too large' USING ERRCODE = 'program_limit_exceeded',
             DETAIL = format('%s bytes of JSON; the limit (ibex.max_metadata_bytes) is %s.', v_bytes, v_max),
             HINT = 'Keep metadata to small keys and values; store documents elsewhere and reference them.';
+    END IF;
+END
+$$;
+
+-- Memory content, checked before anything reads it further (redaction, hashing, embedding): not
+-- empty, at most ibex.max_memory_chars, and not only invisible characters (zero-width, format
+-- and control characters, Unicode spaces: a memory nobody could read, whose embedding would sit
+-- near everything). remember and learn both start with it.
+CREATE OR REPLACE FUNCTION ibex_core.assert_memory_content(p_content text) RETURNS void
+    LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_max integer := current_setting('ibex.max_memory_chars')::integer;
+BEGIN
+    IF p_content IS NULL OR btrim(p_content) = '' THEN
+        RAISE EXCEPTION 'memory content is empty' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A memory needs some text.';
+    END IF;
+    IF length(p_content) > v_max THEN
+        RAISE EXCEPTION 'memory content is too long' USING ERRCODE = 'string_data_right_truncation',
+            DETAIL = format('%s characters; the limit (ibex.max_memory_chars) is %s.', length(p_content), v_max),
+            HINT = 'Store shorter, self-contained facts; split long text into several memories.';
+    END IF;
+    IF p_content !~ '[^[:space:][:cntrl:]\u00A0\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u2000-\u200F\u2028-\u202F\u205F-\u206F\u3000\u3164\uFEFF\uFFA0]' THEN
+        RAISE EXCEPTION 'memory content has no visible characters' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('%s characters, all of them spaces, zero-width, format or control characters.', length(p_content)),
+            HINT = 'A memory needs some text.';
     END IF;
 END
 $$;
