@@ -1,6 +1,6 @@
 // The migrations are embedded in the binary by `sqlx::migrate!`, and the files of sql/api (in the
 // order sql/api/ORDER gives) by the table generated here; rebuild when either changes.
-// The gRPC types of AssembleContext are generated from proto/ with protoc (PROTOC, or `protoc` on
+// The gRPC types of AssembleContext and the AuthService are generated from proto/ with protoc (PROTOC, or `protoc` on
 // PATH; Debian's protobuf-compiler package).
 use std::path::Path;
 
@@ -12,7 +12,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_protos(&["../proto/ibex/context/v1/context.proto"], &["../proto"])?;
+        .compile_protos(
+            &[
+                "../proto/ibex/context/v1/context.proto",
+                "../proto/ibex/auth/v1/auth.proto",
+            ],
+            &["../proto"],
+        )?;
     Ok(())
 }
 

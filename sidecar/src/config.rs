@@ -129,6 +129,22 @@ pub struct Config {
     #[serde(rename = "auth_cache_ttl_seconds")]
     #[serde_as(as = "DurationSeconds<u64>")]
     pub auth_cache_ttl: Duration,
+    /// The AuthService the REST API's middleware asks (`http://host:port`); unset: this
+    /// process's own gRPC listener.
+    pub auth_service_url: Option<String>,
+    /// How long the REST API remembers a valid token (0: every request asks the AuthService).
+    /// Revocations are pushed, so this bounds only how long a lost notification is trusted.
+    #[serde(rename = "api_auth_cache_ttl_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub api_auth_cache_ttl: Duration,
+    /// Failed authentications allowed per minute, per source address and per token prefix.
+    pub auth_failures_per_minute: f64,
+    /// Failed authentications allowed in a burst before that rate applies.
+    pub auth_failure_burst: usize,
+    /// How long the REST API keeps the answer of a POST with an `Idempotency-Key`, to replay it.
+    #[serde(rename = "idempotency_ttl_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub idempotency_ttl: Duration,
 
     // Hot cache consumer, see `crate::hotcache`.
     /// Run the outbox consumer in this process (needs database_url and redis_url).
@@ -234,6 +250,11 @@ impl Default for Config {
             context_queue: 8,
             context_queue_wait: Duration::from_millis(5),
             auth_cache_ttl: Duration::from_secs(10),
+            auth_service_url: None,
+            api_auth_cache_ttl: Duration::from_secs(5),
+            auth_failures_per_minute: 30.0,
+            auth_failure_burst: 30,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
             hot_cache_consumer: true,
             hot_cache_poll: Duration::from_secs(1),
             hot_cache_lease: Duration::from_secs(30),
@@ -363,6 +384,7 @@ impl Config {
             ("db_max_connections", self.db_max_connections as usize),
             ("max_text_chars", self.max_text_chars),
             ("max_context_chars", self.max_context_chars),
+            ("auth_failure_burst", self.auth_failure_burst),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -380,6 +402,17 @@ impl Config {
                 "setting embed_rate_per_second must be a positive number, got {}",
                 self.embed_rate_per_second
             );
+        }
+        if !(self.auth_failures_per_minute.is_finite() && self.auth_failures_per_minute > 0.0) {
+            bail!(
+                "setting auth_failures_per_minute must be a positive number, got {}",
+                self.auth_failures_per_minute
+            );
+        }
+        if let Some(url) = &self.auth_service_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("setting auth_service_url must be an http:// or https:// URL, got {url:?}");
+            }
         }
         if self.embed_rate_burst < self.max_batch {
             bail!(

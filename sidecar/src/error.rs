@@ -54,6 +54,21 @@ pub enum ApiError {
     /// The request conflicts with the resource's state (e.g. appending to a completed session).
     #[error("{0}")]
     Conflict(String),
+    /// A state change the resource's current state does not allow; `allowed` names those it does.
+    #[error("{message}")]
+    InvalidTransition { message: String, allowed: Vec<String> },
+    /// An `Idempotency-Key` sent again with a different request.
+    #[error("this Idempotency-Key was used for a different request (method, path or body); use a new key")]
+    IdempotencyKeyReused,
+    /// A database refusal of the request's content (SQLSTATE class 22 or 23): the database's
+    /// message, with its SQLSTATE, detail and hint as details.
+    #[error("{message}")]
+    Rejected {
+        status: u16,
+        code: &'static str,
+        message: String,
+        details: Value,
+    },
     /// A dependency (the database) is unreachable or failing; retrying later may work. The
     /// detail is logged, never sent.
     #[error("{public}")]
@@ -94,7 +109,9 @@ impl ApiError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::ResourceNotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::InvalidTransition { .. } => StatusCode::CONFLICT,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Rejected { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
             Self::Unavailable { .. } | Self::UpstreamNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             // The client's own mistakes, reported by the upstream, keep their status; anything
             // else (the upstream's failures, our key refused) is a bad gateway.
@@ -124,6 +141,9 @@ impl ApiError {
             Self::PermissionDenied(_) => "permission_denied",
             Self::ResourceNotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::InvalidTransition { .. } => "invalid_transition",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::Rejected { code, .. } => *code,
             Self::Unavailable { .. } => "unavailable",
             Self::UpstreamError { .. } => "upstream_error",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
@@ -146,7 +166,15 @@ impl ApiError {
             Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Self::PermissionDenied(_) => tonic::Code::PermissionDenied,
             Self::ResourceNotFound(_) => tonic::Code::NotFound,
-            Self::Conflict(_) => tonic::Code::FailedPrecondition,
+            Self::Conflict(_) | Self::InvalidTransition { .. } | Self::IdempotencyKeyReused => {
+                tonic::Code::FailedPrecondition
+            }
+            Self::Rejected { status, .. } => match status {
+                404 => tonic::Code::NotFound,
+                409 => tonic::Code::AlreadyExists,
+                403 => tonic::Code::PermissionDenied,
+                _ => tonic::Code::InvalidArgument,
+            },
             Self::Unavailable { .. } | Self::UpstreamError { .. } | Self::UpstreamNotConfigured => {
                 tonic::Code::Unavailable
             }
@@ -170,6 +198,8 @@ impl ApiError {
                 ..
             } => Some(json!({ "upstream_status": upstream_status, "upstream_body": upstream_body })),
             Self::UpstreamTimeout { timeout_ms } => Some(json!({ "timeout_ms": timeout_ms })),
+            Self::InvalidTransition { allowed, .. } => Some(json!({ "allowed": allowed })),
+            Self::Rejected { details, .. } => Some(details.clone()),
             _ => None,
         }
     }

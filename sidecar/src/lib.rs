@@ -2,6 +2,7 @@
 //! domain logic lives in `ibex_engine` and in the database (`ibex_pg` + sql/api).
 
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod context;

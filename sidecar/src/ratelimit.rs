@@ -1,4 +1,6 @@
-//! Per-token rate limit of the embedding endpoints: a token bucket per API token id.
+//! Token buckets by key: the per-token rate limit of the embedding endpoints (keyed by API token
+//! id), and the failed-authentication limit (keyed by source address and by token prefix, see
+//! `crate::auth::failures`).
 //!
 //! Each token may embed `embed_rate_per_second` texts per second with bursts of up to
 //! `embed_rate_burst` texts; a request costs one unit per text (a batch of 512 costs 512, a
@@ -12,6 +14,7 @@
 //! nothing. Past the capacity the least used buckets are evicted, which resets them to full;
 //! only a caller holding more valid tokens than the capacity could gain from that.
 
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +23,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
-/// Buckets kept at most (one per active token; about 100 bytes each).
+/// Buckets kept at most (one per active key; about 100 bytes each).
 const CAPACITY: u64 = 100_000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,32 +34,70 @@ pub struct RateSettings {
     pub burst: usize,
 }
 
+impl RateSettings {
+    /// The limit in words, for the refusal's details.
+    fn describe(&self, unit: &str, settings: &str) -> String {
+        format!(
+            "{} {unit} per second, bursts of {} (settings {settings})",
+            self.per_second, self.burst
+        )
+    }
+}
+
 struct Bucket {
     units: f64,
     refilled: Instant,
 }
 
-pub struct RateLimiter {
-    buckets: Cache<Uuid, Arc<Mutex<Bucket>>>,
+pub struct RateLimiter<K = Uuid> {
+    buckets: Cache<K, Arc<Mutex<Bucket>>>,
     settings: RateSettings,
+    /// The limit in words (what a unit is, which settings), for refusals.
+    limit: String,
 }
 
-impl RateLimiter {
+impl RateLimiter<Uuid> {
+    /// The embedding endpoints' limit: a unit is a text, the key an API token id.
     pub fn new(settings: RateSettings) -> Self {
+        Self::with_description(
+            settings,
+            settings.describe("texts", "embed_rate_per_second, embed_rate_burst"),
+        )
+    }
+}
+
+impl<K: Hash + Eq + Send + Sync + Clone + 'static> RateLimiter<K> {
+    pub fn with_description(settings: RateSettings, limit: String) -> Self {
         let refill = Duration::from_secs_f64((settings.burst as f64 / settings.per_second).clamp(1.0, 86_400.0));
         Self {
             buckets: Cache::builder().max_capacity(CAPACITY).time_to_idle(refill).build(),
             settings,
+            limit,
         }
     }
 
-    /// Takes `cost` units from the token's bucket, or refuses with the time until they are back.
-    pub async fn take(&self, token: Uuid, cost: usize) -> Result<(), ApiError> {
+    /// A limiter whose refusals name `unit` and the `settings` that set it.
+    pub fn described(settings: RateSettings, unit: &str, setting_names: &str) -> Self {
+        Self::with_description(settings, settings.describe(unit, setting_names))
+    }
+
+    /// Takes `cost` units from the key's bucket, or refuses with the time until they are back.
+    pub async fn take(&self, key: K, cost: usize) -> Result<(), ApiError> {
+        self.settle(key, cost as f64, true).await
+    }
+
+    /// Whether `cost` units are there, without taking them: a check before work whose cost is
+    /// only taken when it fails (a failed authentication).
+    pub async fn check(&self, key: K, cost: usize) -> Result<(), ApiError> {
+        self.settle(key, cost as f64, false).await
+    }
+
+    async fn settle(&self, key: K, cost: f64, take: bool) -> Result<(), ApiError> {
         let RateSettings { per_second, burst } = self.settings;
         let burst = burst as f64;
         let bucket = self
             .buckets
-            .get_with(token, async move {
+            .get_with(key, async move {
                 Arc::new(Mutex::new(Bucket {
                     units: burst,
                     refilled: Instant::now(),
@@ -68,16 +109,15 @@ impl RateLimiter {
         let earned = now.duration_since(bucket.refilled).as_secs_f64() * per_second;
         bucket.units = (bucket.units + earned).min(burst);
         bucket.refilled = now;
-        let cost = cost as f64;
         if bucket.units >= cost {
-            bucket.units -= cost;
+            if take {
+                bucket.units -= cost;
+            }
             return Ok(());
         }
         Err(ApiError::RateLimited {
             retry_after: Duration::from_secs_f64((cost - bucket.units) / per_second),
-            limit: format!(
-                "{per_second} texts per second, bursts of {burst} (settings embed_rate_per_second, embed_rate_burst)"
-            ),
+            limit: self.limit.clone(),
         })
     }
 }

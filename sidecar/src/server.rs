@@ -13,7 +13,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticator;
+use crate::api::idempotency::IdempotencyStore;
+use crate::auth::client::AuthClient;
+use crate::auth::failures::FailedAttempts;
+use crate::auth::{revocation, Authenticator, Backend, TokenValidator};
 use crate::config::Config;
 use crate::context::{ContextEngine, EngineSettings};
 use crate::embedding::{CacheSettings, CoreSettings, EmbeddingCache, EmbeddingCore, ModelPool, PoolSettings};
@@ -62,6 +65,18 @@ impl RunningServer {
             None => Ok(()),
         }
     }
+}
+
+/// An address this host can connect to: a wildcard listener (0.0.0.0, ::) is reached on loopback.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }
 
 async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
@@ -116,7 +131,33 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         EngineSettings::from_config(&config),
         Arc::clone(&metrics),
     ));
-    let auth = Arc::new(Authenticator::new(db.clone(), config.auth_cache_ttl));
+    let validator = Arc::new(TokenValidator::new(
+        db.clone(),
+        FailedAttempts::new(RateSettings {
+            per_second: config.auth_failures_per_minute / 60.0,
+            burst: config.auth_failure_burst,
+        }),
+    ));
+    let auth = Arc::new(Authenticator::new(
+        Backend::InProcess(Arc::clone(&validator)),
+        config.auth_cache_ttl,
+    ));
+    // The REST API asks the AuthService over gRPC: this process's own listener unless another
+    // is configured.
+    let auth_url = match &config.auth_service_url {
+        Some(url) => url.clone(),
+        None => format!("http://{}", loopback(grpc_addr)),
+    };
+    let api_auth = Arc::new(Authenticator::new(
+        Backend::Grpc(AuthClient::new(&auth_url).context("setting auth_service_url")?),
+        config.api_auth_cache_ttl,
+    ));
+    let idempotency = match &config.redis_url {
+        Some(url) => Some(Arc::new(
+            IdempotencyStore::new(url, config.redis_timeout, config.idempotency_ttl).context("setting redis_url")?,
+        )),
+        None => None,
+    };
     let embed_limit = Arc::new(RateLimiter::new(RateSettings {
         per_second: config.embed_rate_per_second,
         burst: config.embed_rate_burst,
@@ -134,7 +175,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         core: Arc::clone(&core),
         metrics: Arc::clone(&metrics),
         db: db.clone(),
-        auth,
+        auth: Arc::clone(&auth),
+        api_auth: Arc::clone(&api_auth),
+        validator,
+        idempotency,
         embed_limit,
         context,
         upstream,
@@ -145,6 +189,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         tokio::spawn(async move { db::warm_up(&pool, warm).await });
     }
     let shutdown = CancellationToken::new();
+    if let Some(pool) = &db {
+        tokio::spawn(revocation::run(pool.clone(), vec![auth, api_auth], shutdown.clone()));
+    }
     let consumer = match (
         &db,
         &config.database_url,
@@ -189,6 +236,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
             });
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let result = axum::serve(listener, app)
                 .with_graceful_shutdown(token.clone().cancelled_owned())
                 .await;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, TokenValidator};
 use crate::config::Config;
 use crate::context::ContextEngine;
 use crate::embedding::EmbeddingCore;
@@ -19,7 +19,15 @@ pub struct AppState {
     /// Application-role pool, connecting lazily; `None` when no `database_url` is configured.
     /// Nothing in the embedding API uses it, and readiness does not depend on it.
     pub db: Option<PgPool>,
+    /// Token checks of the hot path (AssembleContext, the proxy, the embedding API): the
+    /// validator in process.
     pub auth: Arc<Authenticator>,
+    /// Token checks of the REST management API: the AuthService over gRPC.
+    pub api_auth: Arc<Authenticator>,
+    /// The one token validator, served as the gRPC AuthService.
+    pub validator: Arc<TokenValidator>,
+    /// Idempotency-Key replays of the REST API (Redis); `None` without redis_url.
+    pub idempotency: Option<Arc<crate::api::idempotency::IdempotencyStore>>,
     /// The per-token rate limit of the embedding endpoints.
     pub embed_limit: Arc<RateLimiter>,
     /// Context assembly, shared by gRPC AssembleContext and the chat completions proxy.

@@ -6,7 +6,21 @@ mod common;
 use std::time::Duration;
 
 use ibex_sidecar::admin;
-use ibex_sidecar::auth::Authenticator;
+use std::sync::Arc;
+
+use ibex_sidecar::auth::failures::FailedAttempts;
+use ibex_sidecar::auth::{Authenticator, Backend, TokenValidator};
+use ibex_sidecar::ratelimit::RateSettings;
+
+/// Every check reads the database (no cache), through the one validator.
+async fn uncached() -> Authenticator {
+    let failures = FailedAttempts::new(RateSettings {
+        per_second: 100.0,
+        burst: 100,
+    });
+    let validator = TokenValidator::new(Some(common::app_pool().await), failures);
+    Authenticator::new(Backend::InProcess(Arc::new(validator)), Duration::ZERO)
+}
 
 fn url() -> String {
     std::env::var("IBEX_MIGRATE_DATABASE_URL").expect("run through `make test-sidecar`")
@@ -26,7 +40,7 @@ async fn bootstrap_is_idempotent_and_issues_one_admin_token() {
         .unwrap();
     assert!(tokens >= 1);
     if let Some(token) = first.token {
-        let auth = Authenticator::new(Some(common::app_pool().await), Duration::ZERO);
+        let auth = uncached().await;
         let principal = auth
             .authenticate(Some(&format!("Bearer {token}")))
             .await
@@ -64,7 +78,7 @@ async fn created_tokens_are_hashed_scoped_and_checked() {
     assert_eq!(scopes, ["proxy", "context:assemble"]);
     assert_eq!(agent_id, Some(agent));
 
-    let auth = Authenticator::new(Some(common::app_pool().await), Duration::ZERO);
+    let auth = uncached().await;
     let p = auth.authenticate(Some(&format!("Bearer {}", t.token))).await.unwrap();
     assert_eq!((p.org_id, p.agent_id, p.token_id), (org, Some(agent), t.id));
 

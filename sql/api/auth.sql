@@ -7,7 +7,8 @@
 -- superuser), which may replace a function of any owner, and hands the function over.
 
 -- The token with this SHA-256 (lowercase hex), or no row. token_state says whether it may be
--- used: 'active', 'revoked', 'expired', or 'org_suspended' / 'org_deleted'. last_used_at moves
+-- used: 'active', 'revoked', 'expired', 'org_suspended' / 'org_deleted', or 'user_disabled' (the
+-- token's user is deactivated). last_used_at moves
 -- at most once a minute, so authenticating stays a read on the hot path.
 CREATE OR REPLACE FUNCTION ibex_core.authenticate_token(p_token_hash text)
 RETURNS TABLE (token_id uuid, token_org uuid, token_agent uuid, token_user uuid, token_scopes text[],
@@ -22,9 +23,10 @@ BEGIN
         RETURN;
     END IF;
     SELECT k.org_id, k.id, k.agent_id, k.user_id, k.scopes, k.revoked_at, k.expires_at, k.last_used_at,
-           o.status AS org_status
+           o.status AS org_status, u.status AS user_status
     INTO t
     FROM ibex_core.api_tokens k JOIN ibex_core.orgs o ON o.id = k.org_id
+    LEFT JOIN ibex_core.users u ON u.org_id = k.org_id AND u.id = k.user_id
     WHERE k.token_hash = p_token_hash;
     IF NOT FOUND THEN
         RETURN;
@@ -33,6 +35,7 @@ BEGIN
         WHEN t.revoked_at IS NOT NULL THEN 'revoked'
         WHEN t.expires_at IS NOT NULL AND t.expires_at <= now() THEN 'expired'
         WHEN t.org_status <> 'active' THEN 'org_' || t.org_status
+        WHEN t.user_status IS NOT NULL AND t.user_status <> 'active' THEN 'user_' || t.user_status
         ELSE 'active' END;
     IF token_state = 'active' AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute') THEN
         UPDATE ibex_core.api_tokens k SET last_used_at = now()
@@ -54,3 +57,31 @@ ALTER FUNCTION ibex_core.authenticate_token(text) OWNER TO ibex_system;
 -- scopes (and probe hashes across orgs).
 REVOKE ALL ON FUNCTION ibex_core.authenticate_token(text) FROM PUBLIC, ibex_app;
 GRANT EXECUTE ON FUNCTION ibex_core.authenticate_token(text) TO ibex_sidecar;
+
+-- Revocation is pushed: every change that can turn a valid token invalid notifies the channel
+-- `ibex_auth`, and each sidecar drops what it remembered (sidecar/src/auth/revocation.rs). The
+-- payload is the token's hash for a token's own change, or `*` when an org's or a user's status
+-- changed (every token of it; rare enough to clear the whole cache). NOTIFY is transactional:
+-- it is delivered on commit, never for a change rolled back.
+CREATE OR REPLACE FUNCTION ibex_core.notify_auth_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'api_tokens' THEN
+        PERFORM pg_notify('ibex_auth', OLD.token_hash);
+    ELSE
+        PERFORM pg_notify('ibex_auth', '*');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER api_tokens_notify_auth
+    AFTER UPDATE OF revoked_at, expires_at, scopes, agent_id, user_id OR DELETE ON ibex_core.api_tokens
+    FOR EACH ROW EXECUTE FUNCTION ibex_core.notify_auth_change();
+CREATE OR REPLACE TRIGGER orgs_notify_auth
+    AFTER UPDATE OF status OR DELETE ON ibex_core.orgs
+    FOR EACH ROW EXECUTE FUNCTION ibex_core.notify_auth_change();
+CREATE OR REPLACE TRIGGER users_notify_auth
+    AFTER UPDATE OF status OR DELETE ON ibex_core.users
+    FOR EACH ROW EXECUTE FUNCTION ibex_core.notify_auth_change();
+ALTER FUNCTION ibex_core.notify_auth_change() OWNER TO ibex_owner;

@@ -9,12 +9,14 @@ BEGIN
 END
 $$;
 
--- History tables are append-only: rows are facts about the past. A superuser purge (GDPR
--- deletion of an org) may delete after `SET ibex.allow_history_purge = on`; nothing may update.
+-- History tables are append-only: rows are facts about the past. They go only with what they
+-- describe: a delete cascaded from their memory or directive (an agent or org deleted; the
+-- cascade runs inside the foreign key's trigger, so pg_trigger_depth() > 1), or a superuser purge
+-- after `SET ibex.allow_history_purge = on`. Nothing may update them.
 CREATE OR REPLACE FUNCTION ibex_core.reject_history_change() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'DELETE' AND current_setting('ibex.allow_history_purge', true) = 'on' THEN
+    IF TG_OP = 'DELETE' AND (pg_trigger_depth() > 1 OR current_setting('ibex.allow_history_purge', true) = 'on') THEN
         RETURN OLD;
     END IF;
     RAISE EXCEPTION '%.% is append-only', TG_TABLE_SCHEMA, TG_TABLE_NAME

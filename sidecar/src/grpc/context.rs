@@ -34,7 +34,8 @@ impl pb::context_service_server::ContextService for ContextService {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let principal = self.auth.authenticate(authorization.as_deref()).await?;
+        let source = super::auth::peer_source(&request);
+        let principal = self.auth.authenticate_from(authorization.as_deref(), &source).await?;
         principal.require_scope(SCOPE_CONTEXT)?;
         let body = request.into_inner();
         let org = parse_uuid("org_id", &body.org_id)?;

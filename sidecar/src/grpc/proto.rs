@@ -1,7 +1,13 @@
-//! Types and stubs generated from proto/ibex/context/v1/context.proto (see build.rs).
+//! Types and stubs generated from proto/ibex/*/v1/*.proto (see build.rs).
 
 pub mod context {
     pub mod v1 {
         tonic::include_proto!("ibex.context.v1");
+    }
+}
+
+pub mod auth {
+    pub mod v1 {
+        tonic::include_proto!("ibex.auth.v1");
     }
 }

@@ -9,6 +9,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::{Health, HealthServer};
 
+use super::auth::{AuthService, AuthServiceServer};
 use super::context::{ContextService, ContextServiceServer};
 use crate::state::AppState;
 
@@ -19,6 +20,9 @@ pub fn services(state: &AppState, health: HealthServer<impl Health>) -> Routes {
     routes.add_service(ContextServiceServer::new(ContextService {
         engine: Arc::clone(&state.context),
         auth: Arc::clone(&state.auth),
+    }));
+    routes.add_service(AuthServiceServer::new(AuthService {
+        validator: Arc::clone(&state.validator),
     }));
     routes.routes()
 }

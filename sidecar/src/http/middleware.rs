@@ -1,10 +1,13 @@
-//! Middleware of every HTTP request: the request id, and one span + log line + metrics sample.
+//! Middleware of every HTTP request: the request id and client address, and one span + log line
+//! + metrics sample.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -19,6 +22,13 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    /// The client's IP address, for limits keyed by source (failed authentications).
+    static CLIENT_ADDR: String;
+}
+
+/// The address of the client being served, when the server knows it.
+pub fn current_client_addr() -> Option<String> {
+    CLIENT_ADDR.try_with(Clone::clone).ok()
 }
 
 /// The id of the request being served, for error envelopes built deep inside handlers.
@@ -49,7 +59,11 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .and_then(acceptable)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = with_request_id(id.clone(), next.run(request)).await;
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+    let mut response = with_request_id(id.clone(), CLIENT_ADDR.scope(client, next.run(request))).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }

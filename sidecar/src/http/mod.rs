@@ -2,7 +2,7 @@
 
 mod embed;
 mod health;
-mod json;
+pub mod json;
 pub mod middleware;
 mod openai;
 pub mod proxy;
@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embed/batch", post(embed::embed_batch))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/chat/completions", post(proxy::chat_completions))
+        .merge(crate::api::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

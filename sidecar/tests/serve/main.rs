@@ -10,6 +10,7 @@ mod embed_api;
 mod fixtures;
 mod health;
 mod hot_cache;
+mod management;
 mod proxy;
 mod resilience;
 mod support;

@@ -5,22 +5,25 @@
 //! `api_tokens.token_hash`, with the first 8 characters (`ibx_` and 4 secret ones) as
 //! `token_prefix` so people can tell their tokens apart.
 //!
-//! Checking happens before the org is known, so the lookup goes through the SECURITY DEFINER
-//! function `ibex_core.authenticate_token(hash)` (migration 0008), which returns the token's org,
-//! agent, scopes and state and moves `last_used_at` at most once a minute. Successful checks are
-//! remembered in-process for `auth_cache_ttl` (10 s by default, never past the token's expiry):
-//! the hot path then costs no database round trip, and a revocation takes effect within that
-//! time on every sidecar.
+//! One place decides whether a token may be used: [`validator::TokenValidator`] (the database's
+//! `ibex_core.authenticate_token`, with the failed-attempt limit of [`failures`]). It is served
+//! as the gRPC `ibex.auth.v1.AuthService` (`crate::grpc::auth`); the REST API's middleware asks it
+//! over gRPC ([`client`]), the hot path in process. Both remember valid answers for a few seconds
+//! ([`authenticator::Authenticator`]), and both forget them as soon as the database announces a
+//! revocation ([`revocation`]).
 
-use std::time::{Duration, Instant};
+pub mod authenticator;
+pub mod client;
+pub mod failures;
+pub mod revocation;
+pub mod validator;
 
-use chrono::{DateTime, Utc};
+pub use authenticator::{Authenticator, Backend};
+pub use validator::{TokenValidator, Validated};
+
 use ibex_engine::content::sha256_hex;
-use moka::future::Cache;
-use moka::Expiry;
 use rand::distr::Alphanumeric;
 use rand::Rng;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -46,6 +49,9 @@ pub const SCOPES: &[&str] = &[
     "context:assemble",
     "proxy",
     "embed",
+    "users:read",
+    "users:write",
+    "platform:admin",
 ];
 pub const SCOPE_ADMIN: &str = "admin";
 pub const SCOPE_CONTEXT: &str = "context:assemble";
@@ -54,9 +60,9 @@ pub const SCOPE_PROXY: &str = "proxy";
 /// as it implies every scope; `context:assemble` and `proxy` do not (their embeddings happen
 /// inside the sidecar, on the hot path's own capacity).
 pub const SCOPE_EMBED: &str = "embed";
-/// Principals remembered at most; past it the least useful are evicted (tokens in real use
-/// come straight back on their next call).
-const CACHE_CAPACITY: u64 = 10_000;
+/// The platform operators' scope: orgs across the platform. Unlike every other scope it is not
+/// implied by `admin` (an org's admin is not a platform operator).
+pub const SCOPE_PLATFORM_ADMIN: &str = "platform:admin";
 
 /// A new token, never stored: show it once.
 pub fn generate_token() -> String {
@@ -112,9 +118,11 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// `admin` implies every scope.
+    /// `admin` implies every scope of its org (not `platform:admin`).
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope || s == SCOPE_ADMIN)
+        self.scopes
+            .iter()
+            .any(|s| s == scope || (s == SCOPE_ADMIN && scope != SCOPE_PLATFORM_ADMIN))
     }
 
     pub fn require_scope(&self, scope: &str) -> Result<(), ApiError> {
@@ -163,125 +171,6 @@ pub fn bearer(value: Option<&str>) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-/// A successful check and how long it is remembered: the cache TTL or the time left before the
-/// token expires, whichever is shorter.
-#[derive(Clone)]
-struct Cached {
-    principal: Principal,
-    ttl: Duration,
-}
-
-/// Each entry lives for its own `ttl`, so a token about to expire is not served past its expiry.
-struct PerEntryTtl;
-
-impl Expiry<String, Cached> for PerEntryTtl {
-    fn expire_after_create(&self, _hash: &String, cached: &Cached, _created_at: Instant) -> Option<Duration> {
-        Some(cached.ttl)
-    }
-}
-
-/// A row of `ibex_core.authenticate_token(hash)`.
-#[derive(sqlx::FromRow)]
-struct TokenRow {
-    token_id: Uuid,
-    token_org: Uuid,
-    token_agent: Option<Uuid>,
-    token_user: Option<Uuid>,
-    token_scopes: Vec<String>,
-    /// active, revoked, expired, or org_<status> when the org is not active.
-    token_state: String,
-    token_expires_at: Option<DateTime<Utc>>,
-}
-
-/// Why a known token is refused, in words for the client; `None` when it may be used.
-fn refusal(state: &str) -> Option<String> {
-    let reason = match state {
-        "active" => return None,
-        "revoked" => "this API token was revoked",
-        "expired" => "this API token has expired",
-        "org_suspended" => "the org of this API token is suspended",
-        "org_deleted" => "the org of this API token is deleted",
-        other => return Some(format!("this API token cannot be used ({other})")),
-    };
-    Some(reason.to_string())
-}
-
-pub struct Authenticator {
-    db: Option<PgPool>,
-    ttl: Duration,
-    /// Principals by token hash; `None` when `auth_cache_ttl` is 0.
-    cache: Option<Cache<String, Cached>>,
-}
-
-impl Authenticator {
-    pub fn new(db: Option<PgPool>, ttl: Duration) -> Self {
-        let cache = (!ttl.is_zero()).then(|| {
-            Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .expire_after(PerEntryTtl)
-                .build()
-        });
-        Self { db, ttl, cache }
-    }
-
-    /// Checks the `authorization` header value and returns who is calling.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, ApiError> {
-        let token = bearer(authorization)?;
-        if !well_formed(token) {
-            return Err(ApiError::Unauthenticated(
-                "invalid API token (IBEX tokens look like ibx_ followed by 32 letters and digits)".into(),
-            ));
-        }
-        let hash = token_hash(token);
-        if let Some(cache) = &self.cache {
-            if let Some(cached) = cache.get(&hash).await {
-                return Ok(cached.principal);
-            }
-        }
-        let db = self.db.as_ref().ok_or_else(|| ApiError::Unavailable {
-            public: "authentication needs the database, and none is configured".into(),
-            detail: "no database_url".into(),
-        })?;
-        let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT token_id, token_org, token_agent, token_user, token_scopes, token_state, token_expires_at
-             FROM ibex_core.authenticate_token($1)",
-        )
-        .bind(&hash)
-        .fetch_optional(db)
-        .await
-        .map_err(|e| ApiError::database("authenticating a token", e))?;
-        let Some(row) = row else {
-            return Err(ApiError::Unauthenticated("unknown API token".into()));
-        };
-        if let Some(reason) = refusal(&row.token_state) {
-            return Err(ApiError::Unauthenticated(reason));
-        }
-        let principal = Principal {
-            token_id: row.token_id,
-            org_id: row.token_org,
-            agent_id: row.token_agent,
-            user_id: row.token_user,
-            scopes: row.token_scopes,
-        };
-        self.remember(hash, &principal, row.token_expires_at).await;
-        Ok(principal)
-    }
-
-    async fn remember(&self, hash: String, principal: &Principal, expires_at: Option<DateTime<Utc>>) {
-        let Some(cache) = &self.cache else { return };
-        let left = expires_at.map_or(self.ttl, |expires| (expires - Utc::now()).to_std().unwrap_or_default());
-        let ttl = self.ttl.min(left);
-        if ttl.is_zero() {
-            return;
-        }
-        let cached = Cached {
-            principal: principal.clone(),
-            ttl,
-        };
-        cache.insert(hash, cached).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,41 +196,6 @@ mod tests {
             seen.extend(generate_token()[4..].chars());
         }
         assert_eq!(seen.len(), 62, "uniform over A-Z, a-z, 0-9");
-    }
-
-    #[test]
-    fn token_states_other_than_active_are_refused_in_words() {
-        assert_eq!(refusal("active"), None);
-        assert!(refusal("revoked").unwrap().contains("revoked"));
-        assert!(refusal("org_suspended").unwrap().contains("suspended"));
-        assert!(refusal("something_new").unwrap().contains("something_new"));
-    }
-
-    #[tokio::test]
-    async fn a_remembered_check_expires_with_its_token() {
-        let auth = Authenticator::new(None, Duration::from_secs(60));
-        let principal = Principal {
-            token_id: Uuid::nil(),
-            org_id: Uuid::nil(),
-            agent_id: None,
-            user_id: None,
-            scopes: vec!["proxy".into()],
-        };
-        let token = generate_token();
-        let authorization = format!("Bearer {token}");
-        auth.remember(
-            token_hash(&token),
-            &principal,
-            Some(Utc::now() + chrono::Duration::milliseconds(200)),
-        )
-        .await;
-        assert_eq!(auth.authenticate(Some(&authorization)).await.unwrap(), principal);
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        // Expired from the cache, and there is no database to ask.
-        assert_eq!(
-            auth.authenticate(Some(&authorization)).await.unwrap_err().code(),
-            "unavailable"
-        );
     }
 
     #[test]
@@ -388,6 +242,10 @@ mod tests {
             ..p
         };
         assert!(admin.require_scope("context:assemble").is_ok());
+        assert!(
+            admin.require_scope(SCOPE_PLATFORM_ADMIN).is_err(),
+            "an org admin is no platform operator"
+        );
         assert!(admin.require_agent(Uuid::from_u128(2)).is_ok());
     }
 }

@@ -1,0 +1,285 @@
+//! `/v1/agents`: an org's agents. Create, list, get, update, delete, and status transitions
+//! (sql/api/agents.sql decides which are allowed; a refused one is a 409 naming the allowed).
+//!
+//! An agent-bound token sees and changes its own agent only, and cannot create agents.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::extract::{ApiPath, ApiQuery, Caller};
+use super::page::{After, Page, PageQuery, PageRequest};
+use super::{for_org, sql_error::from_sqlx};
+use crate::error::ApiError;
+use crate::http::json::ApiJson;
+use crate::state::AppState;
+
+const LIST: &str = "agents";
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Agent {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub status: String,
+    pub default_model: Option<String>,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, org_id, name, description, status, default_model, metadata, created_at, updated_at";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgent {
+    pub name: String,
+    pub description: Option<String>,
+    pub default_model: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+/// Fields absent keep their value; `null` clears description and default_model.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAgent {
+    pub name: Option<String>,
+    #[serde(default, with = "serde_with::rust::double_option")]
+    pub description: Option<Option<String>>,
+    #[serde(default, with = "serde_with::rust::double_option")]
+    pub default_model: Option<Option<String>>,
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListAgents {
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct DeletedAgent {
+    pub memories: i64,
+    pub directives: i64,
+    pub sessions: i64,
+    pub tokens: i64,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<CreateAgent>,
+) -> Result<(StatusCode, Json<Agent>), ApiError> {
+    caller.require_scope("agents:write")?;
+    if let Some(bound) = caller.agent_id {
+        return Err(ApiError::PermissionDenied(format!(
+            "this token is bound to agent {bound} and cannot create agents"
+        )));
+    }
+    let mut tx = for_org(&state, caller.org_id).await?;
+    let id: Uuid = sqlx::query_scalar("SELECT ibex_core.create_agent($1, $2, $3, $4, $5)")
+        .bind(caller.org_id)
+        .bind(&body.name)
+        .bind(&body.description)
+        .bind(&body.default_model)
+        .bind(body.metadata.unwrap_or_else(|| Value::Object(Default::default())))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| from_sqlx("creating an agent", e))?;
+    let agent = fetch(&mut tx, caller.org_id, id).await?;
+    tx.commit().await.map_err(|e| from_sqlx("creating an agent", e))?;
+    Ok((StatusCode::CREATED, Json(agent)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(query): ApiQuery<ListAgents>,
+) -> Result<Json<Page<Agent>>, ApiError> {
+    caller.require_scope("agents:read")?;
+    let page = PageRequest::parse(
+        &PageQuery {
+            limit: query.limit,
+            cursor: query.cursor.clone(),
+        },
+        LIST,
+    )?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    let rows: Vec<Agent> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM ibex_core.agents
+         WHERE org_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id = $3)
+           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+         ORDER BY created_at DESC, id DESC LIMIT $6"
+    ))
+    .bind(caller.org_id)
+    .bind(&query.status)
+    .bind(caller.agent_id)
+    .bind(page.after_time())
+    .bind(page.after_id())
+    .bind(page.fetch())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| from_sqlx("listing agents", e))?;
+    Ok(Json(page.finish(rows, LIST, |a| After {
+        created_at: a.created_at,
+        id: a.id,
+    })))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Agent>, ApiError> {
+    caller.require_scope("agents:read")?;
+    caller.require_agent(id)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    Ok(Json(fetch(&mut tx, caller.org_id, id).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateAgent>,
+) -> Result<Json<Agent>, ApiError> {
+    caller.require_scope("agents:write")?;
+    caller.require_agent(id)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    sqlx::query("SELECT ibex_core.update_agent($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(caller.org_id)
+        .bind(id)
+        .bind(&body.name)
+        .bind(body.description.clone().flatten())
+        .bind(body.default_model.clone().flatten())
+        .bind(&body.metadata)
+        .bind(matches!(body.description, Some(None)))
+        .bind(matches!(body.default_model, Some(None)))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| from_sqlx("updating an agent", e))?;
+    let agent = fetch(&mut tx, caller.org_id, id).await?;
+    tx.commit().await.map_err(|e| from_sqlx("updating an agent", e))?;
+    Ok(Json(agent))
+}
+
+pub async fn set_status(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<StatusChange>,
+) -> Result<Json<Agent>, ApiError> {
+    caller.require_scope("agents:write")?;
+    caller.require_agent(id)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    let changed = sqlx::query("SELECT ibex_core.set_agent_status($1, $2, $3)")
+        .bind(caller.org_id)
+        .bind(id)
+        .bind(&body.status)
+        .execute(&mut *tx)
+        .await;
+    if let Err(e) = changed {
+        return Err(transition_refused(from_sqlx("changing an agent's status", e)));
+    }
+    let agent = fetch(&mut tx, caller.org_id, id).await?;
+    tx.commit()
+        .await
+        .map_err(|e| from_sqlx("changing an agent's status", e))?;
+    Ok(Json(agent))
+}
+
+/// The database names the allowed statuses in its DETAIL (`allowed: a, b`); the API gives them
+/// as a list.
+fn transition_refused(error: ApiError) -> ApiError {
+    let ApiError::Rejected {
+        status: 409,
+        message,
+        details,
+        ..
+    } = &error
+    else {
+        return error;
+    };
+    let allowed = details
+        .get("detail")
+        .and_then(Value::as_str)
+        .and_then(|d| d.strip_prefix("allowed: "))
+        .map(|list| list.split(", ").filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    ApiError::InvalidTransition {
+        message: message.clone(),
+        allowed,
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<DeletedAgent>, ApiError> {
+    caller.require_scope("agents:write")?;
+    caller.require_agent(id)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    let deleted: DeletedAgent =
+        sqlx::query_as("SELECT memories, directives, sessions, tokens FROM ibex_core.delete_agent($1, $2)")
+            .bind(caller.org_id)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| from_sqlx("deleting an agent", e))?;
+    tx.commit().await.map_err(|e| from_sqlx("deleting an agent", e))?;
+    Ok(Json(deleted))
+}
+
+async fn fetch(tx: &mut sqlx::PgConnection, org: Uuid, id: Uuid) -> Result<Agent, ApiError> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM ibex_core.agents WHERE org_id = $1 AND id = $2"
+    ))
+    .bind(org)
+    .bind(id)
+    .fetch_optional(tx)
+    .await
+    .map_err(|e| from_sqlx("reading an agent", e))?
+    .ok_or_else(|| ApiError::ResourceNotFound(format!("agent {id} not found")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_refused_transition_names_the_allowed_ones() {
+        let refused = ApiError::Rejected {
+            status: 409,
+            code: "conflict",
+            message: "an agent that is archived cannot become paused".into(),
+            details: json!({ "sqlstate": "55000", "detail": "allowed: active", "hint": null }),
+        };
+        let ApiError::InvalidTransition { allowed, .. } = transition_refused(refused) else {
+            panic!("not a transition refusal")
+        };
+        assert_eq!(allowed, ["active"]);
+    }
+
+    #[test]
+    fn updates_tell_absent_from_null() {
+        let body: UpdateAgent = serde_json::from_value(json!({ "description": null })).unwrap();
+        assert_eq!(body.description, Some(None));
+        assert_eq!(body.default_model, None);
+        assert!(serde_json::from_value::<UpdateAgent>(json!({ "nme": "x" })).is_err());
+    }
+}

@@ -1,0 +1,360 @@
+//! `/v1/memories`: an org's memories as operators and applications manage them. Writes go through
+//! the same SQL as every other writer: `ibex_core.remember` (the 9-step pipeline; the answer says
+//! which path it took), `feedback`, `forget` (a soft delete with a version record). Lists filter by
+//! agent, category, tag, status and creation time and page by keyset; a text query `q` ranks
+//! through `ibex_core.search` instead (one page, best first).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::extract::{ApiPath, ApiQuery, Caller};
+use super::page::{After, Page, PageQuery, PageRequest};
+use super::{for_org, sql_error::from_sqlx};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::http::json::ApiJson;
+use crate::state::AppState;
+
+const READ: &str = "memories:read";
+const WRITE: &str = "memories:write";
+const LIST: &str = "memories";
+const STATUSES: &[&str] = &["active", "superseded", "deleted"];
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Memory {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub agent_id: Uuid,
+    pub content: String,
+    pub category: String,
+    pub confidence: f32,
+    pub status: String,
+    pub tags: Vec<String>,
+    pub useful_count: i32,
+    pub not_useful_count: i32,
+    pub access_count: i64,
+    pub last_accessed_at: Option<DateTime<Utc>>,
+    pub superseded_by: Option<Uuid>,
+    pub source_session_id: Option<Uuid>,
+    pub metadata: Value,
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The columns of [`Memory`] over `ibex_core.memories m`.
+pub const COLUMNS: &str = "m.id, m.org_id, m.agent_id, m.content, m.category, m.confidence, m.status, \
+     ARRAY(SELECT t.name FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id \
+           WHERE mt.org_id = m.org_id AND mt.memory_id = m.id ORDER BY t.name) AS tags, \
+     m.useful_count, m.not_useful_count, m.access_count, m.last_accessed_at, m.superseded_by, m.source_session_id, \
+     m.metadata, m.version, m.created_at, m.updated_at";
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct MemoryVersion {
+    pub version: i32,
+    pub change: String,
+    pub content: String,
+    pub category: String,
+    pub confidence: f32,
+    pub status: String,
+    pub superseded_by: Option<Uuid>,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemoryWithHistory {
+    #[serde(flatten)]
+    pub memory: Memory,
+    pub history: Vec<MemoryVersion>,
+}
+
+/// A search hit: the memory's ranking next to it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Hit {
+    pub memory_id: Uuid,
+    pub content: String,
+    pub category: String,
+    pub confidence: f32,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub score: f64,
+    pub relevance: f64,
+    pub semantic: f64,
+    pub lexical: f64,
+    pub recency: f64,
+    pub usefulness: f64,
+    pub access_frequency: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Listing {
+    Page(Page<Memory>),
+    Ranked {
+        data: Vec<Hit>,
+        next_cursor: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListMemories {
+    pub agent_id: Option<Uuid>,
+    pub category: Option<String>,
+    pub tag: Option<String>,
+    pub status: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// A text query: results ranked by `ibex_core.search` (needs agent_id).
+    pub q: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMemory {
+    pub agent_id: Uuid,
+    pub content: String,
+    pub category: Option<String>,
+    pub confidence: Option<f32>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Remembered {
+    pub memory_id: Uuid,
+    /// created, duplicate or superseded: what the write pipeline did.
+    pub path: String,
+    pub superseded_ids: Vec<Uuid>,
+    pub conflicts: Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedMemory {
+    #[serde(flatten)]
+    pub result: Remembered,
+    pub memory: Memory,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feedback {
+    pub useful: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetQuery {
+    pub reason: Option<String>,
+}
+
+/// The agent a request may act on: the caller's own when bound, else the one asked.
+fn agent_scope(caller: &Principal, asked: Option<Uuid>) -> Result<Option<Uuid>, ApiError> {
+    if let Some(agent) = asked {
+        caller.require_agent(agent)?;
+    }
+    Ok(asked.or(caller.agent_id))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(query): ApiQuery<ListMemories>,
+) -> Result<Json<Listing>, ApiError> {
+    caller.require_scope(READ)?;
+    let agent = agent_scope(&caller, query.agent_id)?;
+    if let Some(status) = &query.status {
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "status must be one of {}, got {status:?}",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    let page = PageRequest::parse(
+        &PageQuery {
+            limit: query.limit,
+            cursor: query.cursor.clone(),
+        },
+        LIST,
+    )?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    if let Some(q) = &query.q {
+        let agent = agent.ok_or_else(|| ApiError::invalid("a text query (q) needs agent_id"))?;
+        if query.cursor.is_some() || query.status.is_some() {
+            return Err(ApiError::invalid(
+                "a text query (q) answers one ranked page of active memories: no cursor or status",
+            ));
+        }
+        let hits: Vec<Hit> = sqlx::query_as(
+            "SELECT memory_id, content, category, confidence, tags, created_at, score, relevance, semantic, lexical,
+                    recency, usefulness, access_frequency
+             FROM ibex_core.search($1, $2, $3, $4, $5, $6, $7, $8, false)",
+        )
+        .bind(caller.org_id)
+        .bind(agent)
+        .bind(q)
+        .bind(page.limit as i32)
+        .bind(query.category.as_ref().map(|c| vec![c.clone()]))
+        .bind(query.tag.as_ref().map(|t| vec![t.clone()]))
+        .bind(query.created_after)
+        .bind(query.created_before)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| from_sqlx("searching memories", e))?;
+        return Ok(Json(Listing::Ranked {
+            data: hits,
+            next_cursor: None,
+        }));
+    }
+    let rows: Vec<Memory> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM ibex_core.memories m
+         WHERE m.org_id = $1 AND ($2::uuid IS NULL OR m.agent_id = $2) AND ($3::text IS NULL OR m.category = $3)
+           AND ($4::text IS NULL OR EXISTS (
+                 SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
+                 WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = lower(btrim($4))))
+           AND ($5::text IS NULL OR m.status = $5)
+           AND ($6::timestamptz IS NULL OR m.created_at >= $6) AND ($7::timestamptz IS NULL OR m.created_at < $7)
+           AND ($8::timestamptz IS NULL OR (m.created_at, m.id) < ($8, $9))
+         ORDER BY m.created_at DESC, m.id DESC LIMIT $10"
+    ))
+    .bind(caller.org_id)
+    .bind(agent)
+    .bind(&query.category)
+    .bind(&query.tag)
+    .bind(&query.status)
+    .bind(query.created_after)
+    .bind(query.created_before)
+    .bind(page.after_time())
+    .bind(page.after_id())
+    .bind(page.fetch())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| from_sqlx("listing memories", e))?;
+    Ok(Json(Listing::Page(page.finish(rows, LIST, |m| After {
+        created_at: m.created_at,
+        id: m.id,
+    }))))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<MemoryWithHistory>, ApiError> {
+    caller.require_scope(READ)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    let memory = fetch(&mut tx, &caller, id).await?;
+    let history: Vec<MemoryVersion> = sqlx::query_as(
+        "SELECT version, change, content, category, confidence, status, superseded_by, reason, created_at
+         FROM ibex_core.memory_history($1, $2)",
+    )
+    .bind(caller.org_id)
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| from_sqlx("reading a memory's history", e))?;
+    Ok(Json(MemoryWithHistory { memory, history }))
+}
+
+/// `remember`: 201 when a memory was written (created, or superseding others), 200 when the
+/// content was already known (the existing memory).
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<CreateMemory>,
+) -> Result<(StatusCode, Json<CreatedMemory>), ApiError> {
+    caller.require_scope(WRITE)?;
+    caller.require_agent(body.agent_id)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    super::require_agent_exists(&mut tx, caller.org_id, body.agent_id).await?;
+    let result: Remembered = sqlx::query_as(
+        "SELECT memory_id, path, superseded_ids, conflicts
+         FROM ibex_core.remember($1, $2, $3, $4, $5, $6, NULL, NULL, $7)",
+    )
+    .bind(caller.org_id)
+    .bind(body.agent_id)
+    .bind(&body.content)
+    .bind(body.category.as_deref().unwrap_or("declarative"))
+    .bind(body.confidence.unwrap_or(0.8))
+    .bind(&body.tags)
+    .bind(body.metadata.unwrap_or_else(|| Value::Object(Default::default())))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| from_sqlx("remembering", e))?;
+    let memory = fetch(&mut tx, &caller, result.memory_id).await?;
+    tx.commit().await.map_err(|e| from_sqlx("remembering", e))?;
+    let status = if result.path == "duplicate" {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(CreatedMemory { result, memory })))
+}
+
+pub async fn feedback(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<Feedback>,
+) -> Result<Json<Memory>, ApiError> {
+    caller.require_scope(WRITE)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    fetch(&mut tx, &caller, id).await?;
+    sqlx::query("SELECT * FROM ibex_core.feedback($1, $2, $3)")
+        .bind(caller.org_id)
+        .bind(id)
+        .bind(body.useful)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| from_sqlx("recording feedback", e))?;
+    let memory = fetch(&mut tx, &caller, id).await?;
+    tx.commit().await.map_err(|e| from_sqlx("recording feedback", e))?;
+    Ok(Json(memory))
+}
+
+/// `forget`: the memory leaves every ranking; it stays readable with its history.
+pub async fn forget(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ForgetQuery>,
+) -> Result<Json<Memory>, ApiError> {
+    caller.require_scope(WRITE)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    fetch(&mut tx, &caller, id).await?;
+    sqlx::query("SELECT * FROM ibex_core.forget($1, $2, $3)")
+        .bind(caller.org_id)
+        .bind(id)
+        .bind(&query.reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| from_sqlx("forgetting", e))?;
+    let memory = fetch(&mut tx, &caller, id).await?;
+    tx.commit().await.map_err(|e| from_sqlx("forgetting", e))?;
+    Ok(Json(memory))
+}
+
+/// The memory `id` of the caller's org (and agent, for an agent-bound caller).
+async fn fetch(tx: &mut sqlx::PgConnection, caller: &Principal, id: Uuid) -> Result<Memory, ApiError> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM ibex_core.memories m
+         WHERE m.org_id = $1 AND m.id = $2 AND ($3::uuid IS NULL OR m.agent_id = $3)"
+    ))
+    .bind(caller.org_id)
+    .bind(id)
+    .bind(caller.agent_id)
+    .fetch_optional(tx)
+    .await
+    .map_err(|e| from_sqlx("reading a memory", e))?
+    .ok_or_else(|| ApiError::ResourceNotFound(format!("memory {id} not found")))
+}
