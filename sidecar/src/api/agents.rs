@@ -192,37 +192,13 @@ pub async fn set_status(
         .execute(&mut *tx)
         .await;
     if let Err(e) = changed {
-        return Err(transition_refused(from_sqlx("changing an agent's status", e)));
+        return Err(super::transition_refused(from_sqlx("changing an agent's status", e)));
     }
     let agent = fetch(&mut tx, caller.org_id, id).await?;
     tx.commit()
         .await
         .map_err(|e| from_sqlx("changing an agent's status", e))?;
     Ok(Json(agent))
-}
-
-/// The database names the allowed statuses in its DETAIL (`allowed: a, b`); the API gives them
-/// as a list.
-fn transition_refused(error: ApiError) -> ApiError {
-    let ApiError::Rejected {
-        status: 409,
-        message,
-        details,
-        ..
-    } = &error
-    else {
-        return error;
-    };
-    let allowed = details
-        .get("detail")
-        .and_then(Value::as_str)
-        .and_then(|d| d.strip_prefix("allowed: "))
-        .map(|list| list.split(", ").filter(|s| !s.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default();
-    ApiError::InvalidTransition {
-        message: message.clone(),
-        allowed,
-    }
 }
 
 pub async fn delete(
@@ -269,7 +245,7 @@ mod tests {
             message: "an agent that is archived cannot become paused".into(),
             details: json!({ "sqlstate": "55000", "detail": "allowed: active", "hint": null }),
         };
-        let ApiError::InvalidTransition { allowed, .. } = transition_refused(refused) else {
+        let ApiError::InvalidTransition { allowed, .. } = super::super::transition_refused(refused) else {
             panic!("not a transition refusal")
         };
         assert_eq!(allowed, ["active"]);

@@ -1,18 +1,24 @@
 //! The management REST API under `/v1`: what operators and applications manage (agents, their
-//! directives, tokens, memories). JSON in and out; every error in the IBEX envelope
+//! directives, tokens, memories and their conflicts and export, sessions, users, usage analytics). JSON in and out; every error in the IBEX envelope
 //! (`crate::error`); every list cursor-paginated ([`page`]); `Idempotency-Key` honoured on POST
 //! ([`idempotency`]); callers authenticated by the AuthService over gRPC ([`extract::Caller`])
 //! and checked for scope, org and agent in each handler. Each handler acts in a transaction
 //! bound to the caller's org, so row-level security holds whatever ids a request carries.
 
 pub mod agents;
+pub mod analytics;
+pub mod conflicts;
 pub mod directives;
+pub mod export;
 pub mod extract;
 pub mod idempotency;
 pub mod memories;
+pub mod orgs;
 pub mod page;
+pub mod sessions;
 pub mod sql_error;
 pub mod tokens;
+pub mod users;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -43,7 +49,24 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/directives/{id}/versions/{version}", get(directives::version))
         .route("/v1/memories", post(memories::create).get(memories::list))
         .route("/v1/memories/{id}", get(memories::get).delete(memories::forget))
+        .route("/v1/memories/export", get(export::export))
         .route("/v1/memories/{id}/feedback", post(memories::feedback))
+        .route("/v1/conflicts", get(conflicts::list))
+        .route("/v1/conflicts/{id}/resolve", post(conflicts::resolve))
+        .route("/v1/sessions", get(sessions::list))
+        .route("/v1/sessions/{id}", get(sessions::get))
+        .route("/v1/sessions/{id}/turns", get(sessions::turns))
+        .route("/v1/sessions/{id}/complete", post(sessions::complete))
+        .route("/v1/users", post(users::create).get(users::list))
+        .route(
+            "/v1/users/{id}",
+            get(users::get).patch(users::update).delete(users::deactivate),
+        )
+        .route("/v1/analytics/usage", get(analytics::usage))
+        .route("/v1/orgs", post(orgs::create).get(orgs::list))
+        .route("/v1/orgs/{id}", get(orgs::get).patch(orgs::update).delete(orgs::delete))
+        .route("/v1/orgs/{id}/suspend", post(orgs::suspend))
+        .route("/v1/orgs/{id}/resume", post(orgs::resume))
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/tokens/{id}", get(tokens::get).delete(tokens::revoke))
         .route_layer(axum::middleware::from_fn_with_state(state, idempotency::honour))
@@ -71,4 +94,28 @@ pub async fn require_agent_exists(tx: &mut sqlx::PgConnection, org: Uuid, agent:
     found
         .map(|_| ())
         .ok_or_else(|| ApiError::ResourceNotFound(format!("agent {agent} not found")))
+}
+
+/// A refused state change: the database names the allowed states in its DETAIL
+/// (`allowed: a, b`, sql/api/agents.sql and platform.sql); the API gives them as a list.
+pub fn transition_refused(error: ApiError) -> ApiError {
+    let ApiError::Rejected {
+        status: 409,
+        message,
+        details,
+        ..
+    } = &error
+    else {
+        return error;
+    };
+    let allowed = details
+        .get("detail")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|d| d.strip_prefix("allowed: "))
+        .map(|list| list.split(", ").filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    ApiError::InvalidTransition {
+        message: message.clone(),
+        allowed,
+    }
 }

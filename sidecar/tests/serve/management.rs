@@ -693,3 +693,383 @@ async fn management_memories_through_the_write_pipeline() {
     api.get(&path).await.error(404, "not_found");
     server.stop().await;
 }
+
+/// Runs `sql` (binding $1 = org, then `args` as text) in a transaction acting for `org`.
+async fn as_org(admin_pool: &sqlx::PgPool, org: Uuid, sql: &str) -> Vec<sqlx::postgres::PgRow> {
+    let mut tx = admin_pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('ibex.org_id', $1, true)")
+        .bind(org.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let rows = sqlx::query(sql).bind(org).fetch_all(&mut *tx).await.expect(sql);
+    tx.commit().await.unwrap();
+    rows
+}
+
+#[tokio::test]
+async fn management_users_sessions_conflicts_and_usage() {
+    use sqlx::Row;
+    let server = server().await;
+    let admin_pool = admin().await;
+    let t = tenant(&admin_pool, "mgmt-more").await;
+    let b = tenant(&admin_pool, "mgmt-more-b").await;
+    let api = Api {
+        server: &server,
+        token: token(t.org, "admin", None).await,
+    };
+    let other = Api {
+        server: &server,
+        token: token(b.org, "admin", None).await,
+    };
+
+    // Users: create, duplicate email, list, update, deactivate (their token stops working).
+    let created = api
+        .post(
+            "/v1/users",
+            json!({ "email": "Ada@example.com", "display_name": "Ada", "role": "admin" }),
+        )
+        .await;
+    let user = id(ok(&created, 201));
+    api.post("/v1/users", json!({ "email": "ada@EXAMPLE.com" }))
+        .await
+        .error(409, "already_exists");
+    api.post("/v1/users", json!({ "email": "not-an-email" }))
+        .await
+        .error(400, "invalid_request");
+    api.post("/v1/users", json!({ "email": "x@example.com", "role": "god" }))
+        .await
+        .error(400, "invalid_request");
+    let listed = api.get("/v1/users").await;
+    assert_eq!(ok(&listed, 200)["data"].as_array().unwrap().len(), 1);
+    let patched = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/users/{user}"),
+            Some(json!({ "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(ok(&patched, 200)["role"], "viewer");
+    let minted = api
+        .post(
+            "/v1/tokens",
+            json!({ "name": "ada", "scopes": ["agents:read"], "user_id": user }),
+        )
+        .await;
+    let ada = Api {
+        server: &server,
+        token: ok(&minted, 201)["token"].as_str().unwrap().to_string(),
+    };
+    ok(&ada.get("/v1/agents").await, 200);
+    let deactivated = api.call(Method::DELETE, &format!("/v1/users/{user}"), None).await;
+    assert_eq!(ok(&deactivated, 200)["status"], "disabled");
+    within(Duration::from_secs(2), async || {
+        ada.get("/v1/agents").await.status == 401
+    })
+    .await;
+    other.get(&format!("/v1/users/{user}")).await.error(404, "not_found");
+    other
+        .call(Method::DELETE, &format!("/v1/users/{user}"), None)
+        .await
+        .error(404, "not_found");
+
+    // Sessions: list, get with turns, page the turns, complete.
+    let rows = as_org(
+        &admin_pool,
+        t.org,
+        &format!("SELECT ibex_core.ensure_session($1, '{}', 'chat-1') AS id", t.agent),
+    )
+    .await;
+    let session: Uuid = rows[0].get("id");
+    let turns: Vec<Value> = (0..5)
+        .map(|n| json!({ "role": if n % 2 == 0 { "user" } else { "assistant" }, "content": format!("turn {n}") }))
+        .collect();
+    as_org(
+        &admin_pool,
+        t.org,
+        &format!(
+            "SELECT ibex_core.append_turns($1, '{session}', '{}'::jsonb)",
+            Value::Array(turns)
+        ),
+    )
+    .await;
+    let listed = api.get(&format!("/v1/sessions?agent_id={}", t.agent)).await;
+    assert_eq!(id(&ok(&listed, 200)["data"][0]), session);
+    let read = api.get(&format!("/v1/sessions/{session}")).await;
+    let read = ok(&read, 200);
+    assert_eq!(
+        (read["turn_count"].as_i64(), read["turns"].as_array().unwrap().len()),
+        (Some(5), 5)
+    );
+    assert!(read["replay_url"].is_null());
+    let page = api.get(&format!("/v1/sessions/{session}/turns?after=2&limit=2")).await;
+    let page = ok(&page, 200);
+    assert_eq!(page["data"][0]["turn_index"], 3);
+    assert_eq!(page["next_after"], 4);
+    let completed = api.post(&format!("/v1/sessions/{session}/complete"), json!({})).await;
+    assert_eq!(ok(&completed, 200)["status"], "completed");
+    other
+        .get(&format!("/v1/sessions/{session}"))
+        .await
+        .error(404, "not_found");
+    other
+        .post(&format!("/v1/sessions/{session}/complete"), json!({}))
+        .await
+        .error(404, "not_found");
+
+    // Conflicts: a pair recorded by remember's step 6 (written here directly), resolved with the
+    // loser forgotten.
+    let one = ok(
+        &api.post(
+            "/v1/memories",
+            json!({ "agent_id": t.agent, "content": "The office opens at 8." }),
+        )
+        .await,
+        201,
+    )["memory_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let two = ok(
+        &api.post(
+            "/v1/memories",
+            json!({ "agent_id": t.agent, "content": "The office opens at 9." }),
+        )
+        .await,
+        201,
+    )["memory_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sqlx::query(
+        "INSERT INTO ibex_core.memory_conflicts (org_id, memory_id, conflicting_memory_id, similarity)
+         SELECT $1, $2::uuid, $3::uuid, 0.9 WHERE NOT EXISTS (
+             SELECT 1 FROM ibex_core.memory_conflicts WHERE org_id = $1 AND memory_id = $2::uuid)",
+    )
+    .bind(t.org)
+    .bind(&two)
+    .bind(&one)
+    .execute(&admin_pool)
+    .await
+    .unwrap();
+    let open = api.get("/v1/conflicts").await;
+    let conflict = ok(&open, 200)["data"][0].clone();
+    other
+        .post(&format!("/v1/conflicts/{}/resolve", id(&conflict)), json!({}))
+        .await
+        .error(404, "not_found");
+    let resolved = api
+        .post(
+            &format!("/v1/conflicts/{}/resolve", id(&conflict)),
+            json!({ "resolution": "opens at 9 since May", "forget_memory_id": one }),
+        )
+        .await;
+    assert_eq!(ok(&resolved, 200)["status"], "resolved");
+    let forgotten = api.get(&format!("/v1/memories/{one}")).await;
+    assert_eq!(ok(&forgotten, 200)["status"], "deleted");
+    assert!(ok(&api.get("/v1/conflicts").await, 200)["data"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Usage analytics from usage_events.
+    sqlx::query(
+        "INSERT INTO ibex_core.usage_events (org_id, agent_id, model, prompt_tokens, completion_tokens, latency_ms, status_code, created_at)
+         SELECT $1, $2, CASE WHEN n % 3 = 0 THEN 'gpt-4o' ELSE 'gpt-4o-mini' END, 100, 20, 40 * n,
+                CASE WHEN n = 9 THEN 502 ELSE 200 END, now() - make_interval(mins => n * 10)
+         FROM generate_series(0, 9) n",
+    )
+    .bind(t.org)
+    .bind(t.agent)
+    .execute(&admin_pool)
+    .await
+    .unwrap();
+    let usage = api.get("/v1/analytics/usage?bucket=hour").await;
+    let usage = ok(&usage, 200);
+    assert_eq!(usage["totals"]["requests"], 10);
+    assert_eq!(usage["totals"]["errors"], 1);
+    assert_eq!(usage["totals"]["total_tokens"], 1200);
+    let series: i64 = usage["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(series, 10);
+    assert_eq!(usage["models"][0]["model"], "gpt-4o-mini");
+    assert_eq!(usage["agents"][0]["agent_id"], t.agent.to_string());
+    let histogram: i64 = usage["latency_histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(histogram, 10);
+    let theirs = other.get("/v1/analytics/usage").await;
+    assert_eq!(ok(&theirs, 200)["totals"]["requests"], 0, "another org sees none of it");
+    api.get("/v1/analytics/usage?bucket=minute&from=2020-01-01T00:00:00Z")
+        .await
+        .error(400, "invalid_request");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn management_export_streams_every_memory() {
+    let server = server().await;
+    let admin_pool = admin().await;
+    let t = tenant(&admin_pool, "mgmt-export").await;
+    let api = Api {
+        server: &server,
+        token: token(t.org, "memories:read", None).await,
+    };
+    // 1,234 memories (more than two chunks of 500), written directly: the export is what is
+    // tested, not the write pipeline.
+    sqlx::query(
+        "INSERT INTO ibex_core.memories (org_id, agent_id, content, content_hash, embedding, category, created_at)
+         SELECT $1, $2, 'fact, number ' || n || E' with \"quotes\"\nand a line break',
+                encode(sha256(('fact ' || n)::bytea), 'hex'), array_fill(0.05::real, ARRAY[384])::vector,
+                'declarative', now() - make_interval(secs => n)
+         FROM generate_series(1, 1234) n",
+    )
+    .bind(t.org)
+    .bind(t.agent)
+    .execute(&admin_pool)
+    .await
+    .unwrap();
+    let get = |path: String| {
+        let request = server.client.get(server.url(&path)).bearer_auth(&api.token);
+        async move { request.send().await.unwrap() }
+    };
+    let jsonl = get("/v1/memories/export?format=jsonl".into()).await;
+    assert_eq!(jsonl.status(), 200);
+    assert_eq!(jsonl.headers()["content-type"], "application/x-ndjson");
+    let text = jsonl.text().await.unwrap();
+    let ids: HashSet<String> = text
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1234, "every memory once");
+    let csv = get(format!("/v1/memories/export?format=csv&agent_id={}", t.agent)).await;
+    assert_eq!(csv.status(), 200);
+    let text = csv.text().await.unwrap();
+    assert!(text.starts_with("id,agent_id,category,status,"));
+    // Each record holds one quoted line break: header + 1234 records of two lines each.
+    assert_eq!(text.lines().count(), 1 + 2 * 1234);
+    assert!(text.contains("\"fact, number 1 with \"\"quotes\"\""));
+    let refused = reply(get("/v1/memories/export?format=xml".into()).await).await;
+    refused.error(400, "invalid_request");
+    let writer_only = Api {
+        server: &server,
+        token: token(t.org, "memories:write", None).await,
+    };
+    let denied = reply(
+        server
+            .client
+            .get(server.url("/v1/memories/export"))
+            .bearer_auth(&writer_only.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    denied.error(403, "permission_denied");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn management_orgs_for_platform_operators() {
+    let server = server().await;
+    let admin_pool = admin().await;
+    let home = tenant(&admin_pool, "mgmt-platform").await;
+    let operator = Api {
+        server: &server,
+        token: token(home.org, "platform:admin,agents:read", None).await,
+    };
+    let org_admin = Api {
+        server: &server,
+        token: token(home.org, "admin", None).await,
+    };
+    let slug = format!("acme-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    org_admin
+        .post("/v1/orgs", json!({ "name": "Acme", "slug": slug }))
+        .await
+        .error(403, "permission_denied");
+    let created = operator.post("/v1/orgs", json!({ "name": "Acme", "slug": slug })).await;
+    let org = ok(&created, 201).clone();
+    let org_id = id(&org);
+    assert_eq!(org["status"], "active");
+    operator
+        .post("/v1/orgs", json!({ "name": "Again", "slug": slug }))
+        .await
+        .error(409, "already_exists");
+    operator
+        .post("/v1/orgs", json!({ "name": "Bad", "slug": "-Nope" }))
+        .await
+        .error(400, "invalid_request");
+    let path = format!("/v1/orgs/{org_id}");
+    assert_eq!(ok(&operator.get(&path).await, 200)["slug"], slug.as_str());
+    let renamed = operator
+        .call(Method::PATCH, &path, Some(json!({ "name": "Acme Ltd" })))
+        .await;
+    assert_eq!(ok(&renamed, 200)["name"], "Acme Ltd");
+    let listed = operator.get("/v1/orgs?limit=1").await;
+    assert!(
+        ok(&listed, 200)["next_cursor"].is_string(),
+        "more than one org: a second page"
+    );
+
+    // The new org's own token works until the org is suspended, and again once it is resumed.
+    let tenant_token = Api {
+        server: &server,
+        token: token(org_id, "agents:read", None).await,
+    };
+    ok(&tenant_token.get("/v1/agents").await, 200);
+    let suspended = operator.post(&format!("{path}/suspend"), json!({})).await;
+    assert_eq!(ok(&suspended, 200)["status"], "suspended");
+    within(Duration::from_secs(2), async || {
+        tenant_token.get("/v1/agents").await.status == 401
+    })
+    .await;
+    let again = operator.post(&format!("{path}/suspend"), json!({})).await;
+    assert_eq!(
+        again.error(409, "invalid_transition")["details"]["allowed"],
+        json!(["active"])
+    );
+    ok(&operator.post(&format!("{path}/resume"), json!({})).await, 200);
+    within(Duration::from_secs(2), async || {
+        tenant_token.get("/v1/agents").await.status == 200
+    })
+    .await;
+    operator
+        .post(&format!("/v1/orgs/{}/suspend", home.org), json!({}))
+        .await
+        .error(409, "conflict");
+
+    // Deletion removes everything and answers the receipt.
+    let agent = ok(
+        &Api {
+            server: &server,
+            token: token(org_id, "admin", None).await,
+        }
+        .post("/v1/agents", json!({ "name": "doomed" }))
+        .await,
+        201,
+    )
+    .clone();
+    assert_eq!(agent["org_id"], org_id.to_string());
+    let receipt = operator.call(Method::DELETE, &path, None).await;
+    let receipt = ok(&receipt, 200);
+    assert_eq!(receipt["agents"], 1);
+    assert_eq!(receipt["api_tokens"], 2);
+    operator.get(&path).await.error(404, "not_found");
+    within(Duration::from_secs(2), async || {
+        tenant_token.get("/v1/agents").await.status == 401
+    })
+    .await;
+    server.stop().await;
+}

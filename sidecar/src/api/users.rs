@@ -1,0 +1,203 @@
+//! `/v1/users`: the people of an org. Create, list, get, update, deactivate (and reactivate).
+//! Deactivating a user refuses every token of theirs at once, on every sidecar (the database
+//! pushes the change, see `crate::auth::revocation`). Writes go through sql/api/users.sql.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::extract::{ApiPath, ApiQuery, Caller};
+use super::page::{After, Page, PageQuery, PageRequest};
+use super::{for_org, sql_error::from_sqlx};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::http::json::ApiJson;
+use crate::state::AppState;
+
+const READ: &str = "users:read";
+const WRITE: &str = "users:write";
+const LIST: &str = "users";
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, org_id, email, display_name, role, status, created_at, updated_at";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub display_name: Option<String>,
+    pub role: Option<String>,
+    /// `active` or `disabled`.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListUsers {
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// People are managed by org-wide tokens: an agent-bound token acts for a machine, not for the
+/// org's people.
+fn require_org_wide(caller: &Principal) -> Result<(), ApiError> {
+    match caller.agent_id {
+        Some(agent) => Err(ApiError::PermissionDenied(format!(
+            "this token is bound to agent {agent}; users are managed with an org-wide token"
+        ))),
+        None => Ok(()),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    caller.require_scope(WRITE)?;
+    require_org_wide(&caller)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    let id: Uuid = sqlx::query_scalar("SELECT ibex_core.create_user($1, $2, $3, $4)")
+        .bind(caller.org_id)
+        .bind(&body.email)
+        .bind(&body.display_name)
+        .bind(body.role.as_deref().unwrap_or("member"))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| from_sqlx("creating a user", e))?;
+    let user = fetch(&mut tx, caller.org_id, id).await?;
+    tx.commit().await.map_err(|e| from_sqlx("creating a user", e))?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(query): ApiQuery<ListUsers>,
+) -> Result<Json<Page<User>>, ApiError> {
+    caller.require_scope(READ)?;
+    require_org_wide(&caller)?;
+    let page = PageRequest::parse(
+        &PageQuery {
+            limit: query.limit,
+            cursor: query.cursor.clone(),
+        },
+        LIST,
+    )?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    let rows: Vec<User> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM ibex_core.users
+         WHERE org_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+         ORDER BY created_at DESC, id DESC LIMIT $5"
+    ))
+    .bind(caller.org_id)
+    .bind(&query.status)
+    .bind(page.after_time())
+    .bind(page.after_id())
+    .bind(page.fetch())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| from_sqlx("listing users", e))?;
+    Ok(Json(page.finish(rows, LIST, |u| After {
+        created_at: u.created_at,
+        id: u.id,
+    })))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<User>, ApiError> {
+    caller.require_scope(READ)?;
+    require_org_wide(&caller)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    Ok(Json(fetch(&mut tx, caller.org_id, id).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateUser>,
+) -> Result<Json<User>, ApiError> {
+    caller.require_scope(WRITE)?;
+    require_org_wide(&caller)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    sqlx::query("SELECT ibex_core.update_user($1, $2, $3, $4)")
+        .bind(caller.org_id)
+        .bind(id)
+        .bind(&body.display_name)
+        .bind(&body.role)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| from_sqlx("updating a user", e))?;
+    if let Some(status) = &body.status {
+        set_status(&mut tx, caller.org_id, id, status).await?;
+    }
+    let user = fetch(&mut tx, caller.org_id, id).await?;
+    tx.commit().await.map_err(|e| from_sqlx("updating a user", e))?;
+    Ok(Json(user))
+}
+
+/// Deactivates the user (their tokens stop working at once); the row stays, for the history that
+/// names it. `PATCH` with `"status": "active"` reactivates.
+pub async fn deactivate(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<User>, ApiError> {
+    caller.require_scope(WRITE)?;
+    require_org_wide(&caller)?;
+    let mut tx = for_org(&state, caller.org_id).await?;
+    set_status(&mut tx, caller.org_id, id, "disabled").await?;
+    let user = fetch(&mut tx, caller.org_id, id).await?;
+    tx.commit().await.map_err(|e| from_sqlx("deactivating a user", e))?;
+    Ok(Json(user))
+}
+
+async fn set_status(tx: &mut sqlx::PgConnection, org: Uuid, id: Uuid, status: &str) -> Result<(), ApiError> {
+    sqlx::query("SELECT ibex_core.set_user_status($1, $2, $3)")
+        .bind(org)
+        .bind(id)
+        .bind(status)
+        .execute(tx)
+        .await
+        .map(|_| ())
+        .map_err(|e| from_sqlx("changing a user's status", e))
+}
+
+async fn fetch(tx: &mut sqlx::PgConnection, org: Uuid, id: Uuid) -> Result<User, ApiError> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM ibex_core.users WHERE org_id = $1 AND id = $2"
+    ))
+    .bind(org)
+    .bind(id)
+    .fetch_optional(tx)
+    .await
+    .map_err(|e| from_sqlx("reading a user", e))?
+    .ok_or_else(|| ApiError::ResourceNotFound(format!("user {id} not found")))
+}
