@@ -143,7 +143,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::InvalidTransition { .. } => "invalid_transition",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
-            Self::Rejected { code, .. } => *code,
+            Self::Rejected { code, .. } => code,
             Self::Unavailable { .. } => "unavailable",
             Self::UpstreamError { .. } => "upstream_error",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
