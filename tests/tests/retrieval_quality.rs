@@ -8,6 +8,22 @@ use ibex_bench::dataset;
 use ibex_bench::retrieval::{self, Ranker};
 use ibex_e2e::admin;
 
+/// ANALYZE, again when Postgres picks it as a deadlock victim: the indexer worker may be
+/// rebuilding the IVFFlat index concurrently (CREATE INDEX CONCURRENTLY waits for this session's
+/// transaction while ANALYZE waits for the index build's lock), and Postgres resolves that by
+/// cancelling one of the two.
+async fn analyze(conn: &mut sqlx::PgConnection) {
+    for attempt in 1..=5 {
+        match sqlx::query("ANALYZE ibex_core.memories").execute(&mut *conn).await {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01") && attempt < 5 => {
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            Err(e) => panic!("ANALYZE failed: {e}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn ibex_search_beats_vector_only_and_full_text_only() {
     let admin = admin().await;
@@ -19,10 +35,7 @@ async fn ibex_search_beats_vector_only_and_full_text_only() {
     let ids = retrieval::seed(&mut conn, org, agent, &data.memories, |_| {})
         .await
         .unwrap();
-    sqlx::query("ANALYZE ibex_core.memories")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    analyze(&mut conn).await;
     drop(conn);
 
     let rankers = [Ranker::Vector, Ranker::FullText, Ranker::Lexical, Ranker::Ibex];
