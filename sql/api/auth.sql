@@ -60,17 +60,15 @@ GRANT EXECUTE ON FUNCTION ibex_core.authenticate_token(text) TO ibex_sidecar;
 
 -- Revocation is pushed: every change that can turn a valid token invalid notifies the channel
 -- `ibex_auth`, and each sidecar drops what it remembered (sidecar/src/auth/revocation.rs). The
--- payload is the token's hash for a token's own change, or `*` when an org's or a user's status
--- changed (every token of it; rare enough to clear the whole cache). NOTIFY is transactional:
--- it is delivered on commit, never for a change rolled back.
+-- payload is always `*` (drop every remembered token): any session may LISTEN on any channel, so
+-- a payload must not tell which token or org changed. Such changes are rare; the cost is one
+-- database lookup per token in use afterwards. NOTIFY is transactional: it is delivered on
+-- commit, never for a change rolled back, and identical notifications of one transaction fold
+-- into one.
 CREATE OR REPLACE FUNCTION ibex_core.notify_auth_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_TABLE_NAME = 'api_tokens' THEN
-        PERFORM pg_notify('ibex_auth', OLD.token_hash);
-    ELSE
-        PERFORM pg_notify('ibex_auth', '*');
-    END IF;
+    PERFORM pg_notify('ibex_auth', '*');
     RETURN NULL;
 END
 $$;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
-use super::page::{After, Page, PageQuery, PageRequest};
+use super::page::{keyed_by_created_at, Page, PageRequest};
 use super::{for_org, sql_error::from_sqlx};
 use crate::error::ApiError;
 use crate::http::json::ApiJson;
@@ -78,6 +78,8 @@ pub struct DeletedAgent {
     pub tokens: i64,
 }
 
+keyed_by_created_at!(Agent);
+
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -110,13 +112,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListAgents>,
 ) -> Result<Json<Page<Agent>>, ApiError> {
     caller.require_scope("agents:read")?;
-    let page = PageRequest::parse(
-        &PageQuery {
-            limit: query.limit,
-            cursor: query.cursor.clone(),
-        },
-        LIST,
-    )?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), LIST)?;
     let mut tx = for_org(&state, caller.org_id).await?;
     let rows: Vec<Agent> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ibex_core.agents
@@ -133,10 +129,7 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| from_sqlx("listing agents", e))?;
-    Ok(Json(page.finish(rows, LIST, |a| After {
-        created_at: a.created_at,
-        id: a.id,
-    })))
+    Ok(Json(page.finish(rows, LIST)))
 }
 
 pub async fn get(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
-use super::page::{After, Page, PageQuery, PageRequest};
+use super::page::{keyed_by_created_at, Page, PageRequest};
 use super::{for_org, sql_error::from_sqlx};
 use crate::error::ApiError;
 use crate::http::json::ApiJson;
@@ -51,6 +51,8 @@ pub struct Resolve {
     pub forget_memory_id: Option<Uuid>,
 }
 
+keyed_by_created_at!(Conflict);
+
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -66,13 +68,7 @@ pub async fn list(
         Some("all") => None,
         Some(s) => Some(s),
     };
-    let page = PageRequest::parse(
-        &PageQuery {
-            limit: query.limit,
-            cursor: query.cursor.clone(),
-        },
-        LIST,
-    )?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), LIST)?;
     let mut tx = for_org(&state, caller.org_id).await?;
     // Oldest first: the queue of what still needs a decision.
     let rows: Vec<Conflict> = sqlx::query_as(
@@ -89,10 +85,7 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| from_sqlx("listing conflicts", e))?;
-    Ok(Json(page.finish(rows, LIST, |c| After {
-        created_at: c.created_at,
-        id: c.id,
-    })))
+    Ok(Json(page.finish(rows, LIST)))
 }
 
 pub async fn resolve(

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
-use super::page::{After, Page, PageQuery, PageRequest};
+use super::page::{keyed_by_created_at, Page, PageQuery, PageRequest};
 use super::{for_org, sql_error::from_sqlx};
 use crate::error::ApiError;
 use crate::http::json::ApiJson;
@@ -74,6 +74,8 @@ pub struct ListDirectives {
     pub cursor: Option<String>,
 }
 
+keyed_by_created_at!(Directive, DirectiveVersion);
+
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -83,13 +85,7 @@ pub async fn list(
     caller.require_scope(READ)?;
     caller.require_agent(agent)?;
     let list = "directives";
-    let page = PageRequest::parse(
-        &PageQuery {
-            limit: query.limit,
-            cursor: query.cursor.clone(),
-        },
-        list,
-    )?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), list)?;
     let mut tx = for_org(&state, caller.org_id).await?;
     super::require_agent_exists(&mut tx, caller.org_id, agent).await?;
     let rows: Vec<Directive> = sqlx::query_as(&format!(
@@ -107,10 +103,7 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| from_sqlx("listing directives", e))?;
-    Ok(Json(page.finish(rows, list, |d| After {
-        created_at: d.created_at,
-        id: d.id,
-    })))
+    Ok(Json(page.finish(rows, list)))
 }
 
 /// A new directive (version 1); a name the agent already uses is a 409 (change it with PUT).
@@ -227,10 +220,7 @@ pub async fn versions(
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| from_sqlx("listing directive versions", e))?;
-    Ok(Json(page.finish(rows, list, |v| After {
-        created_at: v.created_at,
-        id: v.id,
-    })))
+    Ok(Json(page.finish(rows, list)))
 }
 
 pub async fn version(

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::extract::{ApiQuery, Caller};
 use super::memories::{Memory, COLUMNS};
-use super::page::After;
+use super::page::{After, Keyed};
 use super::sql_error::from_sqlx;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -153,10 +153,7 @@ pub async fn export(
         Format::Jsonl => Bytes::new(),
     };
     let next = |rows: &[Memory]| match rows.last() {
-        Some(last) if rows.len() as i64 == CHUNK => Cursor::After(After {
-            created_at: last.created_at,
-            id: last.id,
-        }),
+        Some(last) if rows.len() as i64 == CHUNK => Cursor::After(last.key()),
         _ => Cursor::Done,
     };
     let body_start = Bytes::from([head, encode(&first, format)].concat());

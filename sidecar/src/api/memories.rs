@@ -13,7 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
-use super::page::{After, Page, PageQuery, PageRequest};
+use super::page::{keyed_by_created_at, Page, PageRequest};
 use super::{for_org, sql_error::from_sqlx};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -165,6 +165,8 @@ fn agent_scope(caller: &Principal, asked: Option<Uuid>) -> Result<Option<Uuid>, 
     Ok(asked.or(caller.agent_id))
 }
 
+keyed_by_created_at!(Memory);
+
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -180,13 +182,7 @@ pub async fn list(
             )));
         }
     }
-    let page = PageRequest::parse(
-        &PageQuery {
-            limit: query.limit,
-            cursor: query.cursor.clone(),
-        },
-        LIST,
-    )?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), LIST)?;
     let mut tx = for_org(&state, caller.org_id).await?;
     if let Some(q) = &query.q {
         let agent = agent.ok_or_else(|| ApiError::invalid("a text query (q) needs agent_id"))?;
@@ -240,10 +236,7 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| from_sqlx("listing memories", e))?;
-    Ok(Json(Listing::Page(page.finish(rows, LIST, |m| After {
-        created_at: m.created_at,
-        id: m.id,
-    }))))
+    Ok(Json(Listing::Page(page.finish(rows, LIST))))
 }
 
 pub async fn get(

@@ -12,7 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
-use super::page::{After, Page, PageQuery, PageRequest};
+use super::page::{keyed_by_created_at, Page, PageRequest};
 use super::sql_error::from_sqlx;
 use crate::auth::SCOPE_PLATFORM_ADMIN;
 use crate::error::ApiError;
@@ -64,6 +64,8 @@ fn pool(state: &AppState) -> Result<&sqlx::PgPool, ApiError> {
     })
 }
 
+keyed_by_created_at!(Org);
+
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -88,13 +90,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListOrgs>,
 ) -> Result<Json<Page<Org>>, ApiError> {
     caller.require_scope(SCOPE_PLATFORM_ADMIN)?;
-    let page = PageRequest::parse(
-        &PageQuery {
-            limit: query.limit,
-            cursor: query.cursor.clone(),
-        },
-        LIST,
-    )?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), LIST)?;
     let rows: Vec<Org> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ibex_ops.platform_list_orgs($1, $2, $3, $4)"
     ))
@@ -105,10 +101,7 @@ pub async fn list(
     .fetch_all(pool(&state)?)
     .await
     .map_err(|e| from_sqlx("listing orgs", e))?;
-    Ok(Json(page.finish(rows, LIST, |o| After {
-        created_at: o.created_at,
-        id: o.id,
-    })))
+    Ok(Json(page.finish(rows, LIST)))
 }
 
 pub async fn get(

@@ -47,21 +47,43 @@ pub struct PageRequest {
     pub after: Option<After>,
 }
 
+/// A row of a list: where a page that ends with it continues.
+pub trait Keyed {
+    fn key(&self) -> After;
+}
+
+/// Rows with `created_at` and `id` are keyed by them.
+macro_rules! keyed_by_created_at {
+    ($($row:ty),+ $(,)?) => {
+        $(impl $crate::api::page::Keyed for $row {
+            fn key(&self) -> $crate::api::page::After {
+                $crate::api::page::After { created_at: self.created_at, id: self.id }
+            }
+        })+
+    };
+}
+pub(crate) use keyed_by_created_at;
+
 impl PageRequest {
-    /// The limit and cursor of `query` for the list `list`.
-    pub fn parse(query: &PageQuery, list: &str) -> Result<Self, ApiError> {
-        let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    /// The `limit` and `cursor` of a request for the list `list`.
+    pub fn new(limit: Option<u32>, cursor: Option<&str>, list: &str) -> Result<Self, ApiError> {
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::InvalidRequest {
                 message: format!("limit must be 1 to {MAX_LIMIT}, got {limit}"),
                 details: Some(serde_json::json!({ "max_limit": MAX_LIMIT })),
             });
         }
-        let after = match query.cursor.as_deref() {
+        let after = match cursor {
             None | Some("") => None,
             Some(cursor) => Some(decode(cursor, list)?),
         };
         Ok(Self { limit, after })
+    }
+
+    /// [`Self::new`] of a `?limit=&cursor=` query.
+    pub fn parse(query: &PageQuery, list: &str) -> Result<Self, ApiError> {
+        Self::new(query.limit, query.cursor.as_deref(), list)
     }
 
     /// Rows to ask the database for: one more than the page, to know whether another follows.
@@ -70,11 +92,11 @@ impl PageRequest {
     }
 
     /// The page of `rows` (fetched with [`Self::fetch`]) and the cursor of the next one.
-    pub fn finish<T>(&self, mut rows: Vec<T>, list: &str, key: impl Fn(&T) -> After) -> Page<T> {
+    pub fn finish<T: Keyed>(&self, mut rows: Vec<T>, list: &str) -> Page<T> {
         let more = rows.len() > self.limit as usize;
         rows.truncate(self.limit as usize);
         let next_cursor = if more {
-            rows.last().map(|row| encode(&key(row), list))
+            rows.last().map(|row| encode(&row.key(), list))
         } else {
             None
         };
@@ -171,13 +193,19 @@ mod tests {
         );
     }
 
+    impl Keyed for After {
+        fn key(&self) -> After {
+            *self
+        }
+    }
+
     #[test]
     fn a_page_knows_whether_another_follows() {
         let request = PageRequest { limit: 2, after: None };
-        let page = request.finish(vec![after(3), after(2), after(1)], "a", |a| *a);
+        let page = request.finish(vec![after(3), after(2), after(1)], "a");
         assert_eq!(page.data.len(), 2);
         assert_eq!(decode(page.next_cursor.as_deref().unwrap(), "a").unwrap(), after(2));
-        let last = request.finish(vec![after(1)], "a", |a| *a);
+        let last = request.finish(vec![after(1)], "a");
         assert!(last.next_cursor.is_none());
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
-use super::page::{After, Page, PageQuery, PageRequest, MAX_LIMIT};
+use super::page::{keyed_by_created_at, Page, PageRequest, MAX_LIMIT};
 use super::{for_org, sql_error::from_sqlx};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -93,6 +93,8 @@ pub struct TurnPage {
     pub next_after: Option<i32>,
 }
 
+keyed_by_created_at!(Session);
+
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -103,13 +105,7 @@ pub async fn list(
         caller.require_agent(agent)?;
     }
     let agent = query.agent_id.or(caller.agent_id);
-    let page = PageRequest::parse(
-        &PageQuery {
-            limit: query.limit,
-            cursor: query.cursor.clone(),
-        },
-        LIST,
-    )?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), LIST)?;
     let mut tx = for_org(&state, caller.org_id).await?;
     let rows: Vec<Session> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ibex_core.sessions
@@ -129,10 +125,7 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| from_sqlx("listing sessions", e))?;
-    Ok(Json(page.finish(rows, LIST, |s| After {
-        created_at: s.created_at,
-        id: s.id,
-    })))
+    Ok(Json(page.finish(rows, LIST)))
 }
 
 pub async fn get(

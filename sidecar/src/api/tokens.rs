@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
-use super::page::{After, Page, PageQuery, PageRequest};
+use super::page::{keyed_by_created_at, Page, PageRequest};
 use super::{for_org, sql_error::from_sqlx};
 use crate::auth::{self, Principal, SCOPES};
 use crate::error::ApiError;
@@ -93,6 +93,8 @@ fn check_grantable(caller: &Principal, wanted: &[String]) -> Result<Vec<String>,
     Ok(scopes)
 }
 
+keyed_by_created_at!(TokenInfo);
+
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -153,13 +155,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListTokens>,
 ) -> Result<Json<Page<TokenInfo>>, ApiError> {
     caller.require_scope(SCOPE_TOKENS)?;
-    let page = PageRequest::parse(
-        &PageQuery {
-            limit: query.limit,
-            cursor: query.cursor.clone(),
-        },
-        LIST,
-    )?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), LIST)?;
     if let (Some(bound), Some(asked)) = (caller.agent_id, query.agent_id) {
         if bound != asked {
             return Err(ApiError::PermissionDenied(format!(
@@ -186,10 +182,7 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| from_sqlx("listing tokens", e))?;
-    Ok(Json(page.finish(rows, LIST, |t| After {
-        created_at: t.created_at,
-        id: t.id,
-    })))
+    Ok(Json(page.finish(rows, LIST)))
 }
 
 pub async fn get(

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
-use super::page::{After, Page, PageQuery, PageRequest};
+use super::page::{keyed_by_created_at, Page, PageRequest};
 use super::{for_org, sql_error::from_sqlx};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -71,6 +71,8 @@ fn require_org_wide(caller: &Principal) -> Result<(), ApiError> {
     }
 }
 
+keyed_by_created_at!(User);
+
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -99,13 +101,7 @@ pub async fn list(
 ) -> Result<Json<Page<User>>, ApiError> {
     caller.require_scope(READ)?;
     require_org_wide(&caller)?;
-    let page = PageRequest::parse(
-        &PageQuery {
-            limit: query.limit,
-            cursor: query.cursor.clone(),
-        },
-        LIST,
-    )?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), LIST)?;
     let mut tx = for_org(&state, caller.org_id).await?;
     let rows: Vec<User> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ibex_core.users
@@ -121,10 +117,7 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| from_sqlx("listing users", e))?;
-    Ok(Json(page.finish(rows, LIST, |u| After {
-        created_at: u.created_at,
-        id: u.id,
-    })))
+    Ok(Json(page.finish(rows, LIST)))
 }
 
 pub async fn get(

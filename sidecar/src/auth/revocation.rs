@@ -2,7 +2,9 @@
 //! that can make a valid token invalid (sql/api/auth.sql: a token revoked, expired, re-scoped or
 //! deleted, an org suspended, a user deactivated). This task listens and drops the remembered
 //! answers of every [`Authenticator`] of the process at once, so a revoked token stops working
-//! within the notification's delivery time (milliseconds), not when a cache entry ages out.
+//! within the notification's delivery time (milliseconds), not when a cache entry ages out. The
+//! payload names no token (any session may listen): `*`, everything is dropped; a payload that
+//! is a token's hash drops that token alone.
 //!
 //! A lost connection may have lost notifications: after it, every remembered answer is dropped,
 //! and the listener reconnects (sqlx's `PgListener` does so on the next receive).
