@@ -134,10 +134,7 @@ pub async fn export(
     if let Some(agent) = query.agent_id {
         caller.require_agent(agent)?;
     }
-    let pool = state.db.clone().ok_or_else(|| ApiError::Unavailable {
-        public: "the management API needs the database, and none is configured".into(),
-        detail: "no database_url".into(),
-    })?;
+    let pool = super::pool(&state)?.clone();
     let format = query.format.unwrap_or_default();
     let filter = Filter {
         org: caller.org_id,

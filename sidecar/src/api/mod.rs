@@ -72,13 +72,17 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route_layer(axum::middleware::from_fn_with_state(state, idempotency::honour))
 }
 
-/// A transaction acting for `org` (row-level security sees that org only).
-pub async fn for_org(state: &AppState, org: Uuid) -> Result<Transaction<'static, Postgres>, ApiError> {
-    let pool = state.db.as_ref().ok_or_else(|| ApiError::Unavailable {
+/// The application pool, or 503 when this sidecar has no database.
+pub fn pool(state: &AppState) -> Result<&sqlx::PgPool, ApiError> {
+    state.db.as_ref().ok_or_else(|| ApiError::Unavailable {
         public: "the management API needs the database, and none is configured".into(),
         detail: "no database_url".into(),
-    })?;
-    crate::db::begin_for_org(pool, org)
+    })
+}
+
+/// A transaction acting for `org` (row-level security sees that org only).
+pub async fn for_org(state: &AppState, org: Uuid) -> Result<Transaction<'static, Postgres>, ApiError> {
+    crate::db::begin_for_org(pool(state)?, org)
         .await
         .map_err(|e| sql_error::from_sqlx("beginning a transaction", e))
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
 use super::page::{keyed_by_created_at, Page, PageRequest};
+use super::pool;
 use super::sql_error::from_sqlx;
 use crate::auth::SCOPE_PLATFORM_ADMIN;
 use crate::error::ApiError;
@@ -55,13 +56,6 @@ pub struct ListOrgs {
     pub status: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
-}
-
-fn pool(state: &AppState) -> Result<&sqlx::PgPool, ApiError> {
-    state.db.as_ref().ok_or_else(|| ApiError::Unavailable {
-        public: "the management API needs the database, and none is configured".into(),
-        detail: "no database_url".into(),
-    })
 }
 
 keyed_by_created_at!(Org);
