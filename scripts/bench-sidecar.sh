@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make bench-sidecar` (bench/src/bin/bench_sidecar.rs) and, with the argument
-# bench_context_load, `make bench-context-load` (bench/src/bin/bench_context_load.rs). Runs against the dev cluster's
+# `make bench-sidecar` (bench/src/bin/bench_sidecar.rs); with the argument bench_context_load,
+# `make bench-context-load` (bench/src/bin/bench_context_load.rs); with bench_api, `make bench-api`
+# (bench/src/bin/bench_api.rs). Runs against the dev cluster's
 # ibex_bench_100k database (100k memories, seeded by `make bench-memory`; seeded here through it
 # when missing) and the dev Redis (logical database 2, so the dev sidecar's hot cache is not
 # mixed with the benchmark's). Starts its own `ibex serve` on IBEX_BENCH_HTTP_PORT /

@@ -1,6 +1,7 @@
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use ibex_sidecar::cli::{self, AgentsCommand, Common, MemoriesCommand, OrgsCommand, TokensCommand};
 use ibex_sidecar::config::{Config, LogFormat, ServeArgs};
 use ibex_sidecar::{admin, db, server};
 
@@ -37,11 +38,41 @@ enum Command {
         #[arg(long, env = "IBEX_MIGRATE_DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
-    /// API tokens.
+    /// Issue a token straight in the database (before any token exists; needs a database login).
     Token {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Orgs of the deployment, over the API (needs a platform:admin token).
+    Orgs {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: OrgsCommand,
+    },
+    /// The org's agents, over the API.
+    Agents {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+    /// The org's API tokens, over the API.
+    Tokens {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// The org's memories, over the API.
+    Memories {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: MemoriesCommand,
+    },
+    /// Call AssembleContext (gRPC) as the LLM proxy does and print what it chose.
+    Context(Box<cli::context::ContextArgs>),
 }
 
 #[derive(Subcommand)]
@@ -135,6 +166,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", t.token);
             Ok(())
         }
+        Command::Orgs { common, command } => cli::orgs(common, command).await,
+        Command::Agents { common, command } => cli::agents(common, command).await,
+        Command::Tokens { common, command } => cli::tokens(common, command).await,
+        Command::Memories { common, command } => cli::memories(common, command).await,
+        Command::Context(args) => cli::context::run(*args).await,
         Command::Serve(args) => {
             // The file may set the log format, so logging starts once the settings are resolved.
             let config = Config::load(*args, cli.log_format)?;

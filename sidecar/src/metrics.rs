@@ -223,9 +223,41 @@ impl Metrics {
     }
 }
 
+/// The token caches' lookups (`crate::auth::Authenticator::counters`), in the text format. They
+/// are kept as plain atomics by the authenticators (which exist before and apart from a
+/// registry, e.g. in tests), so they are rendered here rather than registered.
+pub fn render_auth_cache(caches: &[(&str, &crate::auth::CacheCounters)]) -> String {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::from(
+        "# HELP ibex_auth_cache_lookups_total Token checks answered from the cache (hit) or by the AuthService (miss)\n\
+         # TYPE ibex_auth_cache_lookups_total counter\n",
+    );
+    for (cache, counters) in caches {
+        for (outcome, value) in [("hit", &counters.hits), ("miss", &counters.misses)] {
+            let _ = writeln!(
+                out,
+                "ibex_auth_cache_lookups_total{{cache=\"{cache}\",outcome=\"{outcome}\"}} {}",
+                value.load(Relaxed)
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_cache_lookups_render_as_counters() {
+        let counters = crate::auth::CacheCounters::default();
+        counters.hits.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+        let text = render_auth_cache(&[("api", &counters)]);
+        assert!(text.contains("# TYPE ibex_auth_cache_lookups_total counter\n"));
+        assert!(text.contains("ibex_auth_cache_lookups_total{cache=\"api\",outcome=\"hit\"} 3\n"));
+        assert!(text.contains("ibex_auth_cache_lookups_total{cache=\"api\",outcome=\"miss\"} 0\n"));
+    }
 
     #[test]
     fn renders_prefixed_counters() {

@@ -117,14 +117,14 @@ pub async fn list(
     let rows: Vec<Agent> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ibex_core.agents
          WHERE org_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id = $3)
-           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+           AND (created_at, id) < ($4, $5)
          ORDER BY created_at DESC, id DESC LIMIT $6"
     ))
     .bind(caller.org_id)
     .bind(&query.status)
     .bind(caller.agent_id)
-    .bind(page.after_time())
-    .bind(page.after_id())
+    .bind(page.before().created_at)
+    .bind(page.before().id)
     .bind(page.fetch())
     .fetch_all(&mut *tx)
     .await

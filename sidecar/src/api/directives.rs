@@ -91,14 +91,14 @@ pub async fn list(
     let rows: Vec<Directive> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ibex_core.directives
          WHERE org_id = $1 AND agent_id = $2 AND ($3::text IS NULL OR status = $3)
-           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+           AND (created_at, id) < ($4, $5)
          ORDER BY created_at DESC, id DESC LIMIT $6"
     ))
     .bind(caller.org_id)
     .bind(agent)
     .bind(&query.status)
-    .bind(page.after_time())
-    .bind(page.after_id())
+    .bind(page.before().created_at)
+    .bind(page.before().id)
     .bind(page.fetch())
     .fetch_all(&mut *tx)
     .await
@@ -209,13 +209,13 @@ pub async fn versions(
     let rows: Vec<DirectiveVersion> = sqlx::query_as(
         "SELECT id, directive_id, version, name, content, status, created_at FROM ibex_core.directive_versions
          WHERE org_id = $1 AND directive_id = $2
-           AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+           AND (created_at, id) < ($3, $4)
          ORDER BY created_at DESC, id DESC LIMIT $5",
     )
     .bind(caller.org_id)
     .bind(id)
-    .bind(page.after_time())
-    .bind(page.after_id())
+    .bind(page.before().created_at)
+    .bind(page.before().id)
     .bind(page.fetch())
     .fetch_all(&mut *tx)
     .await

@@ -103,15 +103,15 @@ async fn chunk(pool: &sqlx::PgPool, filter: &Filter, after: Option<After>) -> Re
         "SELECT {COLUMNS} FROM ibex_core.memories m
          WHERE m.org_id = $1 AND ($2::uuid IS NULL OR m.agent_id = $2) AND ($3::text IS NULL OR m.category = $3)
            AND ($4::text IS NULL OR m.status = $4)
-           AND ($5::timestamptz IS NULL OR (m.created_at, m.id) < ($5, $6))
+           AND (m.created_at, m.id) < ($5, $6)
          ORDER BY m.created_at DESC, m.id DESC LIMIT $7"
     ))
     .bind(filter.org)
     .bind(filter.agent)
     .bind(&filter.category)
     .bind(&filter.status)
-    .bind(after.map(|a| a.created_at))
-    .bind(after.map(|a| a.id))
+    .bind(After::or_newest(after).created_at)
+    .bind(After::or_newest(after).id)
     .bind(CHUNK)
     .fetch_all(&mut *tx)
     .await

@@ -220,7 +220,7 @@ pub async fn list(
                  WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = lower(btrim($4))))
            AND ($5::text IS NULL OR m.status = $5)
            AND ($6::timestamptz IS NULL OR m.created_at >= $6) AND ($7::timestamptz IS NULL OR m.created_at < $7)
-           AND ($8::timestamptz IS NULL OR (m.created_at, m.id) < ($8, $9))
+           AND (m.created_at, m.id) < ($8, $9)
          ORDER BY m.created_at DESC, m.id DESC LIMIT $10"
     ))
     .bind(caller.org_id)
@@ -230,8 +230,8 @@ pub async fn list(
     .bind(&query.status)
     .bind(query.created_after)
     .bind(query.created_before)
-    .bind(page.after_time())
-    .bind(page.after_id())
+    .bind(page.before().created_at)
+    .bind(page.before().id)
     .bind(page.fetch())
     .fetch_all(&mut *tx)
     .await

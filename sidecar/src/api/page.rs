@@ -113,6 +113,25 @@ impl PageRequest {
     pub fn after_id(&self) -> Option<Uuid> {
         self.after.map(|a| a.id)
     }
+
+    /// The newest-first bound of this page: rows strictly before it.
+    pub fn before(&self) -> After {
+        After::or_newest(self.after)
+    }
+}
+
+impl After {
+    /// `after`, or a key past every row when a walk starts. Lists bind a bound always, never
+    /// `$n IS NULL OR (created_at, id) < ($n, $m)`: a prepared statement's generic plan (which
+    /// Postgres may pick after five runs) cannot use a bound behind an OR as an index condition,
+    /// and would read the index from the newest row down to the cursor on every page.
+    pub fn or_newest(after: Option<After>) -> After {
+        after.unwrap_or(After {
+            // 9999-12-31T23:59:59Z: later than any row, and in range for timestamptz.
+            created_at: DateTime::from_timestamp(253_402_300_799, 0).unwrap_or_default(),
+            id: Uuid::max(),
+        })
+    }
 }
 
 /// One page of a list: `next_cursor` is absent on the last page.
@@ -205,6 +224,7 @@ mod tests {
         let page = request.finish(vec![after(3), after(2), after(1)], "a");
         assert_eq!(page.data.len(), 2);
         assert_eq!(decode(page.next_cursor.as_deref().unwrap(), "a").unwrap(), after(2));
+        assert!(request.before().created_at > Utc::now() && request.before().id == Uuid::max());
         let last = request.finish(vec![after(1)], "a");
         assert!(last.next_cursor.is_none());
     }

@@ -111,7 +111,7 @@ pub async fn list(
         "SELECT {COLUMNS} FROM ibex_core.sessions
          WHERE org_id = $1 AND ($2::uuid IS NULL OR agent_id = $2) AND ($3::text IS NULL OR status = $3)
            AND ($4::timestamptz IS NULL OR created_at >= $4) AND ($5::timestamptz IS NULL OR created_at < $5)
-           AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7))
+           AND (created_at, id) < ($6, $7)
          ORDER BY created_at DESC, id DESC LIMIT $8"
     ))
     .bind(caller.org_id)
@@ -119,8 +119,8 @@ pub async fn list(
     .bind(&query.status)
     .bind(query.created_after)
     .bind(query.created_before)
-    .bind(page.after_time())
-    .bind(page.after_id())
+    .bind(page.before().created_at)
+    .bind(page.before().id)
     .bind(page.fetch())
     .fetch_all(&mut *tx)
     .await

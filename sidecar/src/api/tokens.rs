@@ -169,15 +169,15 @@ pub async fn list(
         "SELECT {COLUMNS} FROM ibex_core.api_tokens
          WHERE org_id = $1 AND ($2::uuid IS NULL OR agent_id = $2) AND ($3::uuid IS NULL OR user_id = $3)
            AND ($4 OR revoked_at IS NULL)
-           AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6))
+           AND (created_at, id) < ($5, $6)
          ORDER BY created_at DESC, id DESC LIMIT $7"
     ))
     .bind(caller.org_id)
     .bind(agent)
     .bind(query.user_id)
     .bind(query.include_revoked)
-    .bind(page.after_time())
-    .bind(page.after_id())
+    .bind(page.before().created_at)
+    .bind(page.before().id)
     .bind(page.fetch())
     .fetch_all(&mut *tx)
     .await

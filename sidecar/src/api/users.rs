@@ -106,13 +106,13 @@ pub async fn list(
     let rows: Vec<User> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ibex_core.users
          WHERE org_id = $1 AND ($2::text IS NULL OR status = $2)
-           AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+           AND (created_at, id) < ($3, $4)
          ORDER BY created_at DESC, id DESC LIMIT $5"
     ))
     .bind(caller.org_id)
     .bind(&query.status)
-    .bind(page.after_time())
-    .bind(page.after_id())
+    .bind(page.before().created_at)
+    .bind(page.before().id)
     .bind(page.fetch())
     .fetch_all(&mut *tx)
     .await

@@ -18,7 +18,7 @@ pub mod failures;
 pub mod revocation;
 pub mod validator;
 
-pub use authenticator::{Authenticator, Backend};
+pub use authenticator::{Authenticator, Backend, CacheCounters};
 pub use validator::{TokenValidator, Validated};
 
 use ibex_engine::content::sha256_hex;

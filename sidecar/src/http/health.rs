@@ -38,10 +38,14 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let text = state
+    let mut text = state
         .metrics
         .render()
         .map_err(|e| ApiError::Internal(format!("rendering metrics: {e}")))?;
+    text.push_str(&crate::metrics::render_auth_cache(&[
+        ("api", &state.api_auth.counters),
+        ("hot_path", &state.auth.counters),
+    ]));
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

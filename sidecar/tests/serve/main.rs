@@ -3,6 +3,7 @@
 //! runs a hot cache consumer; they all share the test Redis (database 0), so whichever claims an
 //! outbox event writes where every test looks.
 
+mod cli;
 #[path = "../common.rs"]
 mod common;
 mod context;
