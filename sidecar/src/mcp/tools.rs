@@ -84,7 +84,7 @@ pub struct ListArgs {
     pub category: Option<String>,
     /// Only memories with this tag.
     pub tag: Option<String>,
-    /// active, superseded or deleted (default: all).
+    /// active (default), superseded or deleted.
     pub status: Option<String>,
     /// Memories per page (default 20, at most 200).
     pub limit: Option<u32>,
@@ -200,8 +200,9 @@ impl IbexMcp {
     }
 
     #[tool(
-        description = "List the agent's memories, newest first, one page at a time (pass the \
-                       answer's next_cursor to get the next page). Needs scope memories:read.",
+        description = "List the agent's memories (active ones unless status says otherwise), \
+                       newest first, one page at a time (pass the answer's next_cursor to get \
+                       the next page). Needs scope memories:read.",
         input_schema = input_schema::<ListArgs>(),
         annotations(title = "List memories", read_only_hint = true, open_world_hint = false)
     )]
@@ -216,7 +217,8 @@ impl IbexMcp {
                 agent_id: Some(agent),
                 category: args.category,
                 tag: args.tag,
-                status: args.status,
+                // What the agent still knows, unless it asks for its past.
+                status: Some(args.status.unwrap_or_else(|| "active".into())),
                 created_after: None,
                 created_before: None,
                 q: None,
