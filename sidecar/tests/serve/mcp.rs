@@ -242,6 +242,22 @@ async fn mcp_refuses_requests_without_a_valid_token() {
     let valid = token(t.org, "memories:read", None).await;
     let accepted = post(Some(&valid)).await.unwrap();
     assert_eq!(accepted.status().as_u16(), 200);
+    // Stateless: a tool call needs no session (what the README's curl example does).
+    let listed = server
+        .client
+        .post(server.url("/mcp"))
+        .bearer_auth(&valid)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": { "name": "list_memories", "arguments": { "agent_id": t.agent } }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+    let body: Value = listed.json().await.unwrap();
+    assert_eq!(body["result"]["structuredContent"]["data"], json!([]), "{body}");
     server.stop().await;
 }
 
