@@ -45,7 +45,7 @@ pub struct RememberArgs {
     pub agent_id: Option<Uuid>,
     /// The fact to remember: one short, self-contained statement.
     pub content: String,
-    /// declarative (default), procedural, episodic or preference.
+    /// declarative (facts; the default), procedural (how to do things) or episodic (events).
     pub category: Option<String>,
     /// How sure the fact is, 0 to 1 (default 0.8).
     pub confidence: Option<f32>,
