@@ -248,7 +248,7 @@ impl IntoResponse for ApiError {
 
 impl ApiError {
     /// The details that are never sent are logged where the error is answered.
-    fn log(&self, request_id: Option<&str>) {
+    pub(crate) fn log(&self, request_id: Option<&str>) {
         match self {
             Self::Internal(detail) => tracing::error!(request_id, error = %detail, "internal error"),
             Self::Unavailable { detail, .. } => tracing::warn!(request_id, error = %detail, "dependency unavailable"),

@@ -13,6 +13,7 @@ pub mod error;
 pub mod grpc;
 pub mod hotcache;
 pub mod http;
+pub mod mcp;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;

@@ -172,8 +172,14 @@ pub async fn list(
     Caller(caller): Caller,
     ApiQuery(query): ApiQuery<ListMemories>,
 ) -> Result<Json<Listing>, ApiError> {
+    list_for(&state, &caller, query).await.map(Json)
+}
+
+/// What `GET /v1/memories` answers, for any front end (REST, MCP): checks scope and agent,
+/// then lists or ranks.
+pub async fn list_for(state: &AppState, caller: &Principal, query: ListMemories) -> Result<Listing, ApiError> {
     caller.require_scope(READ)?;
-    let agent = agent_scope(&caller, query.agent_id)?;
+    let agent = agent_scope(caller, query.agent_id)?;
     if let Some(status) = &query.status {
         if !STATUSES.contains(&status.as_str()) {
             return Err(ApiError::invalid(format!(
@@ -183,7 +189,7 @@ pub async fn list(
         }
     }
     let page = PageRequest::new(query.limit, query.cursor.as_deref(), LIST)?;
-    let mut tx = for_org(&state, caller.org_id).await?;
+    let mut tx = for_org(state, caller.org_id).await?;
     if let Some(q) = &query.q {
         let agent = agent.ok_or_else(|| ApiError::invalid("a text query (q) needs agent_id"))?;
         if query.cursor.is_some() || query.status.is_some() {
@@ -207,10 +213,10 @@ pub async fn list(
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| from_sqlx("searching memories", e))?;
-        return Ok(Json(Listing::Ranked {
+        return Ok(Listing::Ranked {
             data: hits,
             next_cursor: None,
-        }));
+        });
     }
     let rows: Vec<Memory> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ibex_core.memories m
@@ -236,7 +242,7 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| from_sqlx("listing memories", e))?;
-    Ok(Json(Listing::Page(page.finish(rows, LIST))))
+    Ok(Listing::Page(page.finish(rows, LIST)))
 }
 
 pub async fn get(
@@ -266,9 +272,20 @@ pub async fn create(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<CreateMemory>,
 ) -> Result<(StatusCode, Json<CreatedMemory>), ApiError> {
+    let created = remember_for(&state, &caller, body).await?;
+    let status = if created.result.path == "duplicate" {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(created)))
+}
+
+/// `ibex_core.remember` for the caller (scope, agent and org checked), then the memory it names.
+pub async fn remember_for(state: &AppState, caller: &Principal, body: CreateMemory) -> Result<CreatedMemory, ApiError> {
     caller.require_scope(WRITE)?;
     caller.require_agent(body.agent_id)?;
-    let mut tx = for_org(&state, caller.org_id).await?;
+    let mut tx = for_org(state, caller.org_id).await?;
     super::require_agent_exists(&mut tx, caller.org_id, body.agent_id).await?;
     let result: Remembered = sqlx::query_as(
         "SELECT memory_id, path, superseded_ids, conflicts
@@ -284,14 +301,9 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| from_sqlx("remembering", e))?;
-    let memory = fetch(&mut tx, &caller, result.memory_id).await?;
+    let memory = fetch(&mut tx, caller, result.memory_id).await?;
     tx.commit().await.map_err(|e| from_sqlx("remembering", e))?;
-    let status = if result.path == "duplicate" {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(CreatedMemory { result, memory })))
+    Ok(CreatedMemory { result, memory })
 }
 
 pub async fn feedback(
@@ -322,19 +334,30 @@ pub async fn forget(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<ForgetQuery>,
 ) -> Result<Json<Memory>, ApiError> {
+    forget_for(&state, &caller, id, query.reason.as_deref()).await.map(Json)
+}
+
+/// `ibex_core.forget` of the caller's memory `id` (another org's, or another agent's for an
+/// agent-bound caller, is not found); answers the memory as it now is.
+pub async fn forget_for(
+    state: &AppState,
+    caller: &Principal,
+    id: Uuid,
+    reason: Option<&str>,
+) -> Result<Memory, ApiError> {
     caller.require_scope(WRITE)?;
-    let mut tx = for_org(&state, caller.org_id).await?;
-    fetch(&mut tx, &caller, id).await?;
+    let mut tx = for_org(state, caller.org_id).await?;
+    fetch(&mut tx, caller, id).await?;
     sqlx::query("SELECT * FROM ibex_core.forget($1, $2, $3)")
         .bind(caller.org_id)
         .bind(id)
-        .bind(&query.reason)
+        .bind(reason)
         .execute(&mut *tx)
         .await
         .map_err(|e| from_sqlx("forgetting", e))?;
-    let memory = fetch(&mut tx, &caller, id).await?;
+    let memory = fetch(&mut tx, caller, id).await?;
     tx.commit().await.map_err(|e| from_sqlx("forgetting", e))?;
-    Ok(Json(memory))
+    Ok(memory)
 }
 
 /// The memory `id` of the caller's org (and agent, for an agent-bound caller).

@@ -12,6 +12,7 @@ mod fixtures;
 mod health;
 mod hot_cache;
 mod management;
+mod mcp;
 mod proxy;
 mod resilience;
 mod support;
