@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -17,7 +18,7 @@ use crate::state::AppState;
 
 const LIST: &str = "conflicts";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Conflict {
     #[sqlx(rename = "conflict_id")]
     pub id: Uuid,
@@ -31,17 +32,20 @@ pub struct Conflict {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListConflicts {
     pub agent_id: Option<Uuid>,
     /// open (default), resolved, dismissed, or all.
     pub status: Option<String>,
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resolve {
     /// resolved (default) or dismissed.
@@ -53,6 +57,14 @@ pub struct Resolve {
 
 keyed_by_created_at!(Conflict);
 
+#[utoipa::path(
+    get,
+    path = "/v1/conflicts",
+    tag = "conflicts",
+    description = "Contradicting pairs of memories, oldest first (default: open ones). Scope: `memories:read`.",
+    params(ListConflicts),
+    responses((status = 200, description = "A page of conflicts", body = Page<Conflict>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -88,6 +100,15 @@ pub async fn list(
     Ok(Json(page.finish(rows, LIST)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/conflicts/{id}/resolve",
+    tag = "conflicts",
+    description = "Resolves or dismisses the conflict, optionally forgetting the memory that lost. Scope: `memories:write`.",
+    params(("id" = Uuid, Path, description = "The conflict's id")),
+    request_body = Resolve,
+    responses((status = 200, description = "The conflict as decided", body = Conflict)),
+)]
 pub async fn resolve(
     State(state): State<AppState>,
     Caller(caller): Caller,
