@@ -11,6 +11,7 @@ mod fixtures;
 mod health;
 mod hot_cache;
 mod management;
+mod openapi;
 mod proxy;
 mod resilience;
 mod support;
