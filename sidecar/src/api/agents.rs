@@ -89,6 +89,7 @@ keyed_by_created_at!(Agent);
 #[utoipa::path(
     post,
     path = "/v1/agents",
+    operation_id = "agents_create",
     tag = "agents",
     description = "Creates an agent of the caller's org. An agent-bound token cannot create agents. Scope: `agents:write`.",
     request_body = CreateAgent,
@@ -123,6 +124,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/v1/agents",
+    operation_id = "agents_list",
     tag = "agents",
     description = "The org's agents, newest first (an agent-bound token sees its own only). Scope: `agents:read`.",
     params(ListAgents),
@@ -157,6 +159,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/v1/agents/{id}",
+    operation_id = "agents_get",
     tag = "agents",
     description = "One agent. Scope: `agents:read`.",
     params(("id" = Uuid, Path, description = "The agent's id")),
@@ -176,6 +179,7 @@ pub async fn get(
 #[utoipa::path(
     patch,
     path = "/v1/agents/{id}",
+    operation_id = "agents_update",
     tag = "agents",
     description = "Changes the fields sent; absent fields keep their value, `null` clears description and default_model. Scope: `agents:write`.",
     params(("id" = Uuid, Path, description = "The agent's id")),
@@ -211,6 +215,7 @@ pub async fn update(
 #[utoipa::path(
     post,
     path = "/v1/agents/{id}/status",
+    operation_id = "agents_set_status",
     tag = "agents",
     description = "A status transition; a refused one is a 409 `invalid_transition` naming the allowed states. Scope: `agents:write`.",
     params(("id" = Uuid, Path, description = "The agent's id")),
@@ -245,6 +250,7 @@ pub async fn set_status(
 #[utoipa::path(
     delete,
     path = "/v1/agents/{id}",
+    operation_id = "agents_delete",
     tag = "agents",
     description = "Deletes the agent and everything it owns; the answer counts what went. Scope: `agents:write`.",
     params(("id" = Uuid, Path, description = "The agent's id")),

@@ -124,7 +124,13 @@ pub struct Usage {
 fn range(query: &UsageQuery, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>, Bucket), ApiError> {
     let bucket = query.bucket.unwrap_or(Bucket::Hour);
     let to = query.to.unwrap_or(now);
-    let from = query.from.unwrap_or(to - Duration::hours(24));
+    // Checked: `to` may be chrono's earliest time, 24 hours before which does not exist.
+    let from = match query.from {
+        Some(from) => from,
+        None => to
+            .checked_sub_signed(Duration::hours(24))
+            .ok_or_else(|| ApiError::invalid("to is too early: give from as well"))?,
+    };
     if from >= to {
         return Err(ApiError::invalid("from must be before to"));
     }
@@ -148,6 +154,7 @@ const SCOPED: &str = "FROM ibex_core.usage_events
 #[utoipa::path(
     get,
     path = "/v1/analytics/usage",
+    operation_id = "analytics_usage",
     tag = "analytics",
     description = "What the org's (or one agent's) proxied model calls cost, in time buckets. Scope: `analytics:read`.",
     params(UsageQuery),
@@ -268,5 +275,12 @@ mod tests {
         assert!(range(&query(Some(now), None), now).is_err(), "empty range");
         assert!(range(&query(Some(now - Duration::days(3)), Some(Bucket::Minute)), now).is_err());
         assert!(range(&query(Some(now - Duration::days(365)), Some(Bucket::Day)), now).is_ok());
+        let earliest = UsageQuery {
+            from: None,
+            to: Some(DateTime::<Utc>::MIN_UTC),
+            bucket: None,
+            agent_id: None,
+        };
+        assert!(range(&earliest, now).is_err(), "no time before the earliest");
     }
 }

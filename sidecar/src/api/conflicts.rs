@@ -60,6 +60,7 @@ keyed_by_created_at!(Conflict);
 #[utoipa::path(
     get,
     path = "/v1/conflicts",
+    operation_id = "conflicts_list",
     tag = "conflicts",
     description = "Contradicting pairs of memories, oldest first (default: open ones). Scope: `memories:read`.",
     params(ListConflicts),
@@ -103,6 +104,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/v1/conflicts/{id}/resolve",
+    operation_id = "conflicts_resolve",
     tag = "conflicts",
     description = "Resolves or dismisses the conflict, optionally forgetting the memory that lost. Scope: `memories:write`.",
     params(("id" = Uuid, Path, description = "The conflict's id")),

@@ -83,6 +83,7 @@ keyed_by_created_at!(Directive, DirectiveVersion);
 #[utoipa::path(
     get,
     path = "/v1/agents/{id}/directives",
+    operation_id = "directives_list",
     tag = "directives",
     description = "The agent's directives, newest first. Scope: `directives:read`.",
     params(("id" = Uuid, Path, description = "The agent's id"), ListDirectives),
@@ -121,6 +122,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/v1/agents/{id}/directives",
+    operation_id = "directives_create",
     tag = "directives",
     description = "A new directive (version 1); a name the agent already uses is a 409. Scope: `directives:write`.",
     params(("id" = Uuid, Path, description = "The agent's id")),
@@ -162,6 +164,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/v1/directives/{id}",
+    operation_id = "directives_get",
     tag = "directives",
     description = "The directive's current version. Scope: `directives:read`.",
     params(("id" = Uuid, Path, description = "The directive's id")),
@@ -180,6 +183,7 @@ pub async fn get(
 #[utoipa::path(
     put,
     path = "/v1/directives/{id}",
+    operation_id = "directives_change",
     tag = "directives",
     description = "A new version with this content and priority (an archived directive becomes active again). Scope: `directives:write`.",
     params(("id" = Uuid, Path, description = "The directive's id")),
@@ -215,6 +219,7 @@ pub async fn change(
 #[utoipa::path(
     delete,
     path = "/v1/directives/{id}",
+    operation_id = "directives_archive",
     tag = "directives",
     description = "Archives the directive (a new version, status archived). Scope: `directives:write`.",
     params(("id" = Uuid, Path, description = "The directive's id")),
@@ -243,6 +248,7 @@ pub async fn archive(
 #[utoipa::path(
     get,
     path = "/v1/directives/{id}/versions",
+    operation_id = "directives_versions",
     tag = "directives",
     description = "Every version of the directive, newest first. Scope: `directives:read`.",
     params(("id" = Uuid, Path, description = "The directive's id"), PageQuery),
@@ -280,6 +286,7 @@ pub async fn versions(
 #[utoipa::path(
     get,
     path = "/v1/directives/{id}/versions/{version}",
+    operation_id = "directives_version",
     tag = "directives",
     description = "One version of the directive. Scope: `directives:read`.",
     params(("id" = Uuid, Path, description = "The directive's id"), ("version" = i32, Path, description = "The version number")),

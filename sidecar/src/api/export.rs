@@ -132,6 +132,7 @@ enum Cursor {
 #[utoipa::path(
     get,
     path = "/v1/memories/export",
+    operation_id = "memories_export",
     tag = "memories",
     description = "Every memory matching the filters, streamed as JSON Lines (one Memory object a line) or CSV. Scope: `memories:read`.",
     params(ExportQuery),

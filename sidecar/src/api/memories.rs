@@ -202,6 +202,7 @@ keyed_by_created_at!(Memory);
 #[utoipa::path(
     get,
     path = "/v1/memories",
+    operation_id = "memories_list",
     tag = "memories",
     description = "The org's memories, newest first, filtered; with `q` (and agent_id) one ranked page of search hits instead. Scope: `memories:read`.",
     params(ListMemories),
@@ -282,6 +283,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/v1/memories/{id}",
+    operation_id = "memories_get",
     tag = "memories",
     description = "One memory with its version history. Scope: `memories:read`.",
     params(("id" = Uuid, Path, description = "The memory's id")),
@@ -310,6 +312,7 @@ pub async fn get(
 #[utoipa::path(
     post,
     path = "/v1/memories",
+    operation_id = "memories_create",
     tag = "memories",
     description = "Remembers through the write pipeline: 201 when a memory was written (created or superseding), 200 when the content was already known. Scope: `memories:write`.",
     request_body = CreateMemory,
@@ -353,6 +356,7 @@ pub async fn create(
 #[utoipa::path(
     post,
     path = "/v1/memories/{id}/feedback",
+    operation_id = "memories_feedback",
     tag = "memories",
     description = "Records whether the memory was useful. Scope: `memories:write`.",
     params(("id" = Uuid, Path, description = "The memory's id")),
@@ -383,6 +387,7 @@ pub async fn feedback(
 #[utoipa::path(
     delete,
     path = "/v1/memories/{id}",
+    operation_id = "memories_forget",
     tag = "memories",
     description = "Forgets the memory (a soft delete with a version record): it leaves every ranking and stays readable. Scope: `memories:write`.",
     params(("id" = Uuid, Path, description = "The memory's id"), ForgetQuery),

@@ -244,6 +244,19 @@ mod tests {
         assert!(phantom.is_empty(), "documented but not routed: {phantom:?}");
     }
 
+    #[test]
+    fn operation_ids_are_unique() {
+        let mut seen = BTreeSet::new();
+        for item in document()["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                if let Some(id) = operation["operationId"].as_str() {
+                    assert!(seen.insert(id.to_string()), "operationId {id} twice");
+                }
+            }
+        }
+        assert!(seen.len() >= 42);
+    }
+
     /// Every `$ref` names a schema of the document.
     #[test]
     fn references_resolve() {

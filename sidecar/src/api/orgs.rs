@@ -67,6 +67,7 @@ keyed_by_created_at!(Org);
 #[utoipa::path(
     post,
     path = "/v1/orgs",
+    operation_id = "orgs_create",
     tag = "orgs",
     description = "Creates an org (platform operators only). Scope: `platform:admin`.",
     request_body = CreateOrg,
@@ -93,6 +94,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/v1/orgs",
+    operation_id = "orgs_list",
     tag = "orgs",
     description = "Every org, newest first (platform operators only). Scope: `platform:admin`.",
     params(ListOrgs),
@@ -121,6 +123,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/v1/orgs/{id}",
+    operation_id = "orgs_get",
     tag = "orgs",
     description = "One org (platform operators only). Scope: `platform:admin`.",
     params(("id" = Uuid, Path, description = "The org's id")),
@@ -144,6 +147,7 @@ pub async fn get(
 #[utoipa::path(
     patch,
     path = "/v1/orgs/{id}",
+    operation_id = "orgs_update",
     tag = "orgs",
     description = "Changes the org's name or settings (platform operators only). Scope: `platform:admin`.",
     params(("id" = Uuid, Path, description = "The org's id")),
@@ -186,6 +190,7 @@ async fn set_status(state: &AppState, id: Uuid, status: &str) -> Result<Json<Org
 #[utoipa::path(
     post,
     path = "/v1/orgs/{id}/suspend",
+    operation_id = "orgs_suspend",
     tag = "orgs",
     description = "Suspends the org (its tokens are refused); a token cannot suspend its own org (409). Scope: `platform:admin`.",
     params(("id" = Uuid, Path, description = "The org's id")),
@@ -208,6 +213,7 @@ pub async fn suspend(
 #[utoipa::path(
     post,
     path = "/v1/orgs/{id}/resume",
+    operation_id = "orgs_resume",
     tag = "orgs",
     description = "Makes a suspended org active again. Scope: `platform:admin`.",
     params(("id" = Uuid, Path, description = "The org's id")),
@@ -225,6 +231,7 @@ pub async fn resume(
 #[utoipa::path(
     delete,
     path = "/v1/orgs/{id}",
+    operation_id = "orgs_delete",
     tag = "orgs",
     description = "Deletes the org and everything it owns; a token cannot delete its own org (409). Scope: `platform:admin`.",
     params(("id" = Uuid, Path, description = "The org's id")),

@@ -105,6 +105,7 @@ keyed_by_created_at!(Session);
 #[utoipa::path(
     get,
     path = "/v1/sessions",
+    operation_id = "sessions_list",
     tag = "sessions",
     description = "The org's sessions, newest first. Scope: `sessions:read`.",
     params(ListSessions),
@@ -146,6 +147,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/v1/sessions/{id}",
+    operation_id = "sessions_get",
     tag = "sessions",
     description = "One session with its first 100 turns. Scope: `sessions:read`.",
     params(("id" = Uuid, Path, description = "The session's id")),
@@ -172,6 +174,7 @@ pub async fn get(
 #[utoipa::path(
     get,
     path = "/v1/sessions/{id}/turns",
+    operation_id = "sessions_turns",
     tag = "sessions",
     description = "The session's turns after a turn index, oldest first. Scope: `sessions:read`.",
     params(("id" = Uuid, Path, description = "The session's id"), TurnsQuery),
@@ -206,6 +209,7 @@ pub async fn turns(
 #[utoipa::path(
     post,
     path = "/v1/sessions/{id}/complete",
+    operation_id = "sessions_complete",
     tag = "sessions",
     description = "Completes the session (idempotent); a failed or abandoned one is a 409. Scope: `sessions:write`.",
     params(("id" = Uuid, Path, description = "The session's id")),

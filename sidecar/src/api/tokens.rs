@@ -102,6 +102,7 @@ keyed_by_created_at!(TokenInfo);
 #[utoipa::path(
     post,
     path = "/v1/tokens",
+    operation_id = "tokens_create",
     tag = "tokens",
     description = "Creates a token with scopes the caller holds itself; the secret is in this answer only. Scope: `tokens:manage`.",
     request_body = CreateToken,
@@ -164,6 +165,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/v1/tokens",
+    operation_id = "tokens_list",
     tag = "tokens",
     description = "The org's tokens, newest first; never a secret. Scope: `tokens:manage`.",
     params(ListTokens),
@@ -208,6 +210,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/v1/tokens/{id}",
+    operation_id = "tokens_get",
     tag = "tokens",
     description = "One token (never its secret). Scope: `tokens:manage`.",
     params(("id" = Uuid, Path, description = "The token's id")),
@@ -226,6 +229,7 @@ pub async fn get(
 #[utoipa::path(
     delete,
     path = "/v1/tokens/{id}",
+    operation_id = "tokens_revoke",
     tag = "tokens",
     description = "Revokes the token everywhere at once (idempotent). Scope: `tokens:manage`.",
     params(("id" = Uuid, Path, description = "The token's id")),

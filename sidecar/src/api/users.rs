@@ -80,6 +80,7 @@ keyed_by_created_at!(User);
 #[utoipa::path(
     post,
     path = "/v1/users",
+    operation_id = "users_create",
     tag = "users",
     description = "Creates a person of the org (org-wide tokens only). Scope: `users:write`.",
     request_body = CreateUser,
@@ -109,6 +110,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/v1/users",
+    operation_id = "users_list",
     tag = "users",
     description = "The org's people, newest first (org-wide tokens only). Scope: `users:read`.",
     params(ListUsers),
@@ -143,6 +145,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/v1/users/{id}",
+    operation_id = "users_get",
     tag = "users",
     description = "One user (org-wide tokens only). Scope: `users:read`.",
     params(("id" = Uuid, Path, description = "The user's id")),
@@ -162,6 +165,7 @@ pub async fn get(
 #[utoipa::path(
     patch,
     path = "/v1/users/{id}",
+    operation_id = "users_update",
     tag = "users",
     description = "Changes the fields sent; `status` deactivates or reactivates (org-wide tokens only). Scope: `users:write`.",
     params(("id" = Uuid, Path, description = "The user's id")),
@@ -196,6 +200,7 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/v1/users/{id}",
+    operation_id = "users_deactivate",
     tag = "users",
     description = "Deactivates the user: their tokens stop working at once (org-wide tokens only). Scope: `users:write`.",
     params(("id" = Uuid, Path, description = "The user's id")),
