@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -39,8 +39,11 @@ const COLUMNS: &str = "id, org_id, name, description, status, default_model, met
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgent {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
+    #[schema(max_length = 200)]
     pub default_model: Option<String>,
     pub metadata: Option<Value>,
 }
@@ -62,7 +65,18 @@ pub struct UpdateAgent {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
+    #[schema(value_type = AgentStatus)]
     pub status: String,
+}
+
+/// The states of an agent (`sql/api/agents.sql` checks them; documented here).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum AgentStatus {
+    Active,
+    Paused,
+    Archived,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -32,6 +32,15 @@ pub struct Conflict {
     pub created_at: DateTime<Utc>,
 }
 
+/// How a conflict is decided (`sql/api/conflicts.sql` checks it; documented here).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum Decision {
+    Resolved,
+    Dismissed,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -49,6 +58,7 @@ pub struct ListConflicts {
 #[serde(deny_unknown_fields)]
 pub struct Resolve {
     /// resolved (default) or dismissed.
+    #[schema(value_type = Option<Decision>)]
     pub status: Option<String>,
     pub resolution: Option<String>,
     /// One of the pair, forgotten as the loser.

@@ -61,7 +61,10 @@ pub struct ErrorBody {
         tokens::create, tokens::list, tokens::get, tokens::revoke,
     ),
     // Listed so that references from hand-written schemas (Listing) and generic pages resolve.
-    components(schemas(ErrorEnvelope, ErrorBody, memories::Memory, memories::Hit, memories::Ranked)),
+    components(schemas(
+        ErrorEnvelope, ErrorBody, memories::Memory, memories::Hit, memories::Ranked,
+        agents::AgentStatus, users::Role, users::UserStatus, conflicts::Decision,
+    )),
     modifiers(&Shared),
     tags(
         (name = "agents"), (name = "directives"), (name = "memories"), (name = "conflicts"),
@@ -136,12 +139,18 @@ fn errors(method: &str, operation: &Operation) -> Vec<(u16, &'static str)> {
         .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Path));
     let has_body = operation.request_body.is_some();
     let mut out = vec![
-        (400, "Invalid request: query, path or body malformed, or refused by the database's checks"),
+        (
+            400,
+            "Invalid request: query, path or body malformed, or refused by the database's checks",
+        ),
         (401, "Missing, unknown, expired or revoked token"),
         (403, "The token lacks the scope, or is bound to another agent"),
     ];
     if has_path || has_body || method != "get" {
-        out.push((404, "A resource named by the request does not exist in the caller's org"));
+        out.push((
+            404,
+            "A resource named by the request does not exist in the caller's org",
+        ));
     }
     if method != "get" {
         out.push((409, "Conflicts with the resource's state (a name taken, a refused transition), or an Idempotency-Key still running"));
@@ -157,7 +166,10 @@ fn errors(method: &str, operation: &Operation) -> Vec<(u16, &'static str)> {
     }
     out.push((429, "The token is over its rate limit (Retry-After says when to retry)"));
     out.push((500, "Internal error (details are logged, never sent)"));
-    out.push((503, "The database (or, with an Idempotency-Key, Redis) is unavailable; retry shortly"));
+    out.push((
+        503,
+        "The database (or, with an Idempotency-Key, Redis) is unavailable; retry shortly",
+    ));
     out
 }
 
@@ -240,7 +252,10 @@ mod tests {
         let documented = documented_routes();
         let undocumented: Vec<_> = declared.difference(&documented).collect();
         let phantom: Vec<_> = documented.difference(&declared).collect();
-        assert!(undocumented.is_empty(), "routes without #[utoipa::path]: {undocumented:?}");
+        assert!(
+            undocumented.is_empty(),
+            "routes without #[utoipa::path]: {undocumented:?}"
+        );
         assert!(phantom.is_empty(), "documented but not routed: {phantom:?}");
     }
 
@@ -294,13 +309,23 @@ mod tests {
     fn bodies_refuse_unknown_fields_and_ids_are_uuids() {
         let doc = document();
         let schemas = &doc["components"]["schemas"];
-        for body in ["CreateAgent", "UpdateAgent", "CreateMemory", "CreateToken", "Resolve", "CreateOrg"] {
+        for body in [
+            "CreateAgent",
+            "UpdateAgent",
+            "CreateMemory",
+            "CreateToken",
+            "Resolve",
+            "CreateOrg",
+        ] {
             assert_eq!(schemas[body]["additionalProperties"], false, "{body}");
         }
         assert_eq!(schemas["Agent"]["properties"]["id"]["format"], "uuid");
         assert_eq!(schemas["Agent"]["properties"]["created_at"]["format"], "date-time");
         let description = &schemas["Agent"]["properties"]["description"]["type"];
-        assert!(description.as_array().unwrap().contains(&"null".into()), "{description}");
+        assert!(
+            description.as_array().unwrap().contains(&"null".into()),
+            "{description}"
+        );
         let create = &doc["paths"]["/v1/agents"]["post"];
         assert!(create["description"].as_str().unwrap().contains("agents:write"));
         assert!(create["responses"]["401"]["content"]["application/json"].is_object());

@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -87,6 +87,7 @@ pub struct ListSessions {
 #[into_params(parameter_in = Query)]
 pub struct TurnsQuery {
     /// Turns after this index (0 or absent: from the first).
+    #[param(minimum = 0)]
     pub after: Option<i32>,
     /// Turns per page (default 100).
     #[param(minimum = 1, maximum = 200)]

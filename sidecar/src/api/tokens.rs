@@ -58,7 +58,11 @@ pub struct CreatedToken {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    /// Scopes the caller holds itself (`admin` implies every scope of the org but
+    /// `platform:admin`).
+    #[schema(min_items = 1)]
     pub scopes: Vec<String>,
     pub agent_id: Option<Uuid>,
     pub user_id: Option<Uuid>,

@@ -39,18 +39,44 @@ const COLUMNS: &str = "id, org_id, email, display_name, role, status, created_at
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(max_length = 320)]
     pub email: String,
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
+    /// Default: member.
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
-    /// `active` or `disabled`.
+    #[schema(value_type = Option<UserStatus>)]
     pub status: Option<String>,
+}
+
+/// A user's role (`sql/api/users.sql` checks it; documented here).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+}
+
+/// A user's status: `disabled` refuses their tokens.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum UserStatus {
+    Active,
+    Disabled,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

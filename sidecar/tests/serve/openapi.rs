@@ -26,7 +26,12 @@ async fn the_document_names_every_route_and_each_is_served() {
     let mut operations = 0;
     for (path, item) in paths {
         assert!(path.starts_with("/v1/"), "{path}");
-        for method in item.as_object().unwrap().keys().filter(|m| METHODS.contains(&m.as_str())) {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| METHODS.contains(&m.as_str()))
+        {
             operations += 1;
             let concrete = path
                 .replace("{id}", "00000000-0000-0000-0000-000000000000")
@@ -43,7 +48,10 @@ async fn the_document_names_every_route_and_each_is_served() {
             .await;
             answer.error(401, "unauthenticated");
             let operation = &item[method.as_str().to_lowercase()];
-            assert!(operation["responses"]["401"].is_object(), "{method} {path}: 401 documented");
+            assert!(
+                operation["responses"]["401"].is_object(),
+                "{method} {path}: 401 documented"
+            );
             assert!(
                 operation["description"].as_str().unwrap_or("").contains("Scope: `"),
                 "{method} {path}: names its scope"
@@ -61,7 +69,10 @@ async fn swagger_ui_is_served_offline() {
     let server = TestServer::start(config()).await;
     let page = server.client.get(server.url("/docs")).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = page.text().await.unwrap();
     for external in ["http://", "https://", "//unpkg", "cdn"] {
         assert!(!html.contains(external), "the page names {external}: {html}");
@@ -82,12 +93,18 @@ async fn swagger_ui_is_served_offline() {
         assert!(assets.iter().any(|a| a == asset), "{asset} linked from the page");
         let response = server.client.get(server.url(asset)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{asset}");
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(kind), "{asset}");
+        assert!(
+            response.headers()["content-type"].to_str().unwrap().starts_with(kind),
+            "{asset}"
+        );
         assert!(!response.bytes().await.unwrap().is_empty(), "{asset}");
     }
     let init = server.client.get(server.url("/docs/init.js")).send().await.unwrap();
     let init = init.text().await.unwrap();
-    assert!(init.contains("\"/openapi.json\"") && init.contains("validatorUrl: null"), "{init}");
+    assert!(
+        init.contains("\"/openapi.json\"") && init.contains("validatorUrl: null"),
+        "{init}"
+    );
     let missing = reply(server.client.get(server.url("/docs/nope.js")).send().await.unwrap()).await;
     missing.error(404, "not_found");
     server.stop().await;
