@@ -8,12 +8,13 @@
 #   schemathesis.sh            install (once, cached) and run
 #   schemathesis.sh install    only install schemathesis into its cached venv
 #
-# IBEX_FUZZ_EXAMPLES bounds the examples per operation (default 25: about 3 minutes on 2 cores).
+# IBEX_FUZZ_EXAMPLES bounds the examples per operation (default 50: about a minute of requests,
+# 2 to 3 minutes with the sidecar's start on 2 cores).
 source "$(dirname "$0")/env.sh"
 SCHEMATHESIS_VERSION=4.32.5
 VENV=$IBEX_CACHE/schemathesis-$SCHEMATHESIS_VERSION
 IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
-EXAMPLES=${IBEX_FUZZ_EXAMPLES:-25}
+EXAMPLES=${IBEX_FUZZ_EXAMPLES:-50}
 
 install() {
   if [ -x "$VENV/bin/schemathesis" ] && "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
@@ -45,7 +46,10 @@ cleanup() {
     kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID"
   fi
   if [ -n "$ORG" ]; then
-    "$IBEX_ROOT/scripts/stack.sh" psql test -Atc "SELECT ibex_ops.platform_delete_org('$ORG')" >/dev/null || true
+    # Fails while platform_delete_org cannot update agent_memory_stats (ibex_system has SELECT
+    # only): the org then stays behind, harmless to other tests.
+    "$IBEX_ROOT/scripts/stack.sh" psql test -Atc "SELECT ibex_ops.platform_delete_org('$ORG')" >/dev/null 2>&1 \
+      || log "api-fuzz: org $ORG could not be deleted; it stays in the test database"
   fi
   rm -rf "$WORK"
 }
