@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-api clean-data
+        test-pg test-regress test-sidecar test-api-fuzz test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-api clean-data
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -59,6 +59,9 @@ test-regress: setup
 
 test-e2e: setup
 	@scripts/test.sh e2e
+
+test-api-fuzz: setup
+	@scripts/test.sh api-fuzz
 
 test-sidecar: setup
 	@scripts/test.sh sidecar

@@ -130,12 +130,21 @@ install_model_files() {
   done_step "model files in $IBEX_VENDOR"
 }
 
+# schemathesis (the api-fuzz tier) in its own venv under the cache, pinned in schemathesis.sh;
+# skipped when that version is already there.
+install_schemathesis() {
+  step "schemathesis (api-fuzz tier)"
+  "$IBEX_ROOT/scripts/schemathesis.sh" install
+  done_step "schemathesis in $IBEX_CACHE"
+}
+
 main() {
   local t0; t0=$(date +%s)
   install_apt_packages
   install_pgvector
   install_cargo_pgrx
   install_model_files
+  install_schemathesis
   log "setup complete in $(( $(date +%s) - t0 ))s"
 }
 

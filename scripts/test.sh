@@ -7,6 +7,8 @@
 #   upgrade   a database of the previous release, migrated in place, equals a fresh one
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
 #   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
+#   api-fuzz  schemathesis against /openapi.json of a release `ibex serve` on the test stack
+#             (scripts/schemathesis.sh): no 5xx, answers as documented
 #   e2e       tests/ against the running test stack (background workers, retrieval quality)
 #   security  one named test per item of the security issue (item<N>_...), run as the roles a
 #             deployment uses: tests/tests/security_tenancy.rs (database logins) and
@@ -84,6 +86,10 @@ tier_sidecar() {
   cargo test --release -p ibex_sidecar -- "${SECURITY_TESTS[@]}"
 }
 
+tier_api_fuzz() {
+  "$IBEX_ROOT/scripts/schemathesis.sh"
+}
+
 tier_e2e() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
   export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
@@ -108,6 +114,8 @@ case "${1:-all}" in
   upgrade) timed build build_all; "$IBEX_ROOT/scripts/stack.sh" up test; timed upgrade "$IBEX_ROOT/scripts/upgrade-check.sh" ;;
   regress) timed build build_all; timed fresh-database fresh_database; timed regress tier_regress ;;
   sidecar) timed build build_all; timed fresh-database fresh_database; timed sidecar tier_sidecar ;;
+  # Its own fresh org on the test stack as it is: no database reset.
+  api-fuzz) timed build build_all; timed api-fuzz tier_api_fuzz ;;
   e2e) timed build build_all; timed fresh-database fresh_database; timed e2e tier_e2e ;;
   security) timed build build_all; timed fresh-database fresh_database; timed security tier_security ;;
   all)
@@ -119,9 +127,10 @@ case "${1:-all}" in
     timed upgrade "$IBEX_ROOT/scripts/upgrade-check.sh"
     timed regress tier_regress
     timed sidecar tier_sidecar
+    timed api-fuzz tier_api_fuzz
     timed e2e tier_e2e
     timed security tier_security
     summary
     log "all tests passed in $(( $(date +%s) - T0 ))s" ;;
-  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|e2e|security" ;;
+  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|api-fuzz|e2e|security" ;;
 esac

@@ -9,6 +9,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -20,7 +21,7 @@ use crate::state::AppState;
 
 const LIST: &str = "agents";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Agent {
     pub id: Uuid,
     pub org_id: Uuid,
@@ -35,42 +36,61 @@ pub struct Agent {
 
 const COLUMNS: &str = "id, org_id, name, description, status, default_model, metadata, created_at, updated_at";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgent {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
+    #[schema(max_length = 200)]
     pub default_model: Option<String>,
     pub metadata: Option<Value>,
 }
 
 /// Fields absent keep their value; `null` clears description and default_model.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgent {
     pub name: Option<String>,
     #[serde(default, with = "serde_with::rust::double_option")]
+    #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     #[serde(default, with = "serde_with::rust::double_option")]
+    #[schema(value_type = Option<String>)]
     pub default_model: Option<Option<String>>,
     pub metadata: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
+    #[schema(value_type = AgentStatus)]
     pub status: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// The states of an agent (`sql/api/agents.sql` checks them; documented here).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum AgentStatus {
+    Active,
+    Paused,
+    Archived,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListAgents {
     pub status: Option<String>,
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct DeletedAgent {
     pub memories: i64,
     pub directives: i64,
@@ -80,6 +100,15 @@ pub struct DeletedAgent {
 
 keyed_by_created_at!(Agent);
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents",
+    operation_id = "agents_create",
+    tag = "agents",
+    description = "Creates an agent of the caller's org. An agent-bound token cannot create agents. Scope: `agents:write`.",
+    request_body = CreateAgent,
+    responses((status = 201, description = "The new agent", body = Agent)),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -106,6 +135,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(agent)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents",
+    operation_id = "agents_list",
+    tag = "agents",
+    description = "The org's agents, newest first (an agent-bound token sees its own only). Scope: `agents:read`.",
+    params(ListAgents),
+    responses((status = 200, description = "A page of agents", body = Page<Agent>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -132,6 +170,15 @@ pub async fn list(
     Ok(Json(page.finish(rows, LIST)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{id}",
+    operation_id = "agents_get",
+    tag = "agents",
+    description = "One agent. Scope: `agents:read`.",
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    responses((status = 200, description = "The agent", body = Agent)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -143,6 +190,16 @@ pub async fn get(
     Ok(Json(fetch(&mut tx, caller.org_id, id).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/agents/{id}",
+    operation_id = "agents_update",
+    tag = "agents",
+    description = "Changes the fields sent; absent fields keep their value, `null` clears description and default_model. Scope: `agents:write`.",
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    request_body = UpdateAgent,
+    responses((status = 200, description = "The agent as changed", body = Agent)),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -169,6 +226,16 @@ pub async fn update(
     Ok(Json(agent))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{id}/status",
+    operation_id = "agents_set_status",
+    tag = "agents",
+    description = "A status transition; a refused one is a 409 `invalid_transition` naming the allowed states. Scope: `agents:write`.",
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    request_body = StatusChange,
+    responses((status = 200, description = "The agent in its new status", body = Agent)),
+)]
 pub async fn set_status(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -194,6 +261,15 @@ pub async fn set_status(
     Ok(Json(agent))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{id}",
+    operation_id = "agents_delete",
+    tag = "agents",
+    description = "Deletes the agent and everything it owns; the answer counts what went. Scope: `agents:write`.",
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    responses((status = 200, description = "What was deleted with the agent", body = DeletedAgent)),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,

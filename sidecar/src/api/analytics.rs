@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiQuery, Caller};
@@ -21,7 +22,7 @@ const MAX_BUCKETS: i64 = 2000;
 /// Upper bounds (ms) of the latency histogram's buckets; a last, open bucket holds the rest.
 const LATENCY_BOUNDS_MS: &[i32] = &[10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Bucket {
     Minute,
@@ -47,19 +48,21 @@ impl Bucket {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// Default: 24 hours before `to`.
     pub from: Option<DateTime<Utc>>,
     /// Default: now.
     pub to: Option<DateTime<Utc>>,
     /// Default: hour.
+    #[param(inline)]
     pub bucket: Option<Bucket>,
     pub agent_id: Option<Uuid>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Point {
     pub start: DateTime<Utc>,
     pub requests: i64,
@@ -71,7 +74,7 @@ pub struct Point {
     pub latency_ms_p95: Option<f64>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Totals {
     pub requests: i64,
     pub errors: i64,
@@ -83,28 +86,28 @@ pub struct Totals {
     pub latency_ms_p99: Option<f64>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct ByModel {
     pub model: String,
     pub requests: i64,
     pub total_tokens: i64,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct ByAgent {
     pub agent_id: Option<Uuid>,
     pub requests: i64,
     pub total_tokens: i64,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct LatencyBucket {
     /// Upper bound in ms; null for the open last bucket.
     pub le_ms: Option<i32>,
     pub count: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Usage {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -121,7 +124,13 @@ pub struct Usage {
 fn range(query: &UsageQuery, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>, Bucket), ApiError> {
     let bucket = query.bucket.unwrap_or(Bucket::Hour);
     let to = query.to.unwrap_or(now);
-    let from = query.from.unwrap_or(to - Duration::hours(24));
+    // Checked: `to` may be chrono's earliest time, 24 hours before which does not exist.
+    let from = match query.from {
+        Some(from) => from,
+        None => to
+            .checked_sub_signed(Duration::hours(24))
+            .ok_or_else(|| ApiError::invalid("to is too early: give from as well"))?,
+    };
     if from >= to {
         return Err(ApiError::invalid("from must be before to"));
     }
@@ -142,6 +151,15 @@ fn range(query: &UsageQuery, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateT
 const SCOPED: &str = "FROM ibex_core.usage_events
      WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 AND ($4::uuid IS NULL OR agent_id = $4)";
 
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/usage",
+    operation_id = "analytics_usage",
+    tag = "analytics",
+    description = "What the org's (or one agent's) proxied model calls cost, in time buckets. Scope: `analytics:read`.",
+    params(UsageQuery),
+    responses((status = 200, description = "Usage over the range", body = Usage)),
+)]
 pub async fn usage(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -257,5 +275,12 @@ mod tests {
         assert!(range(&query(Some(now), None), now).is_err(), "empty range");
         assert!(range(&query(Some(now - Duration::days(3)), Some(Bucket::Minute)), now).is_err());
         assert!(range(&query(Some(now - Duration::days(365)), Some(Bucket::Day)), now).is_ok());
+        let earliest = UsageQuery {
+            from: None,
+            to: Some(DateTime::<Utc>::MIN_UTC),
+            bucket: None,
+            agent_id: None,
+        };
+        assert!(range(&earliest, now).is_err(), "no time before the earliest");
     }
 }

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -17,7 +18,7 @@ use crate::state::AppState;
 
 const LIST: &str = "conflicts";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Conflict {
     #[sqlx(rename = "conflict_id")]
     pub id: Uuid,
@@ -31,20 +32,33 @@ pub struct Conflict {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize)]
+/// How a conflict is decided (`sql/api/conflicts.sql` checks it; documented here).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum Decision {
+    Resolved,
+    Dismissed,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListConflicts {
     pub agent_id: Option<Uuid>,
     /// open (default), resolved, dismissed, or all.
     pub status: Option<String>,
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resolve {
     /// resolved (default) or dismissed.
+    #[schema(value_type = Option<Decision>)]
     pub status: Option<String>,
     pub resolution: Option<String>,
     /// One of the pair, forgotten as the loser.
@@ -53,6 +67,15 @@ pub struct Resolve {
 
 keyed_by_created_at!(Conflict);
 
+#[utoipa::path(
+    get,
+    path = "/v1/conflicts",
+    operation_id = "conflicts_list",
+    tag = "conflicts",
+    description = "Contradicting pairs of memories, oldest first (default: open ones). Scope: `memories:read`.",
+    params(ListConflicts),
+    responses((status = 200, description = "A page of conflicts", body = Page<Conflict>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -88,6 +111,16 @@ pub async fn list(
     Ok(Json(page.finish(rows, LIST)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/conflicts/{id}/resolve",
+    operation_id = "conflicts_resolve",
+    tag = "conflicts",
+    description = "Resolves or dismisses the conflict, optionally forgetting the memory that lost. Scope: `memories:write`.",
+    params(("id" = Uuid, Path, description = "The conflict's id")),
+    request_body = Resolve,
+    responses((status = 200, description = "The conflict as decided", body = Conflict)),
+)]
 pub async fn resolve(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -23,7 +24,7 @@ use crate::state::AppState;
 const READ: &str = "directives:read";
 const WRITE: &str = "directives:write";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Directive {
     pub id: Uuid,
     pub org_id: Uuid,
@@ -39,7 +40,7 @@ pub struct Directive {
 
 const COLUMNS: &str = "id, org_id, agent_id, name, content, version, status, priority, created_at, updated_at";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct DirectiveVersion {
     pub directive_id: Uuid,
     pub version: i32,
@@ -51,7 +52,7 @@ pub struct DirectiveVersion {
     pub id: Uuid,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDirective {
     pub name: String,
@@ -59,23 +60,35 @@ pub struct CreateDirective {
     pub priority: Option<i32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeDirective {
     pub content: String,
     pub priority: Option<i32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListDirectives {
     pub status: Option<String>,
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
 
 keyed_by_created_at!(Directive, DirectiveVersion);
 
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{id}/directives",
+    operation_id = "directives_list",
+    tag = "directives",
+    description = "The agent's directives, newest first. Scope: `directives:read`.",
+    params(("id" = Uuid, Path, description = "The agent's id"), ListDirectives),
+    responses((status = 200, description = "A page of directives", body = Page<Directive>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -106,6 +119,16 @@ pub async fn list(
     Ok(Json(page.finish(rows, list)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{id}/directives",
+    operation_id = "directives_create",
+    tag = "directives",
+    description = "A new directive (version 1); a name the agent already uses is a 409. Scope: `directives:write`.",
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    request_body = CreateDirective,
+    responses((status = 201, description = "The new directive", body = Directive)),
+)]
 /// A new directive (version 1); a name the agent already uses is a 409 (change it with PUT).
 pub async fn create(
     State(state): State<AppState>,
@@ -138,6 +161,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(directive)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/directives/{id}",
+    operation_id = "directives_get",
+    tag = "directives",
+    description = "The directive's current version. Scope: `directives:read`.",
+    params(("id" = Uuid, Path, description = "The directive's id")),
+    responses((status = 200, description = "The directive", body = Directive)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -148,6 +180,16 @@ pub async fn get(
     Ok(Json(fetch(&mut tx, caller.org_id, caller.agent_id, id).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/directives/{id}",
+    operation_id = "directives_change",
+    tag = "directives",
+    description = "A new version with this content and priority (an archived directive becomes active again). Scope: `directives:write`.",
+    params(("id" = Uuid, Path, description = "The directive's id")),
+    request_body = ChangeDirective,
+    responses((status = 200, description = "The directive's new current version", body = Directive)),
+)]
 /// A new version with this content and priority (an archived directive becomes active again);
 /// unchanged content and priority of an active directive make no new version.
 pub async fn change(
@@ -174,6 +216,15 @@ pub async fn change(
     Ok(Json(directive))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/directives/{id}",
+    operation_id = "directives_archive",
+    tag = "directives",
+    description = "Archives the directive (a new version, status archived). Scope: `directives:write`.",
+    params(("id" = Uuid, Path, description = "The directive's id")),
+    responses((status = 200, description = "The archived directive", body = Directive)),
+)]
 /// Archives the directive (a new version, status archived); the hot path stops serving it.
 pub async fn archive(
     State(state): State<AppState>,
@@ -194,6 +245,15 @@ pub async fn archive(
     Ok(Json(directive))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/directives/{id}/versions",
+    operation_id = "directives_versions",
+    tag = "directives",
+    description = "Every version of the directive, newest first. Scope: `directives:read`.",
+    params(("id" = Uuid, Path, description = "The directive's id"), PageQuery),
+    responses((status = 200, description = "A page of versions", body = Page<DirectiveVersion>)),
+)]
 /// Every version, newest first.
 pub async fn versions(
     State(state): State<AppState>,
@@ -223,6 +283,15 @@ pub async fn versions(
     Ok(Json(page.finish(rows, list)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/directives/{id}/versions/{version}",
+    operation_id = "directives_version",
+    tag = "directives",
+    description = "One version of the directive. Scope: `directives:read`.",
+    params(("id" = Uuid, Path, description = "The directive's id"), ("version" = i32, Path, description = "The version number")),
+    responses((status = 200, description = "The version", body = DirectiveVersion)),
+)]
 pub async fn version(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::Response;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiQuery, Caller};
@@ -21,7 +22,7 @@ use crate::state::AppState;
 /// Rows read per round trip.
 const CHUNK: i64 = 500;
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     #[default]
@@ -29,9 +30,12 @@ pub enum Format {
     Csv,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
+    /// jsonl (default) or csv.
+    #[param(inline)]
     pub format: Option<Format>,
     pub agent_id: Option<Uuid>,
     pub category: Option<String>,
@@ -125,6 +129,15 @@ enum Cursor {
     Done,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/memories/export",
+    operation_id = "memories_export",
+    tag = "memories",
+    description = "Every memory matching the filters, streamed as JSON Lines (one Memory object a line) or CSV. Scope: `memories:read`.",
+    params(ExportQuery),
+    responses((status = 200, description = "The memories, streamed", content((String = "application/x-ndjson"), (String = "text/csv")))),
+)]
 pub async fn export(
     State(state): State<AppState>,
     Caller(caller): Caller,

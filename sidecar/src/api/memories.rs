@@ -10,6 +10,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -25,7 +26,7 @@ const WRITE: &str = "memories:write";
 const LIST: &str = "memories";
 const STATUSES: &[&str] = &["active", "superseded", "deleted"];
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Memory {
     pub id: Uuid,
     pub org_id: Uuid,
@@ -54,7 +55,7 @@ pub const COLUMNS: &str = "m.id, m.org_id, m.agent_id, m.content, m.category, m.
      m.useful_count, m.not_useful_count, m.access_count, m.last_accessed_at, m.superseded_by, m.source_session_id, \
      m.metadata, m.version, m.created_at, m.updated_at";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct MemoryVersion {
     pub version: i32,
     pub change: String,
@@ -67,7 +68,7 @@ pub struct MemoryVersion {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MemoryWithHistory {
     #[serde(flatten)]
     pub memory: Memory,
@@ -75,7 +76,7 @@ pub struct MemoryWithHistory {
 }
 
 /// A search hit: the memory's ranking next to it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Hit {
     pub memory_id: Uuid,
     pub content: String,
@@ -92,18 +93,46 @@ pub struct Hit {
     pub access_frequency: f64,
 }
 
+/// A ranked answer to a text query: one page, best first, never a cursor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ranked {
+    pub data: Vec<Hit>,
+    /// Always null: a ranked answer is one page.
+    pub next_cursor: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Listing {
     Page(Page<Memory>),
-    Ranked {
-        data: Vec<Hit>,
-        next_cursor: Option<String>,
-    },
+    Ranked(Ranked),
 }
 
-#[derive(Debug, Deserialize)]
+/// `anyOf`, not the derive's `oneOf`: an empty page (`{"data": [], "next_cursor": null}`) is
+/// both shapes, which `oneOf` would forbid.
+impl utoipa::PartialSchema for Listing {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::AnyOfBuilder;
+        use utoipa::openapi::Ref;
+        AnyOfBuilder::new()
+            .item(<Page<Memory> as utoipa::PartialSchema>::schema())
+            .item(Ref::from_schema_name(Ranked::name()))
+            .into()
+    }
+}
+
+impl ToSchema for Listing {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        use utoipa::PartialSchema;
+        schemas.push((Ranked::name().into(), Ranked::schema()));
+        schemas.push((Hit::name().into(), Hit::schema()));
+        schemas.push((Memory::name().into(), Memory::schema()));
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListMemories {
     pub agent_id: Option<Uuid>,
     pub category: Option<String>,
@@ -113,11 +142,13 @@ pub struct ListMemories {
     pub created_before: Option<DateTime<Utc>>,
     /// A text query: results ranked by `ibex_core.search` (needs agent_id).
     pub q: Option<String>,
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMemory {
     pub agent_id: Uuid,
@@ -129,7 +160,7 @@ pub struct CreateMemory {
     pub metadata: Option<Value>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Remembered {
     pub memory_id: Uuid,
     /// created, duplicate or superseded: what the write pipeline did.
@@ -138,21 +169,22 @@ pub struct Remembered {
     pub conflicts: Value,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedMemory {
     #[serde(flatten)]
     pub result: Remembered,
     pub memory: Memory,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Feedback {
     pub useful: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ForgetQuery {
     pub reason: Option<String>,
 }
@@ -167,6 +199,15 @@ fn agent_scope(caller: &Principal, asked: Option<Uuid>) -> Result<Option<Uuid>, 
 
 keyed_by_created_at!(Memory);
 
+#[utoipa::path(
+    get,
+    path = "/v1/memories",
+    operation_id = "memories_list",
+    tag = "memories",
+    description = "The org's memories, newest first, filtered; with `q` (and agent_id) one ranked page of search hits instead. Scope: `memories:read`.",
+    params(ListMemories),
+    responses((status = 200, description = "A page of memories, or with `q` a ranked page of hits", body = Listing)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -213,10 +254,10 @@ pub async fn list_for(state: &AppState, caller: &Principal, query: ListMemories)
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| from_sqlx("searching memories", e))?;
-        return Ok(Listing::Ranked {
+        return Ok(Listing::Ranked(Ranked {
             data: hits,
             next_cursor: None,
-        });
+        }));
     }
     let rows: Vec<Memory> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ibex_core.memories m
@@ -245,6 +286,15 @@ pub async fn list_for(state: &AppState, caller: &Principal, query: ListMemories)
     Ok(Listing::Page(page.finish(rows, LIST)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/memories/{id}",
+    operation_id = "memories_get",
+    tag = "memories",
+    description = "One memory with its version history. Scope: `memories:read`.",
+    params(("id" = Uuid, Path, description = "The memory's id")),
+    responses((status = 200, description = "The memory and its history", body = MemoryWithHistory)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -265,6 +315,15 @@ pub async fn get(
     Ok(Json(MemoryWithHistory { memory, history }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/memories",
+    operation_id = "memories_create",
+    tag = "memories",
+    description = "Remembers through the write pipeline: 201 when a memory was written (created or superseding), 200 when the content was already known. Scope: `memories:write`.",
+    request_body = CreateMemory,
+    responses((status = 201, description = "Written (path created or superseded)", body = CreatedMemory), (status = 200, description = "Already known (path duplicate): the existing memory", body = CreatedMemory)),
+)]
 /// `remember`: 201 when a memory was written (created, or superseding others), 200 when the
 /// content was already known (the existing memory).
 pub async fn create(
@@ -306,6 +365,16 @@ pub async fn remember_for(state: &AppState, caller: &Principal, body: CreateMemo
     Ok(CreatedMemory { result, memory })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/memories/{id}/feedback",
+    operation_id = "memories_feedback",
+    tag = "memories",
+    description = "Records whether the memory was useful. Scope: `memories:write`.",
+    params(("id" = Uuid, Path, description = "The memory's id")),
+    request_body = Feedback,
+    responses((status = 200, description = "The memory with its counts updated", body = Memory)),
+)]
 pub async fn feedback(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -327,6 +396,15 @@ pub async fn feedback(
     Ok(Json(memory))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/memories/{id}",
+    operation_id = "memories_forget",
+    tag = "memories",
+    description = "Forgets the memory (a soft delete with a version record): it leaves every ranking and stays readable. Scope: `memories:write`.",
+    params(("id" = Uuid, Path, description = "The memory's id"), ForgetQuery),
+    responses((status = 200, description = "The forgotten memory", body = Memory)),
+)]
 /// `forget`: the memory leaves every ranking; it stays readable with its history.
 pub async fn forget(
     State(state): State<AppState>,

@@ -9,10 +9,12 @@ pub mod agents;
 pub mod analytics;
 pub mod conflicts;
 pub mod directives;
+pub mod docs;
 pub mod export;
 pub mod extract;
 pub mod idempotency;
 pub mod memories;
+pub mod openapi;
 pub mod orgs;
 pub mod page;
 pub mod sessions;
@@ -28,7 +30,16 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The management routes (merged into the HTTP router under `/v1`).
+/// The API's description (unauthenticated): `/openapi.json` and Swagger UI at `/docs`.
+pub fn doc_routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi::serve))
+        .route("/docs", get(docs::index))
+        .route("/docs/{file}", get(docs::asset))
+}
+
+/// The management routes (merged into the HTTP router under `/v1`). Each has a
+/// `#[utoipa::path]` listed in [`openapi::ApiDoc`] (a unit test there holds them equal).
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/agents", post(agents::create).get(agents::list))

@@ -9,6 +9,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -22,7 +23,7 @@ use crate::state::AppState;
 
 const LIST: &str = "orgs";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Org {
     pub id: Uuid,
     pub name: String,
@@ -35,7 +36,7 @@ pub struct Org {
 
 const COLUMNS: &str = "id, name, slug, status, settings, created_at, updated_at";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     pub name: String,
@@ -43,23 +44,35 @@ pub struct CreateOrg {
     pub settings: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
     pub name: Option<String>,
     pub settings: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListOrgs {
     pub status: Option<String>,
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
 
 keyed_by_created_at!(Org);
 
+#[utoipa::path(
+    post,
+    path = "/v1/orgs",
+    operation_id = "orgs_create",
+    tag = "orgs",
+    description = "Creates an org (platform operators only). Scope: `platform:admin`.",
+    request_body = CreateOrg,
+    responses((status = 201, description = "The new org", body = Org)),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -78,6 +91,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(org)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orgs",
+    operation_id = "orgs_list",
+    tag = "orgs",
+    description = "Every org, newest first (platform operators only). Scope: `platform:admin`.",
+    params(ListOrgs),
+    responses((status = 200, description = "A page of orgs", body = Page<Org>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -98,6 +120,15 @@ pub async fn list(
     Ok(Json(page.finish(rows, LIST)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{id}",
+    operation_id = "orgs_get",
+    tag = "orgs",
+    description = "One org (platform operators only). Scope: `platform:admin`.",
+    params(("id" = Uuid, Path, description = "The org's id")),
+    responses((status = 200, description = "The org", body = Org)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -113,6 +144,16 @@ pub async fn get(
         .ok_or_else(|| ApiError::ResourceNotFound(format!("org {id} not found")))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/orgs/{id}",
+    operation_id = "orgs_update",
+    tag = "orgs",
+    description = "Changes the org's name or settings (platform operators only). Scope: `platform:admin`.",
+    params(("id" = Uuid, Path, description = "The org's id")),
+    request_body = UpdateOrg,
+    responses((status = 200, description = "The org as changed", body = Org)),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -146,6 +187,15 @@ async fn set_status(state: &AppState, id: Uuid, status: &str) -> Result<Json<Org
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orgs/{id}/suspend",
+    operation_id = "orgs_suspend",
+    tag = "orgs",
+    description = "Suspends the org (its tokens are refused); a token cannot suspend its own org (409). Scope: `platform:admin`.",
+    params(("id" = Uuid, Path, description = "The org's id")),
+    responses((status = 200, description = "The suspended org", body = Org)),
+)]
 pub async fn suspend(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -160,6 +210,15 @@ pub async fn suspend(
     set_status(&state, id, "suspended").await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orgs/{id}/resume",
+    operation_id = "orgs_resume",
+    tag = "orgs",
+    description = "Makes a suspended org active again. Scope: `platform:admin`.",
+    params(("id" = Uuid, Path, description = "The org's id")),
+    responses((status = 200, description = "The active org", body = Org)),
+)]
 pub async fn resume(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -169,6 +228,15 @@ pub async fn resume(
     set_status(&state, id, "active").await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/orgs/{id}",
+    operation_id = "orgs_delete",
+    tag = "orgs",
+    description = "Deletes the org and everything it owns; a token cannot delete its own org (409). Scope: `platform:admin`.",
+    params(("id" = Uuid, Path, description = "The org's id")),
+    responses((status = 200, description = "The receipt: rows removed per kind", body = Object)),
+)]
 /// Deletes the org and everything it owns; the answer is the receipt (rows removed per kind).
 pub async fn delete(
     State(state): State<AppState>,

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -18,8 +19,11 @@ pub const MAX_LIMIT: u32 = 200;
 const MAX_CURSOR_LEN: usize = 256;
 
 /// `?limit=&cursor=` of a list request.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -135,7 +139,8 @@ impl After {
 }
 
 /// One page of a list: `next_cursor` is absent on the last page.
-#[derive(Debug, Serialize)]
+/// (Documented per item type in api/openapi.rs.)
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,

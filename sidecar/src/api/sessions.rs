@@ -8,6 +8,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -23,7 +24,7 @@ const LIST: &str = "sessions";
 /// Turns sent with a session; the rest are paged through `/v1/sessions/{id}/turns`.
 const TURNS_WITH_SESSION: i64 = 100;
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Session {
     pub id: Uuid,
     pub org_id: Uuid,
@@ -47,7 +48,7 @@ pub struct Session {
 const COLUMNS: &str = "id, org_id, agent_id, user_id, external_id, status, turn_count, last_extracted_turn, metadata, \
                        started_at, completed_at, archived_at, created_at, updated_at";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Turn {
     pub turn_index: i32,
     pub role: String,
@@ -57,7 +58,7 @@ pub struct Turn {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionWithTurns {
     #[serde(flatten)]
     pub session: Session,
@@ -67,26 +68,33 @@ pub struct SessionWithTurns {
     pub more_turns: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListSessions {
     pub agent_id: Option<Uuid>,
     pub status: Option<String>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TurnsQuery {
     /// Turns after this index (0 or absent: from the first).
+    #[param(minimum = 0)]
     pub after: Option<i32>,
+    /// Turns per page (default 100).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TurnPage {
     pub data: Vec<Turn>,
     /// The `after` of the next page; absent on the last.
@@ -95,6 +103,15 @@ pub struct TurnPage {
 
 keyed_by_created_at!(Session);
 
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    operation_id = "sessions_list",
+    tag = "sessions",
+    description = "The org's sessions, newest first. Scope: `sessions:read`.",
+    params(ListSessions),
+    responses((status = 200, description = "A page of sessions", body = Page<Session>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -128,6 +145,15 @@ pub async fn list(
     Ok(Json(page.finish(rows, LIST)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}",
+    operation_id = "sessions_get",
+    tag = "sessions",
+    description = "One session with its first 100 turns. Scope: `sessions:read`.",
+    params(("id" = Uuid, Path, description = "The session's id")),
+    responses((status = 200, description = "The session", body = SessionWithTurns)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -146,6 +172,15 @@ pub async fn get(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/turns",
+    operation_id = "sessions_turns",
+    tag = "sessions",
+    description = "The session's turns after a turn index, oldest first. Scope: `sessions:read`.",
+    params(("id" = Uuid, Path, description = "The session's id"), TurnsQuery),
+    responses((status = 200, description = "A page of turns", body = TurnPage)),
+)]
 pub async fn turns(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -172,6 +207,15 @@ pub async fn turns(
     Ok(Json(TurnPage { data, next_after }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/complete",
+    operation_id = "sessions_complete",
+    tag = "sessions",
+    description = "Completes the session (idempotent); a failed or abandoned one is a 409. Scope: `sessions:write`.",
+    params(("id" = Uuid, Path, description = "The session's id")),
+    responses((status = 200, description = "The completed session", body = Session)),
+)]
 /// Completes the session (idempotent); a failed or abandoned one is a 409.
 pub async fn complete(
     State(state): State<AppState>,

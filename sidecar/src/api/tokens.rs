@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -27,7 +28,7 @@ const SCOPE_TOKENS: &str = "tokens:manage";
 /// The longest life a token may be given.
 const MAX_TTL_DAYS: i64 = 3650;
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct TokenInfo {
     pub id: Uuid,
     pub org_id: Uuid,
@@ -46,7 +47,7 @@ pub struct TokenInfo {
 const COLUMNS: &str = "id, org_id, name, token_prefix AS prefix, scopes, agent_id, user_id, created_at, \
                        expires_at, last_used_at, revoked_at";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedToken {
     /// The secret: shown this once, never again.
     pub token: String,
@@ -54,24 +55,31 @@ pub struct CreatedToken {
     pub info: TokenInfo,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    /// Scopes the caller holds itself (`admin` implies every scope of the org but
+    /// `platform:admin`).
+    #[schema(min_items = 1)]
     pub scopes: Vec<String>,
     pub agent_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListTokens {
     pub agent_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
     /// Include revoked tokens (default: only usable and expired ones).
     #[serde(default)]
     pub include_revoked: bool,
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -95,6 +103,15 @@ fn check_grantable(caller: &Principal, wanted: &[String]) -> Result<Vec<String>,
 
 keyed_by_created_at!(TokenInfo);
 
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    operation_id = "tokens_create",
+    tag = "tokens",
+    description = "Creates a token with scopes the caller holds itself; the secret is in this answer only. Scope: `tokens:manage`.",
+    request_body = CreateToken,
+    responses((status = 201, description = "The new token with its secret", body = CreatedToken)),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -149,6 +166,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    operation_id = "tokens_list",
+    tag = "tokens",
+    description = "The org's tokens, newest first; never a secret. Scope: `tokens:manage`.",
+    params(ListTokens),
+    responses((status = 200, description = "A page of tokens", body = Page<TokenInfo>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -185,6 +211,15 @@ pub async fn list(
     Ok(Json(page.finish(rows, LIST)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tokens/{id}",
+    operation_id = "tokens_get",
+    tag = "tokens",
+    description = "One token (never its secret). Scope: `tokens:manage`.",
+    params(("id" = Uuid, Path, description = "The token's id")),
+    responses((status = 200, description = "The token", body = TokenInfo)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -195,6 +230,15 @@ pub async fn get(
     Ok(Json(fetch(&mut tx, &caller, id).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{id}",
+    operation_id = "tokens_revoke",
+    tag = "tokens",
+    description = "Revokes the token everywhere at once (idempotent). Scope: `tokens:manage`.",
+    params(("id" = Uuid, Path, description = "The token's id")),
+    responses((status = 200, description = "The revoked token", body = TokenInfo)),
+)]
 /// Revokes the token (idempotent: revoking a revoked token answers it as it is).
 pub async fn revoke(
     State(state): State<AppState>,

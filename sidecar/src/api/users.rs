@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery, Caller};
@@ -21,7 +22,7 @@ const READ: &str = "users:read";
 const WRITE: &str = "users:write";
 const LIST: &str = "users";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub org_id: Uuid,
@@ -35,27 +36,56 @@ pub struct User {
 
 const COLUMNS: &str = "id, org_id, email, display_name, role, status, created_at, updated_at";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(max_length = 320)]
     pub email: String,
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
+    /// Default: member.
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
-    /// `active` or `disabled`.
+    #[schema(value_type = Option<UserStatus>)]
     pub status: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A user's role (`sql/api/users.sql` checks it; documented here).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+}
+
+/// A user's status: `disabled` refuses their tokens.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListUsers {
     pub status: Option<String>,
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -73,6 +103,15 @@ fn require_org_wide(caller: &Principal) -> Result<(), ApiError> {
 
 keyed_by_created_at!(User);
 
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    operation_id = "users_create",
+    tag = "users",
+    description = "Creates a person of the org (org-wide tokens only). Scope: `users:write`.",
+    request_body = CreateUser,
+    responses((status = 201, description = "The new user", body = User)),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -94,6 +133,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    operation_id = "users_list",
+    tag = "users",
+    description = "The org's people, newest first (org-wide tokens only). Scope: `users:read`.",
+    params(ListUsers),
+    responses((status = 200, description = "A page of users", body = Page<User>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -120,6 +168,15 @@ pub async fn list(
     Ok(Json(page.finish(rows, LIST)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    operation_id = "users_get",
+    tag = "users",
+    description = "One user (org-wide tokens only). Scope: `users:read`.",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "The user", body = User)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -131,6 +188,16 @@ pub async fn get(
     Ok(Json(fetch(&mut tx, caller.org_id, id).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/users/{id}",
+    operation_id = "users_update",
+    tag = "users",
+    description = "Changes the fields sent; `status` deactivates or reactivates (org-wide tokens only). Scope: `users:write`.",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    request_body = UpdateUser,
+    responses((status = 200, description = "The user as changed", body = User)),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -156,6 +223,15 @@ pub async fn update(
     Ok(Json(user))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}",
+    operation_id = "users_deactivate",
+    tag = "users",
+    description = "Deactivates the user: their tokens stop working at once (org-wide tokens only). Scope: `users:write`.",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "The deactivated user", body = User)),
+)]
 /// Deactivates the user (their tokens stop working at once); the row stays, for the history that
 /// names it. `PATCH` with `"status": "active"` reactivates.
 pub async fn deactivate(

@@ -116,7 +116,7 @@ fn section_name(kind: i32) -> &'static str {
 
 /// The answer as JSON (prost types do not serialise themselves).
 pub fn to_json(a: &AssembleContextResponse) -> Value {
-    let budget = a.budget.clone().unwrap_or_default();
+    let budget = a.budget.unwrap_or_default();
     json!({
         "model": a.model,
         "session_id": a.session_id,

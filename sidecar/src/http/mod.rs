@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(proxy::chat_completions))
         .merge(crate::api::routes(state.clone()))
         .merge(crate::mcp::routes(state.clone()))
+        .merge(crate::api::doc_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -190,7 +190,7 @@ impl IbexMcp {
                     cursor: None,
                 };
                 match memories::list_for(&state, &for_agent(&caller, agent), query).await? {
-                    Listing::Ranked { data, .. } => to_json(&SearchResults { results: data }),
+                    Listing::Ranked(ranked) => to_json(&SearchResults { results: ranked.data }),
                     // list_for ranks whenever a text query is given.
                     Listing::Page(page) => to_json(&SearchResults { results: page.data }),
                 }

@@ -13,6 +13,7 @@ mod health;
 mod hot_cache;
 mod management;
 mod mcp;
+mod openapi;
 mod proxy;
 mod resilience;
 mod support;

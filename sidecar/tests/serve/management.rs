@@ -1050,21 +1050,25 @@ async fn management_orgs_for_platform_operators() {
         .await
         .error(409, "conflict");
 
-    // Deletion removes everything and answers the receipt.
-    let agent = ok(
-        &Api {
-            server: &server,
-            token: token(org_id, "admin", None).await,
-        }
-        .post("/v1/agents", json!({ "name": "doomed" }))
-        .await,
-        201,
-    )
-    .clone();
+    // Deletion removes everything (memories too, with the statistics their triggers keep) and
+    // answers the receipt.
+    let new_admin = Api {
+        server: &server,
+        token: token(org_id, "admin", None).await,
+    };
+    let agent = ok(&new_admin.post("/v1/agents", json!({ "name": "doomed" })).await, 201).clone();
     assert_eq!(agent["org_id"], org_id.to_string());
+    let memory = new_admin
+        .post(
+            "/v1/memories",
+            json!({ "agent_id": agent["id"], "content": "The doomed agent likes plums." }),
+        )
+        .await;
+    ok(&memory, 201);
     let receipt = operator.call(Method::DELETE, &path, None).await;
     let receipt = ok(&receipt, 200);
     assert_eq!(receipt["agents"], 1);
+    assert_eq!(receipt["memories"], 1, "{receipt}");
     assert_eq!(receipt["api_tokens"], 2);
     operator.get(&path).await.error(404, "not_found");
     within(Duration::from_secs(2), async || {
