@@ -46,8 +46,8 @@ cleanup() {
     kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID"
   fi
   if [ -n "$ORG" ]; then
-    # Fails while platform_delete_org cannot update agent_memory_stats (ibex_system has SELECT
-    # only): the org then stays behind, harmless to other tests.
+    # The fuzz org goes with everything schemathesis wrote into it; if that fails the org stays
+    # behind, harmless to other tests, and the log says so.
     "$IBEX_ROOT/scripts/stack.sh" psql test -Atc "SELECT ibex_ops.platform_delete_org('$ORG')" >/dev/null 2>&1 \
       || log "api-fuzz: org $ORG could not be deleted; it stays in the test database"
   fi
