@@ -77,6 +77,9 @@ IBEX dev stack is up.
   Sidecar (ibex serve)                 HTTP http://$HTTP_ADDR   gRPC $GRPC_ADDR (ibex.context.v1.ContextService)
     log: $SIDECAR_LOG
     proxy upstream: $UPSTREAM
+    management API docs: http://$HTTP_ADDR/docs  (OpenAPI: http://$HTTP_ADDR/openapi.json)
+    MCP endpoint:        http://$HTTP_ADDR/mcp   (a token with memories:read / memories:write)
+    CLI:                 $IBEX_BIN agents list   (export IBEX_TOKEN=<the token below> first)
   Data directory                       $IBEX_DATA/dev
 
 Demo org "demo":  $IBEX_ORG_ID
