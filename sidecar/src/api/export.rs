@@ -100,6 +100,7 @@ fn encode(rows: &[Memory], format: Format) -> Bytes {
 }
 
 async fn chunk(pool: &sqlx::PgPool, filter: &Filter, after: Option<After>) -> Result<Vec<Memory>, ApiError> {
+    let before = After::or_newest(after);
     let mut tx = crate::db::begin_for_org(pool, filter.org)
         .await
         .map_err(|e| from_sqlx("exporting memories", e))?;
@@ -114,8 +115,8 @@ async fn chunk(pool: &sqlx::PgPool, filter: &Filter, after: Option<After>) -> Re
     .bind(filter.agent)
     .bind(&filter.category)
     .bind(&filter.status)
-    .bind(After::or_newest(after).created_at)
-    .bind(After::or_newest(after).id)
+    .bind(before.created_at)
+    .bind(before.id)
     .bind(CHUNK)
     .fetch_all(&mut *tx)
     .await
