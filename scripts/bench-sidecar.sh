@@ -4,7 +4,8 @@
 # (bench/src/bin/bench_api.rs). Runs against the dev cluster's
 # ibex_bench_100k database (100k memories, seeded by `make bench-memory`; seeded here through it
 # when missing) and the dev Redis (logical database 2, so the dev sidecar's hot cache is not
-# mixed with the benchmark's). Starts its own `ibex serve` on IBEX_BENCH_HTTP_PORT /
+# mixed with the benchmark's) and the dev Garage (S3; the same bucket as the dev sidecar, under
+# the benchmark database's own org ids). Starts its own `ibex serve` on IBEX_BENCH_HTTP_PORT /
 # IBEX_BENCH_GRPC_PORT (8790 / 8791) and stops it at the end.
 source "$(dirname "$0")/env.sh"
 BENCH=${1:-bench_sidecar}
@@ -36,6 +37,9 @@ fi
 source "$IBEX_DATA/dev/secrets.env"
 APP_URL="postgres://ibex_sidecar:$IBEX_SIDECAR_PASSWORD@127.0.0.1:$IBEX_PG_PORT/$DB"
 REDIS_URL="redis://127.0.0.1:$IBEX_REDIS_PORT/2"
+# The dev stack's S3 settings (IBEX_S3_ENDPOINT, IBEX_S3_REGION, IBEX_S3_ACCESS_KEY_ID,
+# IBEX_S3_SECRET_ACCESS_KEY), as every `ibex serve` gets them.
+eval "$("$IBEX_ROOT/scripts/stack.sh" urls dev | grep '^IBEX_S3_')"
 # Every run starts cold: no embedding cached by an earlier run (its queries would all be hits),
 # and a hot cache rebuilt from Postgres at start, which is waited for below. Database 2 holds
 # nothing but the benchmark's.
@@ -45,6 +49,8 @@ redis-cli -p "$IBEX_REDIS_PORT" -n 2 FLUSHDB >/dev/null
 # one token may embed as fast as the sidecar answers.
 IBEX_DATABASE_URL=$APP_URL IBEX_REDIS_URL=$REDIS_URL IBEX_HTTP_ADDR=$HTTP_ADDR IBEX_GRPC_ADDR=$GRPC_ADDR \
 IBEX_EMBED_RATE_PER_SECOND=1000000 IBEX_EMBED_RATE_BURST=1000000 \
+IBEX_S3_ENDPOINT=$IBEX_S3_ENDPOINT IBEX_S3_REGION=$IBEX_S3_REGION \
+IBEX_S3_ACCESS_KEY_ID=$IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY=$IBEX_S3_SECRET_ACCESS_KEY \
 IBEX_MODEL_DIR=$IBEX_MODEL_DIR IBEX_ORT_LIBRARY=$IBEX_ORT_LIB IBEX_LOG=warn \
   "$IBEX_BIN" serve >>"$LOG" 2>&1 </dev/null &
 SIDECAR_PID=$!

@@ -21,11 +21,24 @@ IBEX_GRPC_PORT=${IBEX_GRPC_PORT:-8781}
 # The test stack runs beside the dev stack, never on top of it.
 IBEX_TEST_PG_PORT=${IBEX_TEST_PG_PORT:-54339}
 IBEX_TEST_REDIS_PORT=${IBEX_TEST_REDIS_PORT:-63791}
+# Garage (the S3 server of each stack): the S3 API on IBEX_S3_PORT / IBEX_TEST_S3_PORT, its RPC
+# and admin APIs beside it (+1 and +3, as Garage's own defaults 3900, 3901 and 3903 are).
+IBEX_S3_PORT=${IBEX_S3_PORT:-39000}
+IBEX_S3_RPC_PORT=${IBEX_S3_RPC_PORT:-$((IBEX_S3_PORT + 1))}
+IBEX_S3_ADMIN_PORT=${IBEX_S3_ADMIN_PORT:-$((IBEX_S3_PORT + 3))}
+IBEX_TEST_S3_PORT=${IBEX_TEST_S3_PORT:-39010}
+IBEX_TEST_S3_RPC_PORT=${IBEX_TEST_S3_RPC_PORT:-$((IBEX_TEST_S3_PORT + 1))}
+IBEX_TEST_S3_ADMIN_PORT=${IBEX_TEST_S3_ADMIN_PORT:-$((IBEX_TEST_S3_PORT + 3))}
 # Memory bound of the stacks' Redis servers (maxmemory; evicting with allkeys-lru, see stack.sh).
 IBEX_REDIS_MAXMEMORY=${IBEX_REDIS_MAXMEMORY:-256mb}
 
 # PostgreSQL refuses to run as root; the clusters run as this OS user.
 IBEX_PG_OS_USER=${IBEX_PG_OS_USER:-postgres}
+
+# Garage, built once per machine into the stable cache by setup.sh (install_garage).
+GARAGE_VERSION=2.5.0
+IBEX_GARAGE_DIR=$IBEX_CACHE/garage-$GARAGE_VERSION
+IBEX_GARAGE_BIN=$IBEX_GARAGE_DIR/bin/garage
 
 IBEX_MODEL_DIR=$IBEX_VENDOR/model
 IBEX_ORT_LIB=$IBEX_VENDOR/onnxruntime/libonnxruntime.so.1.32.0

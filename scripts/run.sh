@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: the dev stack up, migrations applied, the demo org bootstrapped, the sidecar serving
-# in the background, and how to connect.
+# `make run`: the dev stack up (Postgres, Redis, Garage S3), migrations applied, the demo org
+# bootstrapped, the sidecar serving in the background, and how to connect.
 #
 #   run.sh                bring everything up (restarts the sidecar with the binary just built)
 #   run.sh stop-sidecar   stop the background sidecar (`make stop` does, before the stack)
@@ -49,6 +49,8 @@ stop_sidecar
 mkdir -p "$SIDECAR_DIR"
 IBEX_DATABASE_URL=$IBEX_DATABASE_URL IBEX_REDIS_URL=$IBEX_REDIS_URL IBEX_HTTP_ADDR=$HTTP_ADDR \
 IBEX_GRPC_ADDR=$GRPC_ADDR IBEX_MODEL_DIR=$IBEX_MODEL_DIR IBEX_ORT_LIBRARY=$IBEX_ORT_LIB \
+IBEX_S3_ENDPOINT=$IBEX_S3_ENDPOINT IBEX_S3_REGION=$IBEX_S3_REGION \
+IBEX_S3_ACCESS_KEY_ID=$IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY=$IBEX_S3_SECRET_ACCESS_KEY \
   nohup "$IBEX_BIN" serve >>"$SIDECAR_LOG" 2>&1 </dev/null &
 echo $! >"$PID_FILE"
 log "dev: sidecar starting (pid $(cat "$PID_FILE"), log $SIDECAR_LOG)"
@@ -74,6 +76,8 @@ IBEX dev stack is up.
     application role:  psql '$IBEX_DATABASE_URL'
     superuser (local): make psql
   Redis                                $IBEX_REDIS_URL
+  S3 (Garage $GARAGE_VERSION)                    $IBEX_S3_ENDPOINT  region $IBEX_S3_REGION, path-style
+    access key: $IBEX_S3_ACCESS_KEY_ID  (secret in $IBEX_DATA/dev/secrets.env)
   Sidecar (ibex serve)                 HTTP http://$HTTP_ADDR   gRPC $GRPC_ADDR (ibex.context.v1.ContextService)
     log: $SIDECAR_LOG
     proxy upstream: $UPSTREAM

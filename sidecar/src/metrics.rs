@@ -4,7 +4,8 @@
 //! in one process, as in the tests, count separately.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: embedding requests and context assembly take milliseconds (0.04 is
@@ -69,6 +70,22 @@ pub struct Metrics {
     pub proxy_upstream_duration: Histogram,
     /// Turns or usage that could not be recorded after a proxied call.
     pub proxy_record_failures: IntCounter,
+    /// Session archives by outcome: archived, failed, discarded (the session went meanwhile).
+    pub archive_uploads: IntCounterVec,
+    pub archive_bytes: IntCounter,
+    /// Time from a session's completion to its archive recorded.
+    pub archive_lag: Histogram,
+    /// Deletions of archive objects by outcome: confirmed, failed.
+    pub archive_deletions: IntCounterVec,
+    /// Turn contents cleared after the retention, counted in sessions.
+    pub archive_cleared_sessions: IntCounter,
+    /// `ibex_ops.archive_status`, refreshed by the archive worker: queued, retrying, archived,
+    /// failed, pending_deletions (every org).
+    pub archive_status: IntGaugeVec,
+    pub archive_archived_bytes: IntGauge,
+    pub archive_oldest_pending_seconds: Gauge,
+    /// 1 while the archive store answers, 0 while it does not.
+    pub archive_store_up: IntGauge,
 }
 
 impl Metrics {
@@ -176,6 +193,39 @@ impl Metrics {
                 "proxy_record_failures_total",
                 "Proxied calls whose turns or usage could not be recorded",
             )?,
+            archive_uploads: IntCounterVec::new(
+                Opts::new("archive_uploads_total", "Session archives by outcome"),
+                &["outcome"],
+            )?,
+            archive_bytes: IntCounter::new("archive_bytes_total", "Bytes of session archives written")?,
+            archive_lag: Histogram::with_opts(
+                HistogramOpts::new(
+                    "archive_lag_seconds",
+                    "Time from a session's completion to its archive recorded",
+                )
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0]),
+            )?,
+            archive_deletions: IntCounterVec::new(
+                Opts::new("archive_deletions_total", "Deletions of archive objects by outcome"),
+                &["outcome"],
+            )?,
+            archive_cleared_sessions: IntCounter::new(
+                "archive_cleared_sessions_total",
+                "Sessions whose turn contents were cleared after the archive retention",
+            )?,
+            archive_status: IntGaugeVec::new(
+                Opts::new(
+                    "archive_sessions",
+                    "Sessions by archive state (ibex_ops.archive_status, every org)",
+                ),
+                &["state"],
+            )?,
+            archive_archived_bytes: IntGauge::new("archive_archived_bytes", "Bytes of every recorded archive")?,
+            archive_oldest_pending_seconds: Gauge::new(
+                "archive_oldest_pending_seconds",
+                "Age of the oldest session waiting for its archive",
+            )?,
+            archive_store_up: IntGauge::new("archive_store_up", "1 while the archive store (S3) answers")?,
             registry,
         };
         metrics.register_all()?;
@@ -212,6 +262,15 @@ impl Metrics {
         r.register(Box::new(self.proxy_context_shed.clone()))?;
         r.register(Box::new(self.proxy_upstream_duration.clone()))?;
         r.register(Box::new(self.proxy_record_failures.clone()))?;
+        r.register(Box::new(self.archive_uploads.clone()))?;
+        r.register(Box::new(self.archive_bytes.clone()))?;
+        r.register(Box::new(self.archive_lag.clone()))?;
+        r.register(Box::new(self.archive_deletions.clone()))?;
+        r.register(Box::new(self.archive_cleared_sessions.clone()))?;
+        r.register(Box::new(self.archive_status.clone()))?;
+        r.register(Box::new(self.archive_archived_bytes.clone()))?;
+        r.register(Box::new(self.archive_oldest_pending_seconds.clone()))?;
+        r.register(Box::new(self.archive_store_up.clone()))?;
         Ok(())
     }
 

@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::idempotency::IdempotencyStore;
+use crate::archive::worker::{ArchiveWorker, WorkerSettings};
+use crate::archive::{ArchiveStore, Archives};
 use crate::auth::client::AuthClient;
 use crate::auth::failures::FailedAttempts;
 use crate::auth::{revocation, Authenticator, Backend, TokenValidator};
@@ -39,6 +41,8 @@ pub struct RunningServer {
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     /// The hot cache consumer, when this process runs one; it finishes its batch on shutdown.
     consumer: Option<JoinHandle<()>>,
+    /// The archive worker, when this process runs one; it finishes its batch on shutdown.
+    archive_worker: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -59,6 +63,9 @@ impl RunningServer {
         grpc.context("gRPC server task")?.context("gRPC server")?;
         if let Some(consumer) = self.consumer {
             consumer.await.context("hot cache consumer task")?;
+        }
+        if let Some(worker) = self.archive_worker {
+            worker.await.context("archive worker task")?;
         }
         match self.fatal.get() {
             Some(reason) => Err(anyhow!("{reason}")),
@@ -169,6 +176,19 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .connect_timeout(config.upstream_timeout.min(Duration::from_secs(10)))
         .build()
         .context("building the upstream HTTP client")?;
+    let archives = match (ArchiveStore::from_config(&config)?, &db) {
+        (Some(store), Some(pool)) => Some(Arc::new(Archives::new(
+            store,
+            pool.clone(),
+            Arc::clone(&metrics),
+            config.archive_max_bytes,
+        ))),
+        (Some(_), None) => {
+            tracing::warn!("s3_endpoint without database_url: session archives are off");
+            None
+        }
+        _ => None,
+    };
     let config = Arc::new(config);
     let state = AppState {
         config: Arc::clone(&config),
@@ -182,6 +202,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         embed_limit,
         context,
         upstream,
+        archives: archives.clone(),
     };
 
     if let Some(pool) = &db {
@@ -220,6 +241,28 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             None
         }
         _ => None,
+    };
+    let archive_worker = match (&archives, &config.database_url, config.archive_worker) {
+        (Some(archives), Some(url), true) => {
+            let worker = ArchiveWorker::new(
+                Arc::clone(archives),
+                WorkerSettings {
+                    database_url: url.clone(),
+                    poll: config.archive_poll,
+                    lease: config.archive_lease,
+                    batch: config.archive_batch,
+                    max_attempts: config.archive_max_attempts,
+                    retention: config.archive_retention,
+                },
+            );
+            Some(tokio::spawn(worker.run(shutdown.clone())))
+        }
+        _ => {
+            if config.database_url.is_some() && config.s3_endpoint.is_none() {
+                tracing::warn!("no s3_endpoint: completed sessions are not archived (they stay queued)");
+            }
+            None
+        }
     };
     let fatal = Arc::new(OnceLock::new());
     let (health, health_service) = HealthStatus::new().await;
@@ -273,6 +316,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         cache = config.redis_url.is_some(),
         database = config.database_url.is_some(),
         hot_cache_consumer = consumer.is_some(),
+        archive_worker = archive_worker.is_some(),
         upstream = config.upstream_base_url.as_deref().unwrap_or("none"),
         context_deadline_ms = config.context_deadline.as_millis() as u64,
         "listening; loading the model"
@@ -285,6 +329,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         http,
         grpc,
         consumer,
+        archive_worker,
     })
 }
 

@@ -34,4 +34,6 @@ pub struct AppState {
     pub context: Arc<ContextEngine>,
     /// The proxy's client for the upstream (connection pooling across requests).
     pub upstream: reqwest::Client,
+    /// Session archives on S3; `None` without s3_endpoint or database_url.
+    pub archives: Option<Arc<crate::archive::Archives>>,
 }

@@ -120,8 +120,11 @@ BEGIN
         'session_turns', (SELECT count(*) FROM ibex_core.session_turns x WHERE x.org_id = p_org),
         'usage_events', (SELECT count(*) FROM ibex_core.usage_events x WHERE x.org_id = p_org),
         'deleted_at', now());
-    -- Every key of the org leaves Redis too (hot sets, embedding cache entries).
+    -- Every key of the org leaves Redis too (hot sets, embedding cache entries), and every
+    -- archive object leaves S3 (the sidecar deletes them and records S3's confirmation).
     INSERT INTO ibex_ops.hot_cache_evictions (org_id, agent_id, reason) VALUES (p_org, NULL, 'org purged');
+    INSERT INTO ibex_ops.archive_deletions (org_id, prefix, reason) VALUES (p_org, p_org::text || '/', 'org deleted')
+    RETURNING jsonb_set(v_receipt, '{archive_deletion_id}', to_jsonb(id)) INTO v_receipt;
     PERFORM pg_notify('ibex_outbox', 'hot_cache');
     DELETE FROM ibex_core.orgs o WHERE o.id = p_org;
     RETURN v_receipt;

@@ -32,6 +32,7 @@ RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_status text;
     v_count integer;
+    v_checkpoint integer;
     v_added integer;
 BEGIN
     PERFORM ibex_core.assert_org(p_org);
@@ -39,7 +40,7 @@ BEGIN
         RAISE EXCEPTION 'turns must be a JSON array' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- The row lock numbers concurrent appends one after the other.
-    SELECT s.status, s.turn_count INTO v_status, v_count FROM ibex_core.sessions s
+    SELECT s.status, s.turn_count, s.checkpoint_count INTO v_status, v_count, v_checkpoint FROM ibex_core.sessions s
     WHERE s.org_id = p_org AND s.id = p_session FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'session % not found', p_session USING ERRCODE = 'no_data_found';
@@ -52,12 +53,15 @@ BEGIN
                WHERE jsonb_typeof(t) <> 'object' OR t->>'role' IS NULL OR t->>'content' IS NULL) THEN
         RAISE EXCEPTION 'every turn needs a role and a content' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO ibex_core.session_turns (org_id, session_id, turn_index, role, content, tokens, model)
+    -- One call is one checkpoint (one proxied model call): the archive writes a line per checkpoint.
+    INSERT INTO ibex_core.session_turns (org_id, session_id, turn_index, role, content, tokens, model, checkpoint)
     SELECT p_org, p_session, v_count + t.i::integer, t.v->>'role', t.v->>'content',
-           (t.v->>'tokens')::integer, t.v->>'model'
+           (t.v->>'tokens')::integer, t.v->>'model', v_checkpoint + 1
     FROM jsonb_array_elements(p_turns) WITH ORDINALITY AS t(v, i);
     GET DIAGNOSTICS v_added = ROW_COUNT;
-    UPDATE ibex_core.sessions s SET turn_count = v_count + v_added WHERE s.org_id = p_org AND s.id = p_session;
+    UPDATE ibex_core.sessions s
+    SET turn_count = v_count + v_added, checkpoint_count = v_checkpoint + sign(v_added)::integer
+    WHERE s.org_id = p_org AND s.id = p_session;
     RETURN v_count + v_added;
 END
 $$;

@@ -1,6 +1,7 @@
 //! Database access: the connection pool and org-scoped transactions.
 mod legacy;
 pub mod migrate;
+pub mod outbox_wakeup;
 pub mod sql_api;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -169,6 +169,26 @@ impl EmbeddingCache {
         }
     }
 
+    /// Removes entries (GDPR deletion of the texts they were computed from); answers how many
+    /// existed. Unlike lookups this is not skipped while the cache is marked unavailable: a
+    /// deletion must be tried.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<usize, String> {
+        let Some(connection) = self.connection.as_ref() else {
+            return Ok(0);
+        };
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut connection = connection.clone();
+        let mut command = redis::cmd("DEL");
+        command.arg(keys);
+        match tokio::time::timeout(self.timeout, command.query_async::<usize>(&mut connection)).await {
+            Ok(Ok(removed)) => Ok(removed),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }

@@ -122,6 +122,25 @@ impl EmbeddingCore {
         let _ = self.failure.set(reason);
     }
 
+    /// Removes the org's cached embeddings of these texts (a session's GDPR deletion); answers
+    /// how many entries existed. Failures are logged: the entries expire with the cache TTL.
+    pub async fn forget_texts(&self, org: Uuid, texts: &[String]) -> usize {
+        let Ok(pool) = self.pool() else {
+            tracing::warn!(org = %org, "model not loaded: cached embeddings of deleted texts are left to expire");
+            return 0;
+        };
+        let keys: Vec<String> = texts.iter().map(|t| cache_key(pool.model_id(), org, t)).collect();
+        let mut removed = 0;
+        for chunk in keys.chunks(500) {
+            match self.cache.delete_many(chunk).await {
+                Ok(n) => removed += n,
+                Err(e) => tracing::warn!(org = %org, error = %e,
+                    "removing cached embeddings of deleted texts failed; they expire with the cache TTL"),
+            }
+        }
+        removed
+    }
+
     /// Embeds the texts: cache hits are returned as stored, the misses go to the model in one
     /// batch (each distinct text once) and are written back.
     pub async fn embed(&self, request: EmbedRequest) -> Result<Embeddings, EmbeddingError> {

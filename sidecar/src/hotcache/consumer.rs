@@ -24,13 +24,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::source::{agent_top, agents_with_memories, AgentRef};
 use super::HotStore;
+use crate::db::outbox_wakeup::OutboxWakeup;
 use crate::metrics::Metrics;
 
 /// Failures of one event before it goes to dead_letters.
@@ -125,13 +125,8 @@ impl HotCacheConsumer {
             poll_ms = self.settings.poll.as_millis() as u64,
             "hot cache consumer started"
         );
-        let mut listener = None;
-        let mut listen_retry_at = Instant::now();
+        let mut wakeup = OutboxWakeup::new(self.settings.database_url.clone(), "hot_cache");
         while !shutdown.is_cancelled() {
-            if listener.is_none() && Instant::now() >= listen_retry_at {
-                listener = self.listen().await;
-                listen_retry_at = Instant::now() + Duration::from_secs(5);
-            }
             let busy = match self.cycle().await {
                 Ok(full) => full,
                 Err(e) => {
@@ -139,46 +134,11 @@ impl HotCacheConsumer {
                     false
                 }
             };
-            if busy {
-                continue;
-            }
-            let wait = tokio::time::sleep(self.settings.poll);
-            match listener.as_mut() {
-                Some(l) => tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = wait => {}
-                    received = l.recv() => match received {
-                        Ok(n) if n.payload() == "hot_cache" => {}
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::debug!(error = %e, "LISTEN connection lost; polling until it is back");
-                            listener = None;
-                        }
-                    },
-                },
-                None => tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = wait => {}
-                },
+            if !busy && !wakeup.wait(self.settings.poll, &shutdown).await {
+                break;
             }
         }
         tracing::info!("hot cache consumer stopped");
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let connect = async {
-            let mut l = PgListener::connect(&self.settings.database_url).await?;
-            l.listen("ibex_outbox").await?;
-            Ok::<_, sqlx::Error>(l)
-        };
-        match tokio::time::timeout(Duration::from_secs(5), connect).await {
-            Ok(Ok(l)) => Some(l),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "LISTEN ibex_outbox failed; polling");
-                None
-            }
-            Err(_) => None,
-        }
     }
 
     /// One cycle; `Ok(true)` when a full batch was processed (more may be waiting).

@@ -16,8 +16,9 @@ pub async fn livez() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
 
-/// Ready once the model is loaded and warmed up. The database and Redis are deliberately not
-/// consulted: the embedding API works without either.
+/// Ready once the model is loaded and warmed up. The database, Redis and S3 are deliberately not
+/// consulted: the embedding API works without any of them. The archive store's state, as the
+/// archive worker last saw it, is reported.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match state.core.readiness() {
         // Ready while the model is loaded, even with every context slot busy: a saturated hot
@@ -29,6 +30,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             "model": model,
             "embed_workers": workers,
             "context": state.context.admission_load(),
+            // Reported, not required: the hot path works while S3 is down (archives queue).
+            "archive_store": match &state.archives {
+                Some(archives) => json!({
+                    "configured": true,
+                    "store": archives.store.description,
+                    "status": archives.health(),
+                }),
+                None => json!({ "configured": false }),
+            },
         }))),
         Readiness::Loading => Err(ApiError::NotReady("the embedding model is still loading".into())),
         Readiness::Failed(reason) => Err(ApiError::NotReady(format!(
