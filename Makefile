@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar test-api-fuzz test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-api clean-data
+        test-pg test-regress test-sidecar test-api-fuzz test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-api bench-archive clean-data
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -76,7 +76,7 @@ lint:
 fmt:
 	@cargo fmt --all
 
-bench: bench-embed bench-memory bench-sidecar bench-extraction bench-api
+bench: bench-embed bench-memory bench-sidecar bench-extraction bench-api bench-archive
 
 bench-embed: build
 	@scripts/bench-embed.sh
@@ -97,6 +97,9 @@ bench-context-load: build
 
 bench-api: build
 	@scripts/bench-sidecar.sh bench_api
+
+bench-archive: build
+	@scripts/bench-archive.sh
 
 bench-extraction: build
 	@scripts/bench-extraction.sh
