@@ -18,6 +18,8 @@ source "$IBEX_ROOT/scripts/bench-db.sh"
 bench_db_current "$DB"
 "$IBEX_ROOT/scripts/stack.sh" set-sidecar-password dev
 eval "$("$IBEX_ROOT/scripts/stack.sh" urls dev)"
+# shellcheck disable=SC1090
+source "$IBEX_DATA/dev/secrets.env"
 APP_URL="postgres://ibex_sidecar:$IBEX_SIDECAR_PASSWORD@127.0.0.1:$IBEX_PG_PORT/$DB"
 
 : >"$LOG"

@@ -16,12 +16,20 @@ pub const CONTENT_TYPE: &str = "application/x-ndjson";
 
 /// The key prefix of everything archived for one session; deleting a session deletes every
 /// object under it (also those a future format version may add beside the NDJSON).
-pub fn session_prefix(org: impl std::fmt::Display, agent: impl std::fmt::Display, session: impl std::fmt::Display) -> String {
+pub fn session_prefix(
+    org: impl std::fmt::Display,
+    agent: impl std::fmt::Display,
+    session: impl std::fmt::Display,
+) -> String {
     format!("{org}/{agent}/{session}/")
 }
 
 /// The object key of a session's archive.
-pub fn object_key(org: impl std::fmt::Display, agent: impl std::fmt::Display, session: impl std::fmt::Display) -> String {
+pub fn object_key(
+    org: impl std::fmt::Display,
+    agent: impl std::fmt::Display,
+    session: impl std::fmt::Display,
+) -> String {
     let session = session.to_string();
     format!("{}{session}.ndjson", session_prefix(org, agent, &session))
 }
@@ -213,7 +221,10 @@ mod tests {
             verify(&damaged, &object.sha256),
             Err(ReplayError::ChecksumMismatch { .. })
         ));
-        assert!(matches!(verify(b"", &object.sha256), Err(ReplayError::ChecksumMismatch { .. })));
+        assert!(matches!(
+            verify(b"", &object.sha256),
+            Err(ReplayError::ChecksumMismatch { .. })
+        ));
     }
 
     #[test]
@@ -227,7 +238,10 @@ mod tests {
 
     #[test]
     fn retries_back_off_to_five_minutes() {
-        let waits: Vec<u64> = [0, 1, 2, 3, 9, 10, 50].iter().map(|a| retry_delay(*a).as_secs()).collect();
+        let waits: Vec<u64> = [0, 1, 2, 3, 9, 10, 50]
+            .iter()
+            .map(|a| retry_delay(*a).as_secs())
+            .collect();
         assert_eq!(waits, vec![1, 1, 2, 4, 256, 300, 300]);
     }
 }

@@ -315,7 +315,7 @@ impl Default for Config {
             archive_worker: true,
             archive_poll: Duration::from_secs(1),
             archive_lease: Duration::from_secs(120),
-            archive_batch: 16,
+            archive_batch: 32,
             archive_max_attempts: 10,
             archive_retention: Duration::from_secs(7 * 24 * 3600),
             // A session's turns hold at most 1,000,000 characters each; 256 MiB covers hundreds

@@ -264,7 +264,9 @@ impl ApiError {
         match self {
             Self::Internal(detail) => tracing::error!(request_id, error = %detail, "internal error"),
             Self::Unavailable { detail, .. } => tracing::warn!(request_id, error = %detail, "dependency unavailable"),
-            Self::ArchiveUnreadable { message, .. } => tracing::error!(request_id, error = %message, "session archive unreadable"),
+            Self::ArchiveUnreadable { message, .. } => {
+                tracing::error!(request_id, error = %message, "session archive unreadable")
+            }
             _ => {}
         }
     }

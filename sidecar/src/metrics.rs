@@ -203,7 +203,9 @@ impl Metrics {
                     "archive_lag_seconds",
                     "Time from a session's completion to its archive recorded",
                 )
-                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0]),
+                .buckets(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+                ]),
             )?,
             archive_deletions: IntCounterVec::new(
                 Opts::new("archive_deletions_total", "Deletions of archive objects by outcome"),

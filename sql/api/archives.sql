@@ -115,27 +115,32 @@ LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ibex_core.retry_outbox_events('archive', p_orgs, p_ids, p_error, p_delay_seconds, p_max_attempts) $$;
 
--- Records the object written for a session and acknowledges its event, in one transaction.
--- Answers false when the session is gone (deleted meanwhile) or gained turns the object lacks:
--- the worker then deletes the object it wrote (the event is acknowledged either way; a deleted
--- session needs no archive).
-CREATE OR REPLACE FUNCTION ibex_core.record_session_archive(p_org uuid, p_session uuid, p_event bigint, p_key text,
-                                                            p_bytes bigint, p_lines integer, p_sha256 text,
-                                                            p_turns integer)
-RETURNS boolean
+-- Records the objects written for a batch of sessions and acknowledges their events, in one
+-- transaction (one commit per batch, not per session). Answers, per session, whether it was
+-- recorded: false when the session is gone (deleted meanwhile) or gained turns the object lacks;
+-- the worker then deletes the object it wrote (the event is acknowledged either way: a deleted
+-- session needs no archive). A turn count of -1 only acknowledges.
+CREATE OR REPLACE FUNCTION ibex_core.record_session_archives(p_orgs uuid[], p_sessions uuid[], p_events bigint[],
+                                                             p_keys text[], p_bytes bigint[], p_lines integer[],
+                                                             p_sha256 text[], p_turns integer[])
+RETURNS TABLE (archived_session uuid, recorded boolean)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_recorded boolean;
 BEGIN
-    UPDATE ibex_core.sessions s
-    SET archive_key = p_key, archived_at = now(), archive_bytes = p_bytes, archive_lines = p_lines,
-        archive_sha256 = p_sha256
-    WHERE s.org_id = p_org AND s.id = p_session AND s.turn_count = p_turns AND s.status = 'completed';
-    v_recorded := FOUND;
-    PERFORM ibex_core.ack_outbox_events('archive', ARRAY[p_org], ARRAY[p_event]);
-    RETURN v_recorded;
+    PERFORM ibex_core.ack_outbox_events('archive', p_orgs, p_events);
+    RETURN QUERY
+    WITH a AS (
+        SELECT * FROM unnest(p_orgs, p_sessions, p_keys, p_bytes, p_lines, p_sha256, p_turns)
+            AS x(org, sess, object_key, object_bytes, object_lines, object_sha256, turns)),
+    done AS (
+        UPDATE ibex_core.sessions s
+        SET archive_key = a.object_key, archived_at = now(), archive_bytes = a.object_bytes,
+            archive_lines = a.object_lines, archive_sha256 = a.object_sha256
+        FROM a
+        WHERE s.org_id = a.org AND s.id = a.sess AND s.turn_count = a.turns AND s.status = 'completed'
+        RETURNING s.id)
+    SELECT a.sess, EXISTS (SELECT 1 FROM done WHERE done.id = a.sess) FROM a;
 END
 $$;
 
@@ -252,7 +257,7 @@ CREATE OR REPLACE VIEW ibex_ops.archive_status AS SELECT * FROM ibex_core.archiv
 
 ALTER FUNCTION ibex_core.claim_archive_events(integer, integer) OWNER TO ibex_system;
 ALTER FUNCTION ibex_core.retry_archive_events(uuid[], bigint[], text, integer, integer) OWNER TO ibex_system;
-ALTER FUNCTION ibex_core.record_session_archive(uuid, uuid, bigint, text, bigint, integer, text, integer) OWNER TO ibex_system;
+ALTER FUNCTION ibex_core.record_session_archives(uuid[], uuid[], bigint[], text[], bigint[], integer[], text[], integer[]) OWNER TO ibex_system;
 ALTER FUNCTION ibex_core.clear_archived_turns(bigint, integer) OWNER TO ibex_system;
 ALTER FUNCTION ibex_core.claim_archive_deletions(integer, integer) OWNER TO ibex_system;
 ALTER FUNCTION ibex_core.confirm_archive_deletion(bigint, text[]) OWNER TO ibex_system;
@@ -262,7 +267,7 @@ ALTER FUNCTION ibex_core.archive_status() OWNER TO ibex_system;
 ALTER VIEW ibex_ops.archive_status OWNER TO ibex_system;
 REVOKE ALL ON FUNCTION ibex_core.claim_archive_events(integer, integer),
     ibex_core.retry_archive_events(uuid[], bigint[], text, integer, integer),
-    ibex_core.record_session_archive(uuid, uuid, bigint, text, bigint, integer, text, integer),
+    ibex_core.record_session_archives(uuid[], uuid[], bigint[], text[], bigint[], integer[], text[], integer[]),
     ibex_core.clear_archived_turns(bigint, integer),
     ibex_core.claim_archive_deletions(integer, integer),
     ibex_core.confirm_archive_deletion(bigint, text[]),
@@ -271,7 +276,7 @@ REVOKE ALL ON FUNCTION ibex_core.claim_archive_events(integer, integer),
 -- The sidecar's alone: they read and change every org's sessions, events and deletions.
 GRANT EXECUTE ON FUNCTION ibex_core.claim_archive_events(integer, integer),
     ibex_core.retry_archive_events(uuid[], bigint[], text, integer, integer),
-    ibex_core.record_session_archive(uuid, uuid, bigint, text, bigint, integer, text, integer),
+    ibex_core.record_session_archives(uuid[], uuid[], bigint[], text[], bigint[], integer[], text[], integer[]),
     ibex_core.clear_archived_turns(bigint, integer),
     ibex_core.claim_archive_deletions(integer, integer),
     ibex_core.confirm_archive_deletion(bigint, text[]),

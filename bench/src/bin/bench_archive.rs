@@ -6,7 +6,7 @@
 //!    recorded (Postgres timestamps).
 //! 2. The peer, in the same run: a plain PUT of the same bytes (each archive read back) through
 //!    the same S3 client (`ibex_sidecar::archive::ArchiveStore`), as many at once as the worker
-//!    uploads (4), to keys of their own. Target: archiving >= 0.8x the peer's MB/s.
+//!    uploads (8), to keys of their own. Target: archiving >= 0.8x the peer's MB/s.
 //! 3. Lag on an idle stack: 200 more sessions completed one at a time, 25 ms apart; the lag of
 //!    each is `archived_at - completed_at`. Target: p99 <= 2 s.
 //!
@@ -30,7 +30,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 const TURNS_PER_SESSION: i32 = 20;
-const PEER_AT_ONCE: usize = 4;
+const PEER_AT_ONCE: usize = 8;
 const LAG_SPACING: Duration = Duration::from_millis(25);
 const LAG_P99_TARGET_S: f64 = 2.0;
 const THROUGHPUT_RATIO_TARGET: f64 = 0.8;
@@ -103,7 +103,10 @@ async fn wait_archived(db: &PgPool, sessions: &[Uuid]) -> anyhow::Result<i64> {
             last_report = Instant::now();
         }
         if Instant::now() > deadline {
-            bail!("only {done} of {} sessions archived within {WAIT_LIMIT:?}", sessions.len());
+            bail!(
+                "only {done} of {} sessions archived within {WAIT_LIMIT:?}",
+                sessions.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -137,7 +140,10 @@ async fn peer(store: &ArchiveStore, db: &PgPool, sessions: &[Uuid]) -> anyhow::R
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let db = PgPoolOptions::new().max_connections(4).connect(&env("IBEX_BENCH_URL")?).await?;
+    let db = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&env("IBEX_BENCH_URL")?)
+        .await?;
     let store = store()?;
     let count = env_or("IBEX_BENCH_SESSIONS", 1000);
     let lag_count = env_or("IBEX_BENCH_LAG_SESSIONS", 200);
@@ -171,7 +177,14 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn run(db: &PgPool, store: &ArchiveStore, org: Uuid, agent: Uuid, count: usize, lag_count: usize) -> anyhow::Result<()> {
+async fn run(
+    db: &PgPool,
+    store: &ArchiveStore,
+    org: Uuid,
+    agent: Uuid,
+    count: usize,
+    lag_count: usize,
+) -> anyhow::Result<()> {
     let sessions = seed(db, org, agent, count).await?;
     let lag_sessions = seed(db, org, agent, lag_count).await?;
 

@@ -397,11 +397,8 @@ pub async fn delete(
     tx.commit().await.map_err(|e| from_sqlx("deleting a session", e))?;
     let cache_entries_removed = state.core.forget_texts(caller.org_id, &texts).await;
     let deletion_id = deleted["archive_deletion_id"].as_i64().unwrap_or_default();
-    let prefix = ibex_engine::archive::session_prefix(
-        caller.org_id,
-        deleted["agent_id"].as_str().unwrap_or_default(),
-        id,
-    );
+    let prefix =
+        ibex_engine::archive::session_prefix(caller.org_id, deleted["agent_id"].as_str().unwrap_or_default(), id);
     // Carried out now when S3 answers; otherwise the archive worker retries it.
     let archive = match &state.archives {
         Some(archives) => match delete_archives(archives, deletion_id, &prefix, 1).await {

@@ -8,16 +8,6 @@ use uuid::Uuid;
 use super::{Archives, StoreError};
 use crate::db::begin_for_org;
 
-/// What became of one claimed archive event.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Archived {
-    /// Written and recorded.
-    Written { bytes: usize },
-    /// The session went (deleted) or changed while it was written: the object was removed again
-    /// and the event acknowledged.
-    Discarded,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveFailure {
     #[error(transparent)]
@@ -27,14 +17,6 @@ pub enum ArchiveFailure {
     /// Retrying cannot help (the session is larger than archive_max_bytes): dead-letter at once.
     #[error("{0}")]
     Permanent(String),
-}
-
-#[derive(sqlx::FromRow)]
-struct SessionRow {
-    agent_id: Uuid,
-    turn_count: i32,
-    completed_at: Option<DateTime<Utc>>,
-    turns_cleared_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -64,39 +46,149 @@ impl From<TurnRow> for (i32, ArchivedTurn) {
     }
 }
 
-/// Writes the archive of one completed session and records it (acknowledging `event`).
-pub async fn archive_session(
-    archives: &Archives,
-    org: Uuid,
-    session: Uuid,
-    event: i64,
-) -> Result<Archived, ArchiveFailure> {
-    // Read inside the session's org, as every application read is (row-level security).
+/// Turn contents read from Postgres in one query, at most (a larger batch is read in chunks).
+const READ_CHUNK_BYTES: i64 = 32 << 20;
+
+/// A claimed archive event: which session, of which org.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim {
+    pub org: Uuid,
+    pub session: Uuid,
+    pub event: i64,
+    pub attempts: i32,
+}
+
+/// A claimed session after reading it.
+pub enum Prepared {
+    /// Deleted, no longer completed, or already cleared: nothing to archive.
+    Gone(Claim),
+    /// Larger than archive_max_bytes: retrying cannot help.
+    TooLarge(Claim, i64),
+    Ready(Box<ReadySession>),
+}
+
+pub struct ReadySession {
+    pub claim: Claim,
+    key: String,
+    object: archive::ArchiveObject,
+    turn_count: i32,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, sqlx::FromRow)]
+struct SessionRow {
+    id: Uuid,
+    agent_id: Uuid,
+    turn_count: i32,
+    completed_at: Option<DateTime<Utc>>,
+    content_bytes: i64,
+}
+
+/// Reads and renders claimed sessions of one org: one transaction inside the org (row-level
+/// security applies, as to every application read), the sessions in one query, their turns in
+/// as few as the READ_CHUNK_BYTES bound allows.
+pub async fn prepare_org(archives: &Archives, org: Uuid, claims: Vec<Claim>) -> Result<Vec<Prepared>, sqlx::Error> {
+    let ids: Vec<Uuid> = claims.iter().map(|c| c.session).collect();
     let mut tx = begin_for_org(&archives.db, org).await?;
-    let row: Option<SessionRow> = sqlx::query_as(
-        "SELECT agent_id, turn_count, completed_at, turns_cleared_at FROM ibex_core.sessions
-         WHERE org_id = $1 AND id = $2 AND status = 'completed'",
+    let rows: Vec<SessionRow> = sqlx::query_as(
+        "SELECT s.id, s.agent_id, s.turn_count, s.completed_at,
+                coalesce((SELECT sum(octet_length(t.content)) FROM ibex_core.session_turns t
+                          WHERE t.org_id = s.org_id AND t.session_id = s.id), 0)::bigint AS content_bytes
+         FROM ibex_core.sessions s
+         WHERE s.org_id = $1 AND s.id = ANY ($2) AND s.status = 'completed' AND s.turns_cleared_at IS NULL",
     )
     .bind(org)
-    .bind(session)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = row.filter(|r| r.turns_cleared_at.is_none()) else {
-        // Deleted (or no longer completed): nothing to archive. Recording acknowledges the event.
-        tx.rollback().await?;
-        record(archives, org, session, event, "", 0, 0, "", -1).await?;
-        return Ok(Archived::Discarded);
-    };
-    let turns: Vec<TurnRow> = sqlx::query_as(
-        "SELECT checkpoint, turn_index, role, content, tokens, model, created_at FROM ibex_core.session_turns
-         WHERE org_id = $1 AND session_id = $2 ORDER BY turn_index",
-    )
-    .bind(org)
-    .bind(session)
+    .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
+    let mut prepared = Vec::with_capacity(claims.len());
+    let mut readable: Vec<(Claim, SessionRow)> = Vec::new();
+    for claim in claims {
+        match rows.iter().position(|r| r.id == claim.session) {
+            None => prepared.push(Prepared::Gone(claim)),
+            Some(i) if rows[i].content_bytes > archives.max_bytes as i64 => {
+                prepared.push(Prepared::TooLarge(claim, rows[i].content_bytes))
+            }
+            Some(i) => readable.push((claim, rows[i].clone())),
+        }
+    }
+    let mut chunk: Vec<(Claim, SessionRow)> = Vec::new();
+    let mut chunk_bytes = 0;
+    for (claim, row) in readable {
+        if !chunk.is_empty() && chunk_bytes + row.content_bytes > READ_CHUNK_BYTES {
+            render_chunk(&mut tx, org, std::mem::take(&mut chunk), &mut prepared).await?;
+            chunk_bytes = 0;
+        }
+        chunk_bytes += row.content_bytes;
+        chunk.push((claim, row));
+    }
+    if !chunk.is_empty() {
+        render_chunk(&mut tx, org, chunk, &mut prepared).await?;
+    }
     tx.rollback().await?;
-    let object = archive::render(&session.to_string(), turns.into_iter().map(Into::into).collect());
+    Ok(prepared)
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionTurnRow {
+    session_id: Uuid,
+    #[sqlx(flatten)]
+    turn: TurnRow,
+}
+
+async fn render_chunk(
+    tx: &mut sqlx::PgConnection,
+    org: Uuid,
+    chunk: Vec<(Claim, SessionRow)>,
+    prepared: &mut Vec<Prepared>,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = chunk.iter().map(|(c, _)| c.session).collect();
+    let rows: Vec<SessionTurnRow> = sqlx::query_as(
+        "SELECT session_id, checkpoint, turn_index, role, content, tokens, model, created_at
+         FROM ibex_core.session_turns WHERE org_id = $1 AND session_id = ANY ($2) ORDER BY session_id, turn_index",
+    )
+    .bind(org)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_session: std::collections::HashMap<Uuid, Vec<(i32, ArchivedTurn)>> = std::collections::HashMap::new();
+    for row in rows {
+        by_session.entry(row.session_id).or_default().push(row.turn.into());
+    }
+    for (claim, session) in chunk {
+        let turns = by_session.remove(&claim.session).unwrap_or_default();
+        let object = archive::render(&claim.session.to_string(), turns);
+        prepared.push(Prepared::Ready(Box::new(ReadySession {
+            claim,
+            key: archive::object_key(org, session.agent_id, claim.session),
+            object,
+            turn_count: session.turn_count,
+            completed_at: session.completed_at,
+        })));
+    }
+    Ok(())
+}
+
+/// An archive written to the store, to be recorded with the rest of its batch.
+pub struct Uploaded {
+    pub claim: Claim,
+    pub key: String,
+    pub bytes: usize,
+    lines: i32,
+    sha256: String,
+    turn_count: i32,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Writes one prepared archive whole (one PUT).
+pub async fn upload(archives: &Archives, ready: ReadySession) -> Result<Uploaded, ArchiveFailure> {
+    let ReadySession {
+        claim,
+        key,
+        object,
+        turn_count,
+        completed_at,
+    } = ready;
     if object.bytes.len() > archives.max_bytes {
         return Err(ArchiveFailure::Permanent(format!(
             "the archive would be {} bytes; archive_max_bytes is {}",
@@ -104,56 +196,64 @@ pub async fn archive_session(
             archives.max_bytes
         )));
     }
-    let key = archive::object_key(org, row.agent_id, session);
-    let size = object.bytes.len();
+    let bytes = object.bytes.len();
     archives.store.put(&key, object.bytes, archive::CONTENT_TYPE).await?;
-    let recorded = record(
-        archives,
-        org,
-        session,
-        event,
-        &key,
-        size as i64,
-        object.lines as i32,
-        &object.sha256,
-        row.turn_count,
-    )
-    .await?;
-    if !recorded {
-        // Deleted while it was written: its deletion may have run before the PUT.
-        archives.store.delete(&key).await?;
-        return Ok(Archived::Discarded);
-    }
-    if let Some(completed) = row.completed_at {
-        let lag = (Utc::now() - completed).to_std().unwrap_or_default();
-        archives.metrics.archive_lag.observe(lag.as_secs_f64());
-    }
-    Ok(Archived::Written { bytes: size })
+    Ok(Uploaded {
+        claim,
+        key,
+        bytes,
+        lines: object.lines as i32,
+        sha256: object.sha256,
+        turn_count,
+        completed_at,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn record(
+/// Records a batch's archives and acknowledges its events (also those of sessions that went),
+/// in one transaction. Answers, per upload in order, whether its session was recorded: one that
+/// was deleted while it was written is not (its object must go again).
+pub async fn record_batch(
     archives: &Archives,
-    org: Uuid,
-    session: Uuid,
-    event: i64,
-    key: &str,
-    bytes: i64,
-    lines: i32,
-    sha256: &str,
-    turns: i32,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT ibex_core.record_session_archive($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(org)
-        .bind(session)
-        .bind(event)
-        .bind(key)
-        .bind(bytes)
-        .bind(lines)
-        .bind(sha256)
-        .bind(turns)
-        .fetch_one(&archives.db)
-        .await
+    uploaded: &[Uploaded],
+    gone: &[Claim],
+) -> Result<Vec<bool>, sqlx::Error> {
+    if uploaded.is_empty() && gone.is_empty() {
+        return Ok(Vec::new());
+    }
+    let claims: Vec<Claim> = uploaded.iter().map(|u| u.claim).chain(gone.iter().copied()).collect();
+    // A session that went is acknowledged with an impossible turn count: nothing is updated.
+    let unrecordable = gone.len();
+    let rows: Vec<(Uuid, bool)> =
+        sqlx::query_as("SELECT * FROM ibex_core.record_session_archives($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(claims.iter().map(|c| c.org).collect::<Vec<_>>())
+            .bind(claims.iter().map(|c| c.session).collect::<Vec<_>>())
+            .bind(claims.iter().map(|c| c.event).collect::<Vec<_>>())
+            .bind(with_blanks(
+                uploaded.iter().map(|u| u.key.clone()),
+                unrecordable,
+                String::new(),
+            ))
+            .bind(with_blanks(uploaded.iter().map(|u| u.bytes as i64), unrecordable, 0))
+            .bind(with_blanks(uploaded.iter().map(|u| u.lines), unrecordable, 0))
+            .bind(with_blanks(
+                uploaded.iter().map(|u| u.sha256.clone()),
+                unrecordable,
+                String::new(),
+            ))
+            .bind(with_blanks(uploaded.iter().map(|u| u.turn_count), unrecordable, -1))
+            .fetch_all(&archives.db)
+            .await?;
+    Ok(uploaded
+        .iter()
+        .map(|u| {
+            rows.iter()
+                .any(|(session, recorded)| *session == u.claim.session && *recorded)
+        })
+        .collect())
+}
+
+fn with_blanks<T: Clone>(values: impl Iterator<Item = T>, blanks: usize, blank: T) -> Vec<T> {
+    values.chain(std::iter::repeat_n(blank, blanks)).collect()
 }
 
 /// Why a replay cannot be served.
@@ -182,7 +282,12 @@ pub async fn read_archive(archives: &Archives, key: &str, sha256: &str) -> Resul
 
 /// Carries out one queued deletion: every object under the prefix goes, then S3's confirmation
 /// is recorded with the deleted keys. On failure the deletion is retried after a backoff.
-pub async fn delete_archives(archives: &Archives, deletion: i64, prefix: &str, attempts: u32) -> Result<Vec<String>, StoreError> {
+pub async fn delete_archives(
+    archives: &Archives,
+    deletion: i64,
+    prefix: &str,
+    attempts: u32,
+) -> Result<Vec<String>, StoreError> {
     match archives.store.delete_prefix(prefix).await {
         Ok(keys) => {
             archives.mark(true);
@@ -195,7 +300,11 @@ pub async fn delete_archives(archives: &Archives, deletion: i64, prefix: &str, a
                 // The objects are gone; the next attempt finds none and confirms then.
                 tracing::warn!(deletion, error = %e, "archive deletion done but not recorded; retried");
             }
-            archives.metrics.archive_deletions.with_label_values(&["confirmed"]).inc();
+            archives
+                .metrics
+                .archive_deletions
+                .with_label_values(&["confirmed"])
+                .inc();
             Ok(keys)
         }
         Err(e) => {

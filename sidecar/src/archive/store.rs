@@ -26,7 +26,11 @@ pub enum StoreError {
     Unreachable(String),
     /// The endpoint answered with an error status.
     #[error("S3 answered {status} to {action}: {body}")]
-    Status { action: &'static str, status: u16, body: String },
+    Status {
+        action: &'static str,
+        status: u16,
+        body: String,
+    },
     #[error("S3's answer to {action} could not be read: {reason}")]
     Malformed { action: &'static str, reason: String },
     #[error("the object is larger than {limit} bytes")]
@@ -51,7 +55,11 @@ impl ArchiveStore {
             anyhow::bail!("setting s3_endpoint needs s3_access_key_id and s3_secret_access_key");
         };
         let url = url::Url::parse(endpoint).map_err(|e| anyhow::anyhow!("setting s3_endpoint: {e}"))?;
-        let style = if config.s3_path_style { UrlStyle::Path } else { UrlStyle::VirtualHost };
+        let style = if config.s3_path_style {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
         let bucket = Bucket::new(url, style, config.s3_bucket.clone(), config.s3_region.clone())
             .map_err(|e| anyhow::anyhow!("settings s3_endpoint/s3_bucket: {e}"))?;
         let client = reqwest::Client::builder()
@@ -91,7 +99,10 @@ impl ArchiveStore {
     /// Writes the whole object in one PUT: S3 makes it visible only once complete, so an upload
     /// cut short (the process killed) leaves the previous version or nothing, never half.
     pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
-        let url = self.bucket.put_object(Some(&self.credentials), key).sign(REQUEST_URL_TTL);
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), key)
+            .sign(REQUEST_URL_TTL);
         let request = self
             .client
             .put(url)
@@ -107,7 +118,10 @@ impl ArchiveStore {
 
     /// The object's bytes, `None` when it does not exist; refused past `limit` bytes.
     pub async fn get(&self, key: &str, limit: usize) -> Result<Option<Bytes>, StoreError> {
-        let url = self.bucket.get_object(Some(&self.credentials), key).sign(REQUEST_URL_TTL);
+        let url = self
+            .bucket
+            .get_object(Some(&self.credentials), key)
+            .sign(REQUEST_URL_TTL);
         let mut response = send(self.client.get(url)).await?;
         match response.status() {
             StatusCode::NOT_FOUND => return Ok(None),
@@ -118,7 +132,11 @@ impl ArchiveStore {
             return Err(StoreError::TooLarge { limit });
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| StoreError::Unreachable(e.to_string()))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| StoreError::Unreachable(e.to_string()))?
+        {
             if body.len() + chunk.len() > limit {
                 return Err(StoreError::TooLarge { limit });
             }
@@ -129,7 +147,10 @@ impl ArchiveStore {
 
     /// Deletes one object; deleting a missing one succeeds (S3 answers 204 either way).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let url = self.bucket.delete_object(Some(&self.credentials), key).sign(REQUEST_URL_TTL);
+        let url = self
+            .bucket
+            .delete_object(Some(&self.credentials), key)
+            .sign(REQUEST_URL_TTL);
         let response = send(self.client.delete(url)).await?;
         if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
             Ok(())

@@ -17,6 +17,7 @@
 //! Shutdown is checked between cycles, so a claimed batch is finished and recorded rather than
 //! left to its lease.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,12 +25,14 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::session::{archive_session, delete_archives, ArchiveFailure, Archived};
+use super::session::{
+    delete_archives, prepare_org, record_batch, upload, ArchiveFailure, Claim, Prepared, ReadySession, Uploaded,
+};
 use super::Archives;
 use crate::db::outbox_wakeup::OutboxWakeup;
 
 /// Sessions of one batch archived at the same time.
-const UPLOADS_AT_ONCE: usize = 4;
+const UPLOADS_AT_ONCE: usize = 8;
 /// Deletions carried out per cycle.
 const DELETION_BATCH: i32 = 16;
 /// Sessions whose turns are cleared per sweep.
@@ -177,37 +180,104 @@ impl ArchiveWorker {
         .fetch_all(&archives.db)
         .await?;
         let full = claimed.len() >= self.settings.batch;
-        // Uploads of one batch overlap (each session's reads, PUT and record are independent);
-        // UPLOADS_AT_ONCE bounds the connections and S3 requests one worker holds.
-        let outcomes: Vec<bool> = futures_util::stream::iter(claimed)
-            .map(|event| self.archive_one(event))
+        // The batch's sessions are read org by org (one transaction each), then uploaded
+        // UPLOADS_AT_ONCE at a time (each upload recorded as soon as it is done).
+        let mut by_org: BTreeMap<Uuid, Vec<Claim>> = BTreeMap::new();
+        for event in claimed {
+            let claim = Claim {
+                org: event.event_org,
+                session: event.event_aggregate.unwrap_or_default(),
+                event: event.event_id,
+                attempts: event.event_attempts,
+            };
+            if event.event_aggregate.is_none() {
+                self.give_back(claim, "an archive event without a session", 1).await;
+                continue;
+            }
+            by_org.entry(claim.org).or_default().push(claim);
+        }
+        let mut ready = Vec::new();
+        let mut gone = Vec::new();
+        for (org, claims) in by_org {
+            match prepare_org(archives, org, claims.clone()).await {
+                Ok(prepared) => {
+                    for p in prepared {
+                        match p {
+                            Prepared::Ready(session) => ready.push(*session),
+                            Prepared::Gone(claim) => gone.push(claim),
+                            Prepared::TooLarge(claim, bytes) => {
+                                archives.metrics.archive_uploads.with_label_values(&["failed"]).inc();
+                                let error = format!(
+                                    "the session holds {bytes} bytes of turns; archive_max_bytes is {}",
+                                    archives.max_bytes
+                                );
+                                tracing::warn!(org = %claim.org, session = %claim.session, %error, "session not archived");
+                                self.give_back(claim, &error, 1).await;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(org = %org, error = %e, "reading sessions to archive failed; retried after a backoff");
+                    for claim in claims {
+                        self.give_back(claim, &e.to_string(), self.settings.max_attempts).await;
+                    }
+                }
+            }
+        }
+        let results: Vec<Option<Uploaded>> = futures_util::stream::iter(ready)
+            .map(|session| self.upload_one(session))
             .buffer_unordered(UPLOADS_AT_ONCE)
             .collect()
             .await;
-        let written = outcomes.into_iter().filter(|w| *w).count();
+        let uploaded: Vec<Uploaded> = results.into_iter().flatten().collect();
+        archives
+            .metrics
+            .archive_uploads
+            .with_label_values(&["discarded"])
+            .inc_by(gone.len() as u64);
+        let recorded = match record_batch(archives, &uploaded, &gone).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                // The objects stay; a retry writes the same bytes again and records them.
+                tracing::warn!(error = %e, "recording archives failed; retried after a backoff");
+                for u in &uploaded {
+                    self.give_back(u.claim, &e.to_string(), self.settings.max_attempts)
+                        .await;
+                }
+                return Ok((0, full));
+            }
+        };
+        let mut written = 0;
+        for (u, recorded) in uploaded.iter().zip(recorded) {
+            if recorded {
+                written += 1;
+                archives.metrics.archive_uploads.with_label_values(&["archived"]).inc();
+                archives.metrics.archive_bytes.inc_by(u.bytes as u64);
+                if let Some(completed) = u.completed_at {
+                    let lag = (chrono::Utc::now() - completed).to_std().unwrap_or_default();
+                    archives.metrics.archive_lag.observe(lag.as_secs_f64());
+                }
+            } else {
+                // Deleted while it was written: its deletion may have run before the PUT.
+                archives.metrics.archive_uploads.with_label_values(&["discarded"]).inc();
+                if let Err(e) = archives.store.delete(&u.key).await {
+                    tracing::warn!(key = %u.key, error = %e, "the archive of a deleted session could not be removed");
+                }
+            }
+        }
         Ok((written, full))
     }
 
-    /// Archives one claimed session; answers whether an archive was written.
-    async fn archive_one(&self, event: ClaimedEvent) -> bool {
+    /// Uploads one read session; a failure gives its event back (after a backoff).
+    async fn upload_one(&self, session: ReadySession) -> Option<Uploaded> {
         let archives = &self.archives;
-        let Some(session) = event.event_aggregate else {
-            self.give_back(&event, "an archive event without a session", 1).await;
-            return false;
-        };
-        match archive_session(archives, event.event_org, session, event.event_id).await {
-            Ok(Archived::Written { bytes }) => {
-                archives.metrics.archive_uploads.with_label_values(&["archived"]).inc();
-                archives.metrics.archive_bytes.inc_by(bytes as u64);
-                true
-            }
-            Ok(Archived::Discarded) => {
-                archives.metrics.archive_uploads.with_label_values(&["discarded"]).inc();
-                false
-            }
+        let claim = session.claim;
+        match upload(archives, session).await {
+            Ok(uploaded) => Some(uploaded),
             Err(e) => {
                 archives.metrics.archive_uploads.with_label_values(&["failed"]).inc();
-                tracing::warn!(org = %event.event_org, session = %session, attempts = event.event_attempts,
+                tracing::warn!(org = %claim.org, session = %claim.session, attempts = claim.attempts,
                     error = %e, "archiving a session failed; retried after a backoff");
                 let max = match &e {
                     ArchiveFailure::Permanent(_) => 1,
@@ -217,17 +287,17 @@ impl ArchiveWorker {
                     }
                     ArchiveFailure::Database(_) => self.settings.max_attempts,
                 };
-                self.give_back(&event, &e.to_string(), max).await;
-                false
+                self.give_back(claim, &e.to_string(), max).await;
+                None
             }
         }
     }
 
-    async fn give_back(&self, event: &ClaimedEvent, error: &str, max_attempts: u32) {
-        let delay = ibex_engine::archive::retry_delay(event.event_attempts.max(0) as u32);
+    async fn give_back(&self, claim: Claim, error: &str, max_attempts: u32) {
+        let delay = ibex_engine::archive::retry_delay(claim.attempts.max(0) as u32);
         let result = sqlx::query("SELECT ibex_core.retry_archive_events($1, $2, $3, $4, $5)")
-            .bind(vec![event.event_org])
-            .bind(vec![event.event_id])
+            .bind(vec![claim.org])
+            .bind(vec![claim.event])
             .bind(error)
             .bind(delay.as_secs() as i32)
             .bind(max_attempts as i32)
@@ -273,7 +343,10 @@ impl ArchiveWorker {
             .await?;
         if cleared > 0 {
             archives.metrics.archive_cleared_sessions.inc_by(cleared as u64);
-            tracing::info!(sessions = cleared, "turn contents of archived sessions cleared after the retention");
+            tracing::info!(
+                sessions = cleared,
+                "turn contents of archived sessions cleared after the retention"
+            );
         }
         Ok(())
     }

@@ -51,7 +51,10 @@ fn store() -> ArchiveStore {
 /// `scripts/stack.sh <action> test`: s3-stop and s3-start stop and start Garage alone.
 fn stack(action: &str) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack.sh");
-    let status = Command::new(script).args([action, "test"]).status().expect("stack.sh runs");
+    let status = Command::new(script)
+        .args([action, "test"])
+        .status()
+        .expect("stack.sh runs");
     assert!(status.success(), "stack.sh {action} test failed");
 }
 
@@ -104,16 +107,23 @@ struct Api<'a> {
 
 impl Api<'_> {
     async fn call(&self, method: reqwest::Method, path: &str) -> support::Reply {
-        let request = self.server.client.request(method, self.server.url(path)).bearer_auth(&self.token);
+        let request = self
+            .server
+            .client
+            .request(method, self.server.url(path))
+            .bearer_auth(&self.token);
         support::reply(request.send().await.expect("request")).await
     }
 
     async fn complete(&self, session: Uuid) -> support::Reply {
-        self.call(reqwest::Method::POST, &format!("/v1/sessions/{session}/complete")).await
+        self.call(reqwest::Method::POST, &format!("/v1/sessions/{session}/complete"))
+            .await
     }
 
     async fn session(&self, session: Uuid) -> Value {
-        let reply = self.call(reqwest::Method::GET, &format!("/v1/sessions/{session}")).await;
+        let reply = self
+            .call(reqwest::Method::GET, &format!("/v1/sessions/{session}"))
+            .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         reply.body
     }
@@ -125,7 +135,10 @@ impl Api<'_> {
             if body["archived_at"].is_string() {
                 return body;
             }
-            assert!(Instant::now() < deadline, "session {session} not archived in time: {body}");
+            assert!(
+                Instant::now() < deadline,
+                "session {session} not archived in time: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -144,10 +157,16 @@ async fn a_completed_session_is_archived_replayed_and_then_cleared_from_postgres
     let _serial = SERIAL.lock().await;
     let (server, admin, t, token) = started("archive-flow").await;
     let api = Api { server: &server, token };
-    let turns = [("user", "my favourite colour is teal"), ("assistant", "noted: teal"), ("user", "and my dog is Rex")];
+    let turns = [
+        ("user", "my favourite colour is teal"),
+        ("assistant", "noted: teal"),
+        ("user", "and my dog is Rex"),
+    ];
     let session = session_with_turns(&admin, t, &turns).await;
 
-    let not_yet = api.call(reqwest::Method::GET, &format!("/v1/sessions/{session}/replay")).await;
+    let not_yet = api
+        .call(reqwest::Method::GET, &format!("/v1/sessions/{session}/replay"))
+        .await;
     not_yet.error(409, "conflict");
     let completed = api.complete(session).await;
     assert_eq!(completed.status, 200, "{}", completed.body);
@@ -165,7 +184,9 @@ async fn a_completed_session_is_archived_replayed_and_then_cleared_from_postgres
     let bytes = object.bytes().await.unwrap();
     assert_eq!(bytes.len() as i64, body["archive_bytes"].as_i64().unwrap());
     assert_eq!(ibex_engine::archive::sha256_hex(&bytes), sha);
-    let link = api.call(reqwest::Method::GET, &format!("/v1/sessions/{session}/replay")).await;
+    let link = api
+        .call(reqwest::Method::GET, &format!("/v1/sessions/{session}/replay"))
+        .await;
     assert_eq!(link.status, 200, "{}", link.body);
     assert_eq!(link.body["sha256"], sha.as_str());
     let expires = chrono::DateTime::parse_from_rfc3339(link.body["expires_at"].as_str().unwrap()).unwrap();
@@ -187,8 +208,12 @@ async fn a_completed_session_is_archived_replayed_and_then_cleared_from_postgres
     .await
     .unwrap();
     assert_eq!(kept.len(), 3);
-    assert!(kept.iter().all(|(_, content, tokens, hashed)| content.is_empty() && *tokens == Some(7) && *hashed));
-    let replay = api.call(reqwest::Method::GET, &format!("/v1/sessions/{session}/archive")).await;
+    assert!(kept
+        .iter()
+        .all(|(_, content, tokens, hashed)| content.is_empty() && *tokens == Some(7) && *hashed));
+    let replay = api
+        .call(reqwest::Method::GET, &format!("/v1/sessions/{session}/archive"))
+        .await;
     assert_eq!(replay.status, 200, "{}", replay.body);
     let checkpoints = replay.body["checkpoints"].as_array().unwrap();
     assert_eq!(checkpoints.len(), 2);
@@ -198,7 +223,10 @@ async fn a_completed_session_is_archived_replayed_and_then_cleared_from_postgres
     assert_eq!(checkpoints[1]["turns"][0]["content"], "and my dog is Rex");
 
     let metrics = server.metrics().await;
-    assert!(metrics.contains("ibex_archive_uploads_total{outcome=\"archived\"}"), "{metrics}");
+    assert!(
+        metrics.contains("ibex_archive_uploads_total{outcome=\"archived\"}"),
+        "{metrics}"
+    );
     let ready = server.get("/readyz").await;
     assert_eq!(ready.body["archive_store"]["status"], "up", "{}", ready.body);
     server.stop().await;
@@ -215,13 +243,18 @@ async fn a_damaged_or_missing_archive_is_refused_on_replay() {
     let key = body["archive_key"].as_str().unwrap();
     let path = format!("/v1/sessions/{session}/archive");
 
-    store().put(key, b"{\"tampered\": true}\n".to_vec(), "application/x-ndjson").await.unwrap();
+    store()
+        .put(key, b"{\"tampered\": true}\n".to_vec(), "application/x-ndjson")
+        .await
+        .unwrap();
     let damaged = api.call(reqwest::Method::GET, &path).await;
     let error = damaged.error(502, "archive_damaged");
     assert_eq!(error["details"]["expected_sha256"], body["archive_sha256"]);
 
     store().delete(key).await.unwrap();
-    api.call(reqwest::Method::GET, &path).await.error(502, "archive_missing");
+    api.call(reqwest::Method::GET, &path)
+        .await
+        .error(502, "archive_missing");
     server.stop().await;
 }
 
@@ -264,12 +297,17 @@ async fn deleting_a_session_leaves_nothing_of_it_in_postgres_redis_or_s3() {
     let prefix = format!("{}/{}/{session}/", t.org, t.agent);
     assert_eq!(store().list(&prefix).await.unwrap().len(), 1);
 
-    let receipt = api.call(reqwest::Method::DELETE, &format!("/v1/sessions/{session}")).await;
+    let receipt = api
+        .call(reqwest::Method::DELETE, &format!("/v1/sessions/{session}"))
+        .await;
     assert_eq!(receipt.status, 200, "{}", receipt.body);
     assert_eq!(receipt.body["deleted"]["turns"], 2);
     assert_eq!(receipt.body["deleted"]["memories"], 1);
     assert_eq!(receipt.body["archive"]["status"], "confirmed");
-    assert_eq!(receipt.body["archive"]["deleted_keys"], json!([archived["archive_key"]]));
+    assert_eq!(
+        receipt.body["archive"]["deleted_keys"],
+        json!([archived["archive_key"]])
+    );
     assert_eq!(receipt.body["cache_entries_removed"], 2);
 
     let left: i64 = sqlx::query_scalar(
@@ -290,8 +328,13 @@ async fn deleting_a_session_leaves_nothing_of_it_in_postgres_redis_or_s3() {
     assert_eq!(left, 0, "nothing of the session is left in Postgres");
     let present: usize = redis::cmd("EXISTS").arg(&keys).query_async(&mut redis).await.unwrap();
     assert_eq!(present, 0, "nothing of it is left in Redis");
-    assert!(store().list(&prefix).await.unwrap().is_empty(), "nothing of it is left in S3");
-    let again = api.call(reqwest::Method::DELETE, &format!("/v1/sessions/{session}")).await;
+    assert!(
+        store().list(&prefix).await.unwrap().is_empty(),
+        "nothing of it is left in S3"
+    );
+    let again = api
+        .call(reqwest::Method::DELETE, &format!("/v1/sessions/{session}"))
+        .await;
     again.error(404, "not_found");
     server.stop().await;
 }
@@ -312,7 +355,9 @@ async fn deleting_an_org_deletes_its_archives_once_s3_confirms() {
         .fetch_one(&admin)
         .await
         .unwrap();
-    let deletion = receipt["archive_deletion_id"].as_i64().expect("the receipt names the archive deletion");
+    let deletion = receipt["archive_deletion_id"]
+        .as_i64()
+        .expect("the receipt names the archive deletion");
     fixtures::eventually(ARCHIVED_WITHIN, "archive deletion confirmed", || {
         let admin = admin.clone();
         async move {
@@ -326,11 +371,12 @@ async fn deleting_an_org_deletes_its_archives_once_s3_confirms() {
         }
     })
     .await;
-    let keys: Vec<String> = sqlx::query_scalar("SELECT unnest(deleted_keys) FROM ibex_ops.archive_deletions WHERE id = $1")
-        .bind(deletion)
-        .fetch_all(&admin)
-        .await
-        .unwrap();
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT unnest(deleted_keys) FROM ibex_ops.archive_deletions WHERE id = $1")
+            .bind(deletion)
+            .fetch_all(&admin)
+            .await
+            .unwrap();
     assert_eq!(keys, vec![format!("{}/{}/{session}/{session}.ndjson", t.org, t.agent)]);
     assert!(store().list(&prefix).await.unwrap().is_empty());
     server.stop().await;
@@ -344,11 +390,15 @@ async fn sessions_complete_while_s3_is_down_and_are_archived_when_it_returns() {
     stack("s3-stop");
     let mut sessions = Vec::new();
     for i in 0..3 {
-        let session = session_with_turns(&admin, t, &[("user", &format!("outage turn {i}")), ("assistant", "ok")]).await;
+        let session =
+            session_with_turns(&admin, t, &[("user", &format!("outage turn {i}")), ("assistant", "ok")]).await;
         let started = Instant::now();
         let completed = api.complete(session).await;
         assert_eq!(completed.status, 200, "{}", completed.body);
-        assert!(started.elapsed() < Duration::from_secs(2), "completion does not wait for S3");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "completion does not wait for S3"
+        );
         sessions.push(session);
     }
     fixtures::eventually(Duration::from_secs(30), "readiness reports the store down", || async {
@@ -397,14 +447,20 @@ async fn an_upload_cut_short_leaves_no_object_and_the_session_is_archived_whole_
     .unwrap();
     assert!(claimed > 0);
     half_a_put(&store(), &key).await;
-    assert!(store().get(&key, 1 << 20).await.unwrap().is_none(), "S3 keeps no half object");
+    assert!(
+        store().get(&key, 1 << 20).await.unwrap().is_none(),
+        "S3 keeps no half object"
+    );
 
     let (server, _, _, _) = started("archive-killed-api").await;
     let token = fixtures::token(t.org, "admin", None).await;
     let api = Api { server: &server, token };
     let body = api.wait_archived(session).await;
     let bytes = store().get(&key, 1 << 20).await.unwrap().expect("archived whole");
-    assert_eq!(ibex_engine::archive::sha256_hex(&bytes), body["archive_sha256"].as_str().unwrap());
+    assert_eq!(
+        ibex_engine::archive::sha256_hex(&bytes),
+        body["archive_sha256"].as_str().unwrap()
+    );
     server.stop().await;
 }
 
