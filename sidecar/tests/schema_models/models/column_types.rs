@@ -23,6 +23,7 @@ column_type! {
     Uuid => "uuid",
     String => "text",
     Vec<String> => "text[]",
+    Vec<u8> => "bytea",
     i32 => "integer",
     i64 => "bigint",
     f32 => "real",

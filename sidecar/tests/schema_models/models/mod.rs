@@ -88,5 +88,6 @@ pub fn all_tables() -> Vec<(&'static str, Vec<ColumnSpec>, &'static [&'static st
         entry::<SqlApiFile>(),
         entry::<OrgLogin>(),
         entry::<HotCacheEviction>(),
+        entry::<ArchiveDeletion>(),
     ]
 }

@@ -26,6 +26,12 @@ crate::model! {
         extraction_next_at: Option<DateTime<Utc>>,
         extraction_error: Option<String>,
         extraction_dead: bool,
+        // Session archives (migration 0019).
+        checkpoint_count: i32,
+        archive_bytes: Option<i64>,
+        archive_lines: Option<i32>,
+        archive_sha256: Option<String>,
+        turns_cleared_at: Option<DateTime<Utc>>,
     }
 }
 
@@ -40,6 +46,9 @@ crate::model! {
         tokens: Option<i32>,
         model: Option<String>,
         created_at: DateTime<Utc>,
+        // Session archives (migration 0019): the append_turns call, and the hash of a cleared content.
+        checkpoint: i32,
+        content_sha256: Option<Vec<u8>>,
     }
 }
 
@@ -140,5 +149,23 @@ crate::model! {
         agent_id: Option<Uuid>,
         reason: String,
         requested_at: DateTime<Utc>,
+    }
+}
+
+crate::model! {
+    /// Archive objects to delete from S3, kept until S3 confirms (migration 0019).
+    pub struct ArchiveDeletion in "ibex_ops.archive_deletions" {
+        id: i64,
+        org_id: Uuid,
+        agent_id: Option<Uuid>,
+        session_id: Option<Uuid>,
+        prefix: String,
+        reason: String,
+        requested_at: DateTime<Utc>,
+        available_at: DateTime<Utc>,
+        attempts: i32,
+        last_error: Option<String>,
+        confirmed_at: Option<DateTime<Utc>>,
+        deleted_keys: Option<Vec<String>>,
     }
 }
