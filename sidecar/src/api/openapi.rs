@@ -131,6 +131,9 @@ fn operations(item: &mut PathItem) -> Vec<(&'static str, &mut Operation)> {
     .collect()
 }
 
+/// Reads of a session's archive: 409 until it is archived.
+const ARCHIVE_READS: &[&str] = &["sessions_replay_link", "sessions_replay"];
+
 /// The error answers an operation can give, by what it takes (`crate::error` decides statuses).
 fn errors(method: &str, operation: &Operation) -> Vec<(u16, &'static str)> {
     let has_path = operation
@@ -153,8 +156,17 @@ fn errors(method: &str, operation: &Operation) -> Vec<(u16, &'static str)> {
             "A resource named by the request does not exist in the caller's org",
         ));
     }
+    let operation_id = operation.operation_id.as_deref().unwrap_or_default();
     if method != "get" {
         out.push((409, "Conflicts with the resource's state (a name taken, a refused transition), or an Idempotency-Key still running"));
+    } else if ARCHIVE_READS.contains(&operation_id) {
+        out.push((409, "The session is not archived yet"));
+    }
+    if operation_id == "sessions_replay" {
+        out.push((
+            502,
+            "The session's archive is missing from the object store (archive_missing) or damaged (archive_damaged)",
+        ));
     }
     if has_body || method == "post" {
         out.push((413, "Body over the size limit"));
