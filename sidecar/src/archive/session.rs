@@ -12,8 +12,6 @@ use crate::db::begin_for_org;
 pub enum ArchiveFailure {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
     /// Retrying cannot help (the session is larger than archive_max_bytes): dead-letter at once.
     #[error("{0}")]
     Permanent(String),

@@ -285,7 +285,6 @@ impl ArchiveWorker {
                         archives.note(store);
                         self.settings.max_attempts
                     }
-                    ArchiveFailure::Database(_) => self.settings.max_attempts,
                 };
                 self.give_back(claim, &e.to_string(), max).await;
                 None
