@@ -44,7 +44,8 @@ impl From<TurnRow> for (i32, ArchivedTurn) {
     }
 }
 
-/// Turn contents read from Postgres in one query, at most (a larger batch is read in chunks).
+/// Turn contents read from Postgres in one query, and held rendered until uploaded, at most per
+/// batch in flight (a larger batch is read and uploaded in chunks).
 const READ_CHUNK_BYTES: i64 = 32 << 20;
 
 /// A claimed archive event: which session, of which org.
@@ -56,21 +57,28 @@ pub struct Claim {
     pub attempts: i32,
 }
 
-/// A claimed session after reading it.
-pub enum Prepared {
+/// A claimed session with nothing to write.
+pub enum Skipped {
     /// Deleted, no longer completed, or already cleared: nothing to archive.
     Gone(Claim),
     /// Larger than archive_max_bytes: retrying cannot help.
     TooLarge(Claim, i64),
-    Ready(Box<ReadySession>),
 }
 
+/// A claimed session read and rendered, ready to upload.
 pub struct ReadySession {
     pub claim: Claim,
     key: String,
     object: archive::ArchiveObject,
     turn_count: i32,
     completed_at: Option<DateTime<Utc>>,
+}
+
+impl ReadySession {
+    /// The rendered archive's size: what this session holds in memory until it is uploaded.
+    pub fn size(&self) -> usize {
+        self.object.bytes.len()
+    }
 }
 
 #[derive(Clone, sqlx::FromRow)]
@@ -82,10 +90,29 @@ struct SessionRow {
     content_bytes: i64,
 }
 
-/// Reads and renders claimed sessions of one org: one transaction inside the org (row-level
-/// security applies, as to every application read), the sessions in one query, their turns in
-/// as few as the READ_CHUNK_BYTES bound allows.
-pub async fn prepare_org(archives: &Archives, org: Uuid, claims: Vec<Claim>) -> Result<Vec<Prepared>, sqlx::Error> {
+/// A claimed session to read, with the size of its turns.
+pub struct ToRead {
+    claim: Claim,
+    session: SessionRow,
+}
+
+impl ToRead {
+    pub fn claim(&self) -> Claim {
+        self.claim
+    }
+}
+
+/// Claimed sessions of one org after sizing them: those with nothing to write, and the rest in
+/// chunks of at most READ_CHUNK_BYTES of turns (a larger session is a chunk of its own), so that
+/// a batch is read, rendered and uploaded a bounded amount at a time.
+pub struct Sized {
+    pub skipped: Vec<Skipped>,
+    pub chunks: Vec<Vec<ToRead>>,
+}
+
+/// Sizes the claimed sessions of one org, inside the org (row-level security applies, as to
+/// every application read), in one query.
+pub async fn size_org(archives: &Archives, org: Uuid, claims: Vec<Claim>) -> Result<Sized, sqlx::Error> {
     let ids: Vec<Uuid> = claims.iter().map(|c| c.session).collect();
     let mut tx = begin_for_org(&archives.db, org).await?;
     let rows: Vec<SessionRow> = sqlx::query_as(
@@ -99,32 +126,47 @@ pub async fn prepare_org(archives: &Archives, org: Uuid, claims: Vec<Claim>) -> 
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    let mut prepared = Vec::with_capacity(claims.len());
-    let mut readable: Vec<(Claim, SessionRow)> = Vec::new();
-    for claim in claims {
-        match rows.iter().position(|r| r.id == claim.session) {
-            None => prepared.push(Prepared::Gone(claim)),
-            Some(i) if rows[i].content_bytes > archives.max_bytes as i64 => {
-                prepared.push(Prepared::TooLarge(claim, rows[i].content_bytes))
-            }
-            Some(i) => readable.push((claim, rows[i].clone())),
-        }
-    }
-    let mut chunk: Vec<(Claim, SessionRow)> = Vec::new();
+    tx.rollback().await?;
+    let mut sized = Sized {
+        skipped: Vec::new(),
+        chunks: Vec::new(),
+    };
+    let mut chunk: Vec<ToRead> = Vec::new();
     let mut chunk_bytes = 0;
-    for (claim, row) in readable {
-        if !chunk.is_empty() && chunk_bytes + row.content_bytes > READ_CHUNK_BYTES {
-            render_chunk(&mut tx, org, std::mem::take(&mut chunk), &mut prepared).await?;
+    for claim in claims {
+        let Some(session) = rows.iter().find(|r| r.id == claim.session) else {
+            sized.skipped.push(Skipped::Gone(claim));
+            continue;
+        };
+        if session.content_bytes > archives.max_bytes as i64 {
+            sized.skipped.push(Skipped::TooLarge(claim, session.content_bytes));
+            continue;
+        }
+        if !chunk.is_empty() && chunk_bytes + session.content_bytes > READ_CHUNK_BYTES {
+            sized.chunks.push(std::mem::take(&mut chunk));
             chunk_bytes = 0;
         }
-        chunk_bytes += row.content_bytes;
-        chunk.push((claim, row));
+        chunk_bytes += session.content_bytes;
+        chunk.push(ToRead {
+            claim,
+            session: session.clone(),
+        });
     }
     if !chunk.is_empty() {
-        render_chunk(&mut tx, org, chunk, &mut prepared).await?;
+        sized.chunks.push(chunk);
     }
+    Ok(sized)
+}
+
+/// Reads and renders one chunk of sized sessions of one org, in one query inside the org.
+/// A session deleted since it was sized renders without turns; recording it then fails (its
+/// row is gone), and the worker removes the object again.
+pub async fn read_chunk(archives: &Archives, org: Uuid, chunk: Vec<ToRead>) -> Result<Vec<ReadySession>, sqlx::Error> {
+    let mut tx = begin_for_org(&archives.db, org).await?;
+    let mut ready = Vec::with_capacity(chunk.len());
+    render_chunk(&mut tx, org, chunk, &mut ready).await?;
     tx.rollback().await?;
-    Ok(prepared)
+    Ok(ready)
 }
 
 #[derive(sqlx::FromRow)]
@@ -137,10 +179,10 @@ struct SessionTurnRow {
 async fn render_chunk(
     tx: &mut sqlx::PgConnection,
     org: Uuid,
-    chunk: Vec<(Claim, SessionRow)>,
-    prepared: &mut Vec<Prepared>,
+    chunk: Vec<ToRead>,
+    ready: &mut Vec<ReadySession>,
 ) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = chunk.iter().map(|(c, _)| c.session).collect();
+    let ids: Vec<Uuid> = chunk.iter().map(|c| c.claim.session).collect();
     let rows: Vec<SessionTurnRow> = sqlx::query_as(
         "SELECT session_id, checkpoint, turn_index, role, content, tokens, model, created_at
          FROM ibex_core.session_turns WHERE org_id = $1 AND session_id = ANY ($2) ORDER BY session_id, turn_index",
@@ -153,16 +195,16 @@ async fn render_chunk(
     for row in rows {
         by_session.entry(row.session_id).or_default().push(row.turn.into());
     }
-    for (claim, session) in chunk {
+    for ToRead { claim, session } in chunk {
         let turns = by_session.remove(&claim.session).unwrap_or_default();
         let object = archive::render(&claim.session.to_string(), turns);
-        prepared.push(Prepared::Ready(Box::new(ReadySession {
+        ready.push(ReadySession {
             claim,
             key: archive::object_key(org, session.agent_id, claim.session),
             object,
             turn_count: session.turn_count,
             completed_at: session.completed_at,
-        })));
+        });
     }
     Ok(())
 }

@@ -1,20 +1,25 @@
-//! The archive worker: one loop per sidecar, several sidecars sharing the work through leases.
+//! The archive worker: several sidecars share the work through leases; inside one, batches are
+//! pipelined.
 //!
-//! One cycle:
-//! 1. The store: until the bucket is known to exist, create it if missing; while S3 does not
-//!    answer, claim nothing (an upload that cannot succeed would only burn the event's
-//!    attempts) and probe again after `archive_poll`.
-//! 2. Claim up to `archive_batch` archive events (lease `archive_lease_seconds`) and archive
-//!    each session; a failure gives the event back after a backoff
-//!    (`ibex_engine::archive::retry_delay`), and `archive_max_attempts` failures dead-letter it.
-//! 3. Claim queued deletions of archive objects and carry them out (never given up).
-//! 4. After a cycle that archived, and at least every minute: clear the turn contents of
-//!    sessions archived longer ago than the retention. Every 15 s: refresh the `ibex_archive_*`
-//!    gauges from `ibex_ops.archive_status`.
-//! 5. A full batch goes round again at once; otherwise wait for a notification of the
-//!    `archive` topic or `archive_poll`.
+//! * **Lanes.** [`BATCHES_IN_FLIGHT`] lanes each loop: claim up to `archive_batch` archive events
+//!   (lease `archive_lease_seconds`, `SKIP LOCKED`), size and read their sessions org by org,
+//!   upload them, record the batch in one transaction. While one lane reads or records, the
+//!   other's uploads keep the store busy; every upload of the process takes one of
+//!   [`UPLOADS_AT_ONCE`] permits, so the lanes overlap database work with uploads without
+//!   sending more requests at once to the store. A lane holds at most READ_CHUNK_BYTES of
+//!   rendered archives (plus one larger session), whatever the batch. A failure gives the event
+//!   back after a backoff (`ibex_engine::archive::retry_delay`); `archive_max_attempts` failures
+//!   dead-letter it. A full batch wakes the idle lanes as soon as it is claimed, and its lane
+//!   goes round again once it is recorded; otherwise the first lane waits for a notification of the `archive` topic or `archive_poll`, the
+//!   others for the first lane's call or `archive_poll`.
+//! * **Upkeep**, every `archive_poll`: until the bucket is known to exist, create it if
+//!   missing; while S3 does not answer, probe it (the lanes claim nothing meanwhile: an upload
+//!   that cannot succeed would only burn the event's attempts). Then carry out queued deletions
+//!   of archive objects (never given up), clear the turn contents of sessions archived longer
+//!   ago than the retention (at most every minute, or every retention period when it is
+//!   shorter), and every 15 s refresh the `ibex_archive_*` gauges from `ibex_ops.archive_status`.
 //!
-//! Shutdown is checked between cycles, so a claimed batch is finished and recorded rather than
+//! Shutdown is checked between batches, so a claimed batch is finished and recorded rather than
 //! left to its lease.
 
 use std::collections::BTreeMap;
@@ -22,22 +27,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::session::{
-    delete_archives, prepare_org, record_batch, upload, ArchiveFailure, Claim, Prepared, ReadySession, Uploaded,
+    delete_archives, read_chunk, record_batch, size_org, upload, ArchiveFailure, Claim, ReadySession, Skipped, Uploaded,
 };
 use super::Archives;
+use super::StoreHealth;
 use crate::db::outbox_wakeup::OutboxWakeup;
 
-/// Sessions of one batch archived at the same time.
-const UPLOADS_AT_ONCE: usize = 8;
+/// Batches claimed, read, uploaded or recorded at the same time by one worker.
+pub const BATCHES_IN_FLIGHT: usize = 2;
+/// Uploads at the same time, all lanes together.
+pub const UPLOADS_AT_ONCE: usize = 8;
+/// Rendered archives a lane holds before it uploads them (a larger session alone).
+const UPLOAD_CHUNK_BYTES: usize = 32 << 20;
 /// Deletions carried out per cycle.
 const DELETION_BATCH: i32 = 16;
 /// Sessions whose turns are cleared per sweep.
 const CLEAR_BATCH: i32 = 500;
-/// How often the retention sweep runs at least (it also runs after every cycle that archived).
+/// How often the retention sweep runs at most (more often when the retention is shorter).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How often the status gauges are read (a count over every org's sessions).
 const GAUGES_EVERY: Duration = Duration::from_secs(15);
@@ -55,6 +66,14 @@ pub struct WorkerSettings {
 pub struct ArchiveWorker {
     archives: Arc<Archives>,
     settings: WorkerSettings,
+    uploads: Semaphore,
+    /// Called when a lane claims a full batch: more may be waiting for the idle lanes.
+    more_work: Notify,
+}
+
+/// What the upkeep loop remembers between rounds.
+#[derive(Default)]
+struct Upkeep {
     bucket_ready: bool,
     last_sweep: Option<Instant>,
     last_gauges: Option<Instant>,
@@ -92,60 +111,93 @@ impl ArchiveWorker {
         Self {
             archives,
             settings,
-            bucket_ready: false,
-            last_sweep: None,
-            last_gauges: None,
+            uploads: Semaphore::new(UPLOADS_AT_ONCE),
+            more_work: Notify::new(),
         }
     }
 
     /// Runs until `shutdown`.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(
             store = %self.archives.store.description,
             batch = self.settings.batch,
+            lanes = BATCHES_IN_FLIGHT,
             retention_seconds = self.settings.retention.as_secs(),
             "archive worker started"
         );
-        let mut wakeup = OutboxWakeup::new(self.settings.database_url.clone(), "archive");
-        while !shutdown.is_cancelled() {
-            let busy = match self.cycle().await {
-                Ok(full) => full,
-                Err(e) => {
-                    tracing::debug!(error = %e, "archive cycle failed");
-                    false
-                }
-            };
-            if !busy && !wakeup.wait(self.settings.poll, &shutdown).await {
-                break;
-            }
-        }
+        let lanes = (0..BATCHES_IN_FLIGHT).map(|lane| self.lane(lane, &shutdown));
+        tokio::join!(self.upkeep(&shutdown), futures_util::future::join_all(lanes));
         tracing::info!("archive worker stopped");
     }
 
-    /// One cycle; `Ok(true)` when a full batch was archived (more may be waiting).
-    async fn cycle(&mut self) -> anyhow::Result<bool> {
-        if !self.store_answers().await {
-            return Ok(false);
+    /// One lane: batch after batch while they come full, then waits for more.
+    async fn lane(&self, lane: usize, shutdown: &CancellationToken) {
+        // The first lane listens for completions; the others follow its call.
+        let mut wakeup = (lane == 0).then(|| OutboxWakeup::new(self.settings.database_url.clone(), "archive"));
+        while !shutdown.is_cancelled() {
+            let full = if self.archives.health() == StoreHealth::Up {
+                match self.archive_batch().await {
+                    Ok((_, full)) => full,
+                    Err(e) => {
+                        tracing::debug!(lane, error = %e, "archive batch failed");
+                        false
+                    }
+                }
+            } else {
+                false
+            };
+            if full {
+                continue;
+            }
+            let go_on = match wakeup.as_mut() {
+                Some(wakeup) => wakeup.wait(self.settings.poll, shutdown).await,
+                None => tokio::select! {
+                    _ = shutdown.cancelled() => false,
+                    _ = self.more_work.notified() => true,
+                    _ = tokio::time::sleep(self.settings.poll) => true,
+                },
+            };
+            if !go_on {
+                break;
+            }
         }
-        let (archived, full) = self.archive_batch().await?;
-        self.delete_batch().await?;
-        if archived > 0 || self.last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
-            self.last_sweep = Some(Instant::now());
-            self.clear_expired_turns().await?;
+    }
+
+    /// The store's health, deletions, the retention sweep and the gauges, every `archive_poll`.
+    async fn upkeep(&self, shutdown: &CancellationToken) {
+        let mut state = Upkeep::default();
+        let sweep_every = SWEEP_EVERY.min(self.settings.retention.max(self.settings.poll));
+        while !shutdown.is_cancelled() {
+            if self.store_answers(&mut state).await {
+                if let Err(e) = self.delete_batch().await {
+                    tracing::debug!(error = %e, "archive deletions failed");
+                }
+                if state.last_sweep.is_none_or(|at| at.elapsed() >= sweep_every) {
+                    state.last_sweep = Some(Instant::now());
+                    if let Err(e) = self.clear_expired_turns().await {
+                        tracing::debug!(error = %e, "retention sweep failed");
+                    }
+                }
+                if state.last_gauges.is_none_or(|at| at.elapsed() >= GAUGES_EVERY) {
+                    state.last_gauges = Some(Instant::now());
+                    if let Err(e) = self.refresh_gauges().await {
+                        tracing::debug!(error = %e, "archive gauges not refreshed");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.settings.poll) => {}
+            }
         }
-        if self.last_gauges.is_none_or(|at| at.elapsed() >= GAUGES_EVERY) {
-            self.last_gauges = Some(Instant::now());
-            self.refresh_gauges().await?;
-        }
-        Ok(full)
     }
 
     /// Creates the bucket on first contact; afterwards, probes only while marked down.
-    async fn store_answers(&mut self) -> bool {
+    async fn store_answers(&self, state: &mut Upkeep) -> bool {
         let archives = &self.archives;
-        let result = if !self.bucket_ready {
+        let result = if !state.bucket_ready {
             archives.store.ensure_bucket().await
-        } else if archives.health() == super::StoreHealth::Down {
+        } else if archives.health() == StoreHealth::Down {
             archives.store.probe().await
         } else {
             return true;
@@ -155,11 +207,11 @@ impl ArchiveWorker {
                 if archives.mark(true) {
                     tracing::info!(store = %archives.store.description, "archive store reachable again; catching up");
                 }
-                self.bucket_ready = true;
+                state.bucket_ready = true;
                 true
             }
             Err(e) => {
-                if archives.health() != super::StoreHealth::Down {
+                if archives.health() != StoreHealth::Down {
                     tracing::warn!(store = %archives.store.description, error = %e,
                         "archive store unavailable; sessions stay queued until it is back");
                 }
@@ -180,8 +232,12 @@ impl ArchiveWorker {
         .fetch_all(&archives.db)
         .await?;
         let full = claimed.len() >= self.settings.batch;
-        // The batch's sessions are read org by org (one transaction each), then uploaded
-        // UPLOADS_AT_ONCE at a time (each upload recorded as soon as it is done).
+        if full {
+            self.more_work.notify_waiters();
+        }
+        // The batch's sessions are sized org by org, read in chunks (one transaction each) and
+        // uploaded UPLOAD_CHUNK_BYTES at a time, UPLOADS_AT_ONCE at once; then the whole batch
+        // is recorded in one transaction.
         let mut by_org: BTreeMap<Uuid, Vec<Claim>> = BTreeMap::new();
         for event in claimed {
             let claim = Claim {
@@ -196,41 +252,56 @@ impl ArchiveWorker {
             }
             by_org.entry(claim.org).or_default().push(claim);
         }
-        let mut ready = Vec::new();
+        let mut uploaded = Vec::new();
         let mut gone = Vec::new();
+        let mut ready = Vec::new();
+        let mut ready_bytes = 0;
         for (org, claims) in by_org {
-            match prepare_org(archives, org, claims.clone()).await {
-                Ok(prepared) => {
-                    for p in prepared {
-                        match p {
-                            Prepared::Ready(session) => ready.push(*session),
-                            Prepared::Gone(claim) => gone.push(claim),
-                            Prepared::TooLarge(claim, bytes) => {
-                                archives.metrics.archive_uploads.with_label_values(&["failed"]).inc();
-                                let error = format!(
-                                    "the session holds {bytes} bytes of turns; archive_max_bytes is {}",
-                                    archives.max_bytes
-                                );
-                                tracing::warn!(org = %claim.org, session = %claim.session, %error, "session not archived");
-                                self.give_back(claim, &error, 1).await;
-                            }
-                        }
-                    }
-                }
+            let sized = match size_org(archives, org, claims.clone()).await {
+                Ok(sized) => sized,
                 Err(e) => {
-                    tracing::warn!(org = %org, error = %e, "reading sessions to archive failed; retried after a backoff");
+                    tracing::warn!(org = %org, error = %e, "sizing sessions to archive failed; retried after a backoff");
                     for claim in claims {
                         self.give_back(claim, &e.to_string(), self.settings.max_attempts).await;
                     }
+                    continue;
+                }
+            };
+            for skipped in sized.skipped {
+                match skipped {
+                    Skipped::Gone(claim) => gone.push(claim),
+                    Skipped::TooLarge(claim, bytes) => {
+                        archives.metrics.archive_uploads.with_label_values(&["failed"]).inc();
+                        let error = format!(
+                            "the session holds {bytes} bytes of turns; archive_max_bytes is {}",
+                            archives.max_bytes
+                        );
+                        tracing::warn!(org = %claim.org, session = %claim.session, %error, "session not archived");
+                        self.give_back(claim, &error, 1).await;
+                    }
+                }
+            }
+            for chunk in sized.chunks {
+                let claims: Vec<Claim> = chunk.iter().map(|s| s.claim()).collect();
+                match read_chunk(archives, org, chunk).await {
+                    Ok(sessions) => {
+                        ready_bytes += sessions.iter().map(ReadySession::size).sum::<usize>();
+                        ready.extend(sessions);
+                    }
+                    Err(e) => {
+                        tracing::warn!(org = %org, error = %e, "reading sessions to archive failed; retried after a backoff");
+                        for claim in claims {
+                            self.give_back(claim, &e.to_string(), self.settings.max_attempts).await;
+                        }
+                    }
+                }
+                if ready_bytes >= UPLOAD_CHUNK_BYTES {
+                    uploaded.extend(self.upload_all(std::mem::take(&mut ready)).await);
+                    ready_bytes = 0;
                 }
             }
         }
-        let results: Vec<Option<Uploaded>> = futures_util::stream::iter(ready)
-            .map(|session| self.upload_one(session))
-            .buffer_unordered(UPLOADS_AT_ONCE)
-            .collect()
-            .await;
-        let uploaded: Vec<Uploaded> = results.into_iter().flatten().collect();
+        uploaded.extend(self.upload_all(ready).await);
         archives
             .metrics
             .archive_uploads
@@ -269,9 +340,20 @@ impl ArchiveWorker {
         Ok((written, full))
     }
 
+    /// Uploads read sessions, each with one of the worker's upload permits.
+    async fn upload_all(&self, ready: Vec<ReadySession>) -> Vec<Uploaded> {
+        futures_util::stream::iter(ready)
+            .map(|session| self.upload_one(session))
+            .buffer_unordered(UPLOADS_AT_ONCE)
+            .filter_map(std::future::ready)
+            .collect()
+            .await
+    }
+
     /// Uploads one read session; a failure gives its event back (after a backoff).
     async fn upload_one(&self, session: ReadySession) -> Option<Uploaded> {
         let archives = &self.archives;
+        let _permit = self.uploads.acquire().await.ok()?;
         let claim = session.claim;
         match upload(archives, session).await {
             Ok(uploaded) => Some(uploaded),

@@ -464,6 +464,125 @@ async fn an_upload_cut_short_leaves_no_object_and_the_session_is_archived_whole_
     server.stop().await;
 }
 
+/// Turns of about 1 MB each added to a session as later checkpoints (the content limit is
+/// 1,000,000 characters a turn): `count` MB to archive.
+async fn add_large_turns(admin: &PgPool, t: Tenant, session: Uuid, count: i32) {
+    sqlx::query(
+        "WITH added AS (
+             INSERT INTO ibex_core.session_turns (org_id, session_id, turn_index, role, content, tokens, model, checkpoint)
+             SELECT $1, $2, s.turn_count + n, CASE WHEN n % 2 = 1 THEN 'user' ELSE 'assistant' END,
+                    repeat(md5($2::text || n), 31000), 250000, 'gpt-test', s.checkpoint_count + n
+             FROM ibex_core.sessions s, generate_series(1, $3) AS n
+             WHERE s.org_id = $1 AND s.id = $2
+             RETURNING turn_index, checkpoint)
+         UPDATE ibex_core.sessions SET turn_count = (SELECT max(turn_index) FROM added),
+                checkpoint_count = (SELECT max(checkpoint) FROM added),
+                last_extracted_turn = (SELECT max(turn_index) FROM added)
+         WHERE org_id = $1 AND id = $2",
+    )
+    .bind(t.org)
+    .bind(session)
+    .bind(count)
+    .execute(admin)
+    .await
+    .unwrap();
+}
+
+/// Bytes the process has passed to write(2) and send(2) so far (`wchar` of /proc/<pid>/io):
+/// rising by megabytes only while it sends an archive's body.
+fn bytes_written(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines()
+        .find_map(|line| line.strip_prefix("wchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_killed_mid_upload_leaves_no_half_object_and_another_writes_it_whole() {
+    let _serial = SERIAL.lock().await;
+    let admin = admin().await;
+    let t = fixtures::tenant(&admin, "archive-sigkill").await;
+    let session = session_with_turns(&admin, t, &[("user", "a long one"), ("assistant", "indeed")]).await;
+    add_large_turns(&admin, t, session, 24).await;
+    let key = format!("{}/{}/{session}/{session}.ndjson", t.org, t.agent);
+    fixtures::in_org(&admin, t.org, "SELECT ibex_core.complete_session($1, $2)", session).await;
+
+    // A real `ibex serve` with a 2 s lease, killed (SIGKILL) once megabytes of the archive's
+    // body have left it and before its PUT is answered.
+    let config = s3_config();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ibex"))
+        .arg("serve")
+        .env("IBEX_DATABASE_URL", env("IBEX_DATABASE_URL"))
+        .env("IBEX_REDIS_URL", support::redis_url())
+        .env("IBEX_HTTP_ADDR", "127.0.0.1:0")
+        .env("IBEX_GRPC_ADDR", "127.0.0.1:0")
+        .env("IBEX_MODEL_DIR", &config.model_dir)
+        .env("IBEX_ORT_LIBRARY", &config.ort_library)
+        .env("IBEX_EMBED_WORKERS", "1")
+        .env("IBEX_HOT_CACHE_CONSUMER", "false")
+        .env("IBEX_ARCHIVE_LEASE_SECONDS", "2")
+        .env("IBEX_ARCHIVE_POLL_MS", "100")
+        .env("IBEX_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ibex serve starts");
+    let pid = child.id();
+    let deadline = Instant::now() + ARCHIVED_WITHIN;
+    let claimed = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT attempts FROM ibex_core.outbox
+             WHERE org_id = $1 AND topic = 'archive' AND aggregate_id = $2 AND processed_at IS NULL",
+        )
+        .bind(t.org)
+        .bind(session)
+        .fetch_optional(&admin)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+            > 0
+    };
+    while !claimed().await {
+        assert!(Instant::now() < deadline, "the sidecar never claimed the archive event");
+        assert!(child.try_wait().unwrap().is_none(), "ibex serve exited early");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let at_claim = bytes_written(pid);
+    while bytes_written(pid) < at_claim + (4 << 20) {
+        assert!(Instant::now() < deadline, "the archive's body never left the sidecar");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let archived_by_the_killed: Option<bool> =
+        sqlx::query_scalar("SELECT archived_at IS NOT NULL FROM ibex_core.sessions WHERE org_id = $1 AND id = $2")
+            .bind(t.org)
+            .bind(session)
+            .fetch_optional(&admin)
+            .await
+            .unwrap();
+    assert_eq!(archived_by_the_killed, Some(false), "killed before it could record");
+    assert!(
+        store().get(&key, 64 << 20).await.unwrap().is_none(),
+        "S3 keeps no half object of a PUT cut short"
+    );
+
+    // Another sidecar takes the event once the lease is over and writes the archive whole.
+    let (server, _, _, _) = started("archive-sigkill-api").await;
+    let token = fixtures::token(t.org, "admin", None).await;
+    let api = Api { server: &server, token };
+    let body = api.wait_archived(session).await;
+    let bytes = store().get(&key, 64 << 20).await.unwrap().expect("archived whole");
+    assert!(bytes.len() > 23_000_000, "{} bytes", bytes.len());
+    assert_eq!(bytes.len() as i64, body["archive_bytes"].as_i64().unwrap());
+    assert_eq!(
+        ibex_engine::archive::sha256_hex(&bytes),
+        body["archive_sha256"].as_str().unwrap()
+    );
+    assert_eq!(body["archive_lines"], 25, "one line per checkpoint");
+    server.stop().await;
+}
+
 /// Sends a signed PUT of 64 KiB that stops after half the body, then drops the connection.
 async fn half_a_put(store: &ArchiveStore, key: &str) {
     use tokio::io::AsyncWriteExt;
