@@ -67,6 +67,11 @@ if [ -n "$IBEX_TOKEN" ]; then
 else
   TOKEN_LINE="issued at the first make run (shown once); new one: $IBEX_BIN token create --org $IBEX_ORG_ID --name me --scopes admin"
 fi
+# A token to sign in to the dashboard with, new at every run (admin of the demo org, valid one
+# day): the first token above is shown once, this one each time.
+DASHBOARD_TOKEN=$("$IBEX_BIN" token create --database-url "$IBEX_MIGRATE_DATABASE_URL" --org "$IBEX_ORG_ID" \
+  --name "dashboard $(date -u +%FT%TZ)" --scopes admin --expires-in-days 1 2>/dev/null) ||
+  die "creating a dashboard token failed"
 UPSTREAM=${IBEX_UPSTREAM_BASE_URL:-"none (set IBEX_UPSTREAM_BASE_URL and IBEX_UPSTREAM_API_KEY, then make run)"}
 
 cat <<MSG
@@ -85,6 +90,9 @@ IBEX dev stack is up.
     MCP endpoint:        http://$HTTP_ADDR/mcp   (a token with memories:read / memories:write)
     CLI:                 $IBEX_BIN agents list   (export IBEX_TOKEN=<the token below> first)
   Data directory                       $IBEX_DATA/dev
+
+Dashboard:        http://$HTTP_ADDR/dashboard
+  sign in with:   $DASHBOARD_TOKEN   (admin of "demo", valid 24 h; a new one at each make run)
 
 Demo org "demo":  $IBEX_ORG_ID
 Agent "assistant": $IBEX_AGENT_ID

@@ -2,7 +2,8 @@
 # The test tiers (CONTRIBUTING.md). `test.sh all` runs every tier in order and prints a timing
 # summary; any failure makes the script exit non-zero.
 #
-#   unit      cargo test of ibex_engine (pure logic, real model files)
+#   unit      cargo test of ibex_engine (pure logic, real model files) and dashboard_ssr (sessions,
+#             CSRF, formatting)
 #   pg        #[pg_test]s of ibex_pg in a pgrx-managed cluster
 #   upgrade   a database of the previous release, migrated in place, equals a fresh one
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
@@ -34,7 +35,7 @@ timed() {
 }
 
 tier_unit() {
-  cargo test -p ibex_engine --release
+  cargo test -p ibex_engine -p dashboard_ssr --release
 }
 
 tier_pg() {

@@ -224,6 +224,21 @@ pub struct Config {
     pub archive_retention: Duration,
     /// Largest archive written or replayed, in bytes; a larger session is dead-lettered.
     pub archive_max_bytes: usize,
+
+    // The operator dashboard (crate dashboard-ssr), at /dashboard.
+    /// Serve the dashboard.
+    pub dashboard: bool,
+    /// Mark the dashboard's cookies `Secure`: set it when browsers reach the sidecar over TLS
+    /// (directly or through a proxy that terminates TLS).
+    pub dashboard_secure_cookies: bool,
+    /// A dashboard session unused this long is over.
+    #[serde(rename = "dashboard_session_idle_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub dashboard_session_idle: Duration,
+    /// A dashboard session is over this long after login, used or not.
+    #[serde(rename = "dashboard_session_max_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub dashboard_session_max: Duration,
 }
 
 /// A setting that must never appear in logs, `Debug` output or serialized settings.
@@ -321,6 +336,10 @@ impl Default for Config {
             // A session's turns hold at most 1,000,000 characters each; 256 MiB covers hundreds
             // of long calls while keeping one archive's memory bounded.
             archive_max_bytes: 256 << 20,
+            dashboard: true,
+            dashboard_secure_cookies: false,
+            dashboard_session_idle: Duration::from_secs(30 * 60),
+            dashboard_session_max: Duration::from_secs(12 * 3600),
         }
     }
 }

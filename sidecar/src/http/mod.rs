@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, the shared middleware, and the handlers (one module per area).
 
+mod dashboard;
 mod embed;
 mod health;
 pub mod json;
@@ -22,7 +23,13 @@ use crate::state::AppState;
 /// All HTTP routes. Layers, outermost first: request id, span/log/metrics, panic to 500 envelope,
 /// body size limit (enforced by the JSON extractor, so an oversized body is a 413 envelope).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router: Router<AppState> = Router::new();
+    let router = if state.config.dashboard {
+        router.nest_service("/dashboard", dashboard::routes(&state))
+    } else {
+        router
+    };
+    router
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -7,6 +7,7 @@ mod cli;
 #[path = "../common.rs"]
 mod common;
 mod context;
+mod dashboard;
 mod embed_api;
 mod fixtures;
 mod health;

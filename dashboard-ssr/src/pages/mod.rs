@@ -1,0 +1,162 @@
+//! The pages: one module per area. Handlers stay thin: open the session, check the CSRF token
+//! of a form, call the API, render.
+
+pub mod agents;
+pub mod login;
+pub mod overview;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Query};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::api::Api;
+use crate::render::{PageError, MOUNT};
+use crate::security::same_token;
+use crate::sessions::{Refused, Session, Sessions};
+use crate::{Dashboard, TokenCheck};
+
+/// The session cookie: a random id, nothing else.
+const SESSION_COOKIE: &str = "ibex_dashboard";
+/// Rows on a listing page.
+const PAGE_ROWS: u32 = 50;
+
+pub struct Ui {
+    pub api: Api,
+    pub check: TokenCheck,
+    pub sessions: Sessions,
+    pub secure_cookies: bool,
+}
+
+impl Ui {
+    pub fn new(dashboard: Dashboard) -> Self {
+        Self {
+            api: Api::new(dashboard.api),
+            check: dashboard.check,
+            sessions: Sessions::new(dashboard.session_idle, dashboard.session_max),
+            secure_cookies: dashboard.secure_cookies,
+        }
+    }
+
+    /// The signed-in session of a request, or back to the login page.
+    pub fn session(&self, headers: &HeaderMap) -> Result<Arc<Session>, PageError> {
+        self.sessions
+            .open(cookie(headers, SESSION_COOKIE))
+            .map_err(|refused| match refused {
+                Refused::Unknown => PageError::SignIn("signed_out"),
+                Refused::Expired => PageError::SignIn("expired"),
+            })
+    }
+
+    /// The session of a form's request, its CSRF token checked.
+    pub fn session_for_form(&self, headers: &HeaderMap, csrf: Option<&str>) -> Result<Arc<Session>, PageError> {
+        let session = self.session(headers)?;
+        if !same_token(&session.csrf, csrf) {
+            return Err(PageError::Csrf);
+        }
+        Ok(session)
+    }
+
+    fn session_cookie(&self, id: &str) -> HeaderValue {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        let value = format!(
+            "{SESSION_COOKIE}={id}; Path={MOUNT}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            self.sessions.max_age().as_secs()
+        );
+        HeaderValue::from_str(&value).expect("a hex id and fixed attributes make a valid header")
+    }
+}
+
+pub fn clear_session_cookie() -> HeaderValue {
+    HeaderValue::from_static("ibex_dashboard=; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A form's fields, or a page saying what is wrong with it (too large, a field missing).
+pub fn form<T: DeserializeOwned>(form: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
+    form.map(|Form(t)| t).map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            PageError::BadInput(format!(
+                "The form is larger than {} KiB; nothing was changed.",
+                crate::MAX_FORM_BYTES / 1024
+            ))
+        } else {
+            PageError::BadInput(format!("The form could not be read: {}", rejection.body_text()))
+        }
+    })
+}
+
+/// A page's query parameters, or a page saying what is wrong with them.
+pub fn query<T: DeserializeOwned>(query: Result<Query<T>, QueryRejection>) -> Result<T, PageError> {
+    query
+        .map(|Query(t)| t)
+        .map_err(|rejection| PageError::BadInput(format!("The address could not be read: {}", rejection.body_text())))
+}
+
+/// An id from the address: anything but a UUID names no page.
+pub fn id(text: &str) -> Result<uuid::Uuid, PageError> {
+    text.parse().map_err(|_| PageError::NotFound)
+}
+
+/// A query-string value, percent-encoded.
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/app.css"),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> PageError {
+    PageError::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1; ibex_dashboard=abc"));
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&headers, "b"), Some("2"));
+        assert_eq!(cookie(&headers, "ibex"), None);
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(encode("plain-1_2.3~"), "plain-1_2.3~");
+    }
+}
