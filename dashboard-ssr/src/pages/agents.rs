@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{encode, form, id, query, Ui, PAGE_ROWS};
+use super::{encode, form, id, query, CsrfForm, Ui, PAGE_ROWS};
 use crate::render::{page, Chrome, PageError, MOUNT};
 
 /// The longest name and description a form may send (the API's own bounds).
@@ -121,11 +121,6 @@ pub struct StatusForm {
     csrf: Option<String>,
     #[serde(default)]
     status: String,
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 
-use super::{clear_session_cookie, cookie, form, query, Ui};
+use super::{clear_session_cookie, cookie, form, query, CsrfForm, Ui};
 use crate::render::{page, Chrome, PageError, MOUNT};
 use crate::security::same_token;
 use crate::sessions::random_token;
@@ -36,11 +36,6 @@ pub struct LoginQuery {
 pub struct LoginForm {
     #[serde(default)]
     token: String,
-    csrf: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
     csrf: Option<String>,
 }
 

@@ -25,6 +25,12 @@ const SESSION_COOKIE: &str = "ibex_dashboard";
 /// Rows on a listing page.
 const PAGE_ROWS: u32 = 50;
 
+/// A form with no field but its CSRF token (logout, delete, revoke).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
+}
+
 pub struct Ui {
     pub api: Api,
     pub check: TokenCheck,

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{encode, form, id, query, Ui, PAGE_ROWS};
+use super::{encode, form, id, query, CsrfForm, Ui, PAGE_ROWS};
 use crate::render::{page, Chrome, PageError, MOUNT};
 
 const MAX_NAME_CHARS: usize = 200;
@@ -97,11 +97,6 @@ pub struct CreateForm {
     /// Days until the token expires; empty: never.
     #[serde(default)]
     expires_in_days: String,
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: Option<String>,
 }
 
 #[derive(Deserialize)]
