@@ -84,6 +84,23 @@ pub fn router(dashboard: Dashboard) -> Router {
             "/agents/{id}/delete",
             get(pages::agents::confirm_delete).post(pages::agents::delete),
         )
+        .route("/agents/{id}/directives", get(pages::directives::list).post(pages::directives::create))
+        .route(
+            "/directives/{id}",
+            get(pages::directives::detail).post(pages::directives::change),
+        )
+        .route("/memories", get(pages::memories::list))
+        .route("/memories/{id}", get(pages::memories::detail))
+        .route(
+            "/memories/{id}/delete",
+            get(pages::memories::confirm_delete).post(pages::memories::delete),
+        )
+        .route("/conflicts", get(pages::conflicts::list))
+        .route("/conflicts/{id}/resolve", post(pages::conflicts::resolve))
+        .route("/sessions", get(pages::sessions::list))
+        .route("/sessions/{id}", get(pages::sessions::detail))
+        .route("/sessions/{id}/replay", get(pages::sessions::replay))
+        .route("/analytics", get(pages::analytics::show))
         .route("/tokens", get(pages::tokens::list).post(pages::tokens::create))
         .route("/tokens/{id}/revoke", post(pages::tokens::revoke))
         .route("/static/app.css", get(pages::stylesheet))

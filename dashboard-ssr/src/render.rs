@@ -24,6 +24,9 @@ pub struct SignedIn {
     pub token_prefix: String,
     pub csrf: String,
     pub agents: bool,
+    pub memories: bool,
+    pub sessions: bool,
+    pub analytics: bool,
     pub tokens: bool,
 }
 
@@ -37,6 +40,9 @@ impl Chrome {
                 token_prefix: s.identity.token_prefix.clone(),
                 csrf: s.csrf.clone(),
                 agents: s.identity.can("agents:read"),
+                memories: s.identity.can("memories:read"),
+                sessions: s.identity.can("sessions:read"),
+                analytics: s.identity.can("analytics:read"),
                 tokens: s.identity.can("tokens:manage"),
             }),
         }

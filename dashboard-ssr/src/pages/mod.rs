@@ -2,8 +2,13 @@
 //! of a form, call the API, render.
 
 pub mod agents;
+pub mod analytics;
+pub mod conflicts;
+pub mod directives;
 pub mod login;
+pub mod memories;
 pub mod overview;
+pub mod sessions;
 pub mod tokens;
 
 use std::sync::Arc;

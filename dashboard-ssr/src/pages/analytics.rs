@@ -1,0 +1,3 @@
+//! placeholder
+use crate::render::PageError;
+pub async fn show() -> PageError { PageError::NotFound }

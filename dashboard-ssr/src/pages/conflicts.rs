@@ -1,0 +1,4 @@
+//! placeholder
+use crate::render::PageError;
+pub async fn list() -> PageError { PageError::NotFound }
+pub async fn resolve() -> PageError { PageError::NotFound }
