@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar test-api-fuzz test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-api bench-archive clean-data
+        test-pg test-regress test-sidecar test-api-fuzz test-browser test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-api bench-archive clean-data
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -65,6 +65,9 @@ test-api-fuzz: setup
 
 test-sidecar: setup
 	@scripts/test.sh sidecar
+
+test-browser: setup
+	@scripts/test.sh browser
 
 test-security: setup
 	@scripts/test.sh security

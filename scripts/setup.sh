@@ -157,6 +157,13 @@ install_schemathesis() {
   done_step "schemathesis in $IBEX_CACHE"
 }
 
+# Chromium, chromedriver and Selenium (the browser tier), pinned in browser-test.sh.
+install_browser() {
+  step "Chromium and Selenium (browser tier)"
+  "$IBEX_ROOT/scripts/browser-test.sh" install
+  done_step "Chromium $(chromium --version 2>/dev/null | awk '{print $2}'), Selenium in $IBEX_CACHE"
+}
+
 main() {
   local t0; t0=$(date +%s)
   install_apt_packages
@@ -165,6 +172,7 @@ main() {
   install_garage
   install_model_files
   install_schemathesis
+  install_browser
   log "setup complete in $(( $(date +%s) - t0 ))s"
 }
 

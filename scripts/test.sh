@@ -11,6 +11,10 @@
 #             and the test stack's Redis and Garage (S3)
 #   api-fuzz  schemathesis against /openapi.json of a release `ibex serve` on the test stack
 #             (scripts/schemathesis.sh): no 5xx, answers as documented
+#   browser   the operator dashboard in Debian's Chromium through chromedriver
+#             (scripts/browser-test.sh, tests/browser/dashboard.py): sign in, create an agent,
+#             search and forget a memory, replay a session from S3, read a chart, at 1280 and
+#             390 px; fails on any console error; screenshots in .ibex/screenshots/
 #   e2e       tests/ against the running test stack (background workers, retrieval quality)
 #   security  one named test per item of the security issue (item<N>_...), run as the roles a
 #             deployment uses: tests/tests/security_tenancy.rs (database logins) and
@@ -98,6 +102,10 @@ tier_api_fuzz() {
   "$IBEX_ROOT/scripts/schemathesis.sh"
 }
 
+tier_browser() {
+  "$IBEX_ROOT/scripts/browser-test.sh"
+}
+
 tier_e2e() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
   export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL \
@@ -126,6 +134,7 @@ case "${1:-all}" in
   sidecar) timed build build_all; timed fresh-database fresh_database; timed sidecar tier_sidecar ;;
   # Its own fresh org on the test stack as it is: no database reset.
   api-fuzz) timed build build_all; timed api-fuzz tier_api_fuzz ;;
+  browser) timed build build_all; timed browser tier_browser ;;
   e2e) timed build build_all; timed fresh-database fresh_database; timed e2e tier_e2e ;;
   security) timed build build_all; timed fresh-database fresh_database; timed security tier_security ;;
   all)
@@ -138,9 +147,10 @@ case "${1:-all}" in
     timed regress tier_regress
     timed sidecar tier_sidecar
     timed api-fuzz tier_api_fuzz
+    timed browser tier_browser
     timed e2e tier_e2e
     timed security tier_security
     summary
     log "all tests passed in $(( $(date +%s) - T0 ))s" ;;
-  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|api-fuzz|e2e|security" ;;
+  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|api-fuzz|browser|e2e|security" ;;
 esac

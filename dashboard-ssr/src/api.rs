@@ -11,6 +11,9 @@ use tower::ServiceExt;
 
 /// Largest API answer a page reads (a page of 100 rows is far below).
 const MAX_ANSWER_BYTES: usize = 8 << 20;
+/// Largest session replay a page reads; the replay page offers larger archives (up to
+/// `archive_max_bytes`, 256 MiB by default) as a download through their presigned link.
+pub const MAX_REPLAY_BYTES: usize = 64 << 20;
 
 /// An API call that did not succeed: the status and the envelope's code and message.
 #[derive(Debug, Clone)]
@@ -41,7 +44,17 @@ impl Api {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, token: &str, path: &str) -> Result<T, ApiFailure> {
-        self.call(token, Method::GET, path, None).await
+        self.call(token, Method::GET, path, None, MAX_ANSWER_BYTES).await
+    }
+
+    /// A GET whose answer may be larger than a page's (a session replay).
+    pub async fn get_large<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        path: &str,
+        max_bytes: usize,
+    ) -> Result<T, ApiFailure> {
+        self.call(token, Method::GET, path, None, max_bytes).await
     }
 
     pub async fn send<T: DeserializeOwned>(
@@ -51,7 +64,7 @@ impl Api {
         path: &str,
         body: Value,
     ) -> Result<T, ApiFailure> {
-        self.call(token, method, path, Some(body)).await
+        self.call(token, method, path, Some(body), MAX_ANSWER_BYTES).await
     }
 
     async fn call<T: DeserializeOwned>(
@@ -60,6 +73,7 @@ impl Api {
         method: Method,
         path: &str,
         body: Option<Value>,
+        max_bytes: usize,
     ) -> Result<T, ApiFailure> {
         let mut request = Request::builder()
             .method(method)
@@ -82,7 +96,7 @@ impl Api {
             .await
             .map_err(|e| ApiFailure::internal(format!("the API did not answer: {e}")))?;
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES)
+        let bytes = axum::body::to_bytes(response.into_body(), max_bytes)
             .await
             .map_err(|e| ApiFailure::internal(format!("reading the API's answer failed: {e}")))?;
         if !status.is_success() {

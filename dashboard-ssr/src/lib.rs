@@ -16,6 +16,8 @@
 //!   refuses it anyway.
 
 mod api;
+mod charts;
+mod diff;
 mod pages;
 mod render;
 mod security;
@@ -67,8 +69,11 @@ pub struct Dashboard {
     pub session_max: Duration,
 }
 
-/// Largest form accepted: the longest field a page has is an agent description (4 KB).
+/// Largest form accepted on most pages: their longest field is an agent description (4 KB).
 const MAX_FORM_BYTES: usize = 64 * 1024;
+/// Largest directive form: 100,000 characters of content (the API's bound), URL-encoded at up
+/// to 12 bytes a character, and the other fields.
+const MAX_DIRECTIVE_FORM_BYTES: usize = 1_300_000;
 
 /// The dashboard's routes, relative to where they are mounted (`/dashboard`).
 pub fn router(dashboard: Dashboard) -> Router {
@@ -84,10 +89,17 @@ pub fn router(dashboard: Dashboard) -> Router {
             "/agents/{id}/delete",
             get(pages::agents::confirm_delete).post(pages::agents::delete),
         )
-        .route("/agents/{id}/directives", get(pages::directives::list).post(pages::directives::create))
+        .route(
+            "/agents/{id}/directives",
+            get(pages::directives::list)
+                .post(pages::directives::create)
+                .layer(DefaultBodyLimit::max(MAX_DIRECTIVE_FORM_BYTES)),
+        )
         .route(
             "/directives/{id}",
-            get(pages::directives::detail).post(pages::directives::change),
+            get(pages::directives::detail)
+                .post(pages::directives::change)
+                .layer(DefaultBodyLimit::max(MAX_DIRECTIVE_FORM_BYTES)),
         )
         .route("/memories", get(pages::memories::list))
         .route("/memories/{id}", get(pages::memories::detail))

@@ -324,3 +324,26 @@ pub async fn delete(
         },
     ))
 }
+
+/// An agent offered by a filter's select box.
+pub struct AgentChoice {
+    pub id: String,
+    pub name: String,
+}
+
+/// Agents a filter offers: the org's first 200 by creation, or none when the token may not
+/// list agents (the filter then takes no agent, or the token's own).
+pub async fn choices(ui: &Ui, session: &crate::sessions::Session) -> Result<Vec<AgentChoice>, PageError> {
+    if !session.identity.can("agents:read") {
+        return Ok(Vec::new());
+    }
+    let agents: AgentPage = ui.api.get(&session.token, "/v1/agents?limit=200").await?;
+    Ok(agents
+        .data
+        .into_iter()
+        .map(|a| AgentChoice {
+            id: a.id.to_string(),
+            name: a.name,
+        })
+        .collect())
+}

@@ -17,6 +17,7 @@ use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 
 use crate::api::Api;
@@ -136,6 +137,105 @@ pub fn encode(value: &str) -> String {
     out
 }
 
+/// A listing's address: the path and its query parameters, each percent-encoded; empty values
+/// are left out so that links stay short.
+pub struct Link(String);
+
+impl Link {
+    pub fn new(path: &str) -> Self {
+        Self(path.to_string())
+    }
+
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        if !value.is_empty() {
+            let sep = if self.0.contains('?') { '&' } else { '?' };
+            self.0.push(sep);
+            self.0.push_str(key);
+            self.0.push('=');
+            self.0.push_str(&encode(value));
+        }
+        self
+    }
+
+    pub fn build(self) -> String {
+        self.0
+    }
+}
+
+/// Days a filter's date range may span (the API bounds analytics by buckets, lists by pages;
+/// this only keeps addresses sane).
+const MAX_RANGE_DAYS: i64 = 3660;
+
+/// A filter's date range from `YYYY-MM-DD` fields, both ends included: `after` is the first
+/// instant of `from`, `before` the first instant after `to`.
+#[derive(Default)]
+pub struct DayRange {
+    pub from: String,
+    pub to: String,
+    pub after: Option<DateTime<Utc>>,
+    pub before: Option<DateTime<Utc>>,
+}
+
+impl DayRange {
+    pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<Self, PageError> {
+        let day = |field: &str, text: Option<&str>| -> Result<Option<NaiveDate>, PageError> {
+            match text.map(str::trim).filter(|t| !t.is_empty()) {
+                None => Ok(None),
+                Some(t) if t.len() > 10 => Err(PageError::BadInput(format!(
+                    "The {field} date is not a date (YYYY-MM-DD)."
+                ))),
+                Some(t) => NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                    .map(Some)
+                    .map_err(|_| PageError::BadInput(format!("The {field} date {t:?} is not a date (YYYY-MM-DD)."))),
+            }
+        };
+        let (from, to) = (day("from", from)?, day("to", to)?);
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                return Err(PageError::BadInput(format!(
+                    "The range starts ({f}) after it ends ({t})."
+                )));
+            }
+            if (t - f).num_days() > MAX_RANGE_DAYS {
+                return Err(PageError::BadInput(format!(
+                    "A range spans at most {MAX_RANGE_DAYS} days."
+                )));
+            }
+        }
+        let start = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        Ok(Self {
+            from: from.map(|d| d.to_string()).unwrap_or_default(),
+            to: to.map(|d| d.to_string()).unwrap_or_default(),
+            after: from.and_then(start),
+            before: to.and_then(|d| d.succ_opt()).and_then(start),
+        })
+    }
+}
+
+/// An optional id from a filter field: empty is none, anything but a UUID is refused.
+pub fn optional_id(field: &str, text: Option<&str>) -> Result<Option<uuid::Uuid>, PageError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => t
+            .parse()
+            .map(Some)
+            .map_err(|_| PageError::BadInput(format!("The {field} is not an id."))),
+    }
+}
+
+/// `2026-11-30 14:05 UTC`, or a dash.
+pub fn when(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(|| "—".to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+/// The first `max` characters of a text, with an ellipsis when cut.
+pub fn preview(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
+}
+
 pub async fn stylesheet() -> Response {
     (
         [
@@ -163,6 +263,34 @@ mod tests {
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&headers, "b"), Some("2"));
         assert_eq!(cookie(&headers, "ibex"), None);
+    }
+
+    #[test]
+    fn links_leave_out_empty_values_and_encode_the_rest() {
+        let link = Link::new("/dashboard/memories")
+            .with("q", "a&b")
+            .with("tag", "")
+            .with("category", "episodic");
+        assert_eq!(link.build(), "/dashboard/memories?q=a%26b&category=episodic");
+    }
+
+    #[test]
+    fn day_ranges_include_both_days_and_refuse_nonsense() {
+        let range = DayRange::parse(Some("2026-11-01"), Some("2026-11-30")).unwrap();
+        assert_eq!(range.after.unwrap().to_rfc3339(), "2026-11-01T00:00:00+00:00");
+        assert_eq!(range.before.unwrap().to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        let open = DayRange::parse(Some(""), None).unwrap();
+        assert!(open.after.is_none() && open.before.is_none());
+        assert!(DayRange::parse(Some("2026-11-30"), Some("2026-11-01")).is_err());
+        assert!(DayRange::parse(Some("yesterday"), None).is_err());
+        assert!(DayRange::parse(Some(&"9".repeat(5000)), None).is_err());
+        assert!(DayRange::parse(Some("1900-01-01"), Some("2026-01-01")).is_err());
+    }
+
+    #[test]
+    fn previews_cut_on_characters() {
+        assert_eq!(preview("héllo", 10), "héllo");
+        assert_eq!(preview("héllo", 2), "hé…");
     }
 
     #[test]

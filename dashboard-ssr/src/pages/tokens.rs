@@ -12,17 +12,13 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{encode, form, id, query, CsrfForm, Ui, PAGE_ROWS};
+use super::{encode, form, id, query, when, CsrfForm, Ui, PAGE_ROWS};
 use crate::render::{page, Chrome, PageError, MOUNT};
 
 const MAX_NAME_CHARS: usize = 200;
 /// Scopes a form may name at most (there are 17).
 const MAX_SCOPES: usize = 32;
 const MAX_EXPIRY_DAYS: i64 = 3650;
-
-fn when(at: &Option<DateTime<Utc>>) -> String {
-    at.map_or_else(|| "—".to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-}
 
 #[derive(Deserialize)]
 pub struct Token {
@@ -42,13 +38,13 @@ impl Token {
         self.scopes.join(" ")
     }
     fn created(&self) -> String {
-        when(&Some(self.created_at))
+        when(Some(self.created_at))
     }
     fn expires(&self) -> String {
-        when(&self.expires_at)
+        when(self.expires_at)
     }
     fn last_used(&self) -> String {
-        when(&self.last_used_at)
+        when(self.last_used_at)
     }
     fn agent(&self) -> String {
         self.agent_id.map_or_else(|| "any".to_string(), |a| a.to_string())

@@ -68,11 +68,28 @@ pub struct MemoryVersion {
     pub created_at: DateTime<Utc>,
 }
 
+/// A relationship of a memory with another, either way round.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct MemoryLink {
+    /// supersedes, conflicts_with, related_to or derived_from.
+    pub kind: String,
+    /// True when this memory is the relationship's source (it supersedes the other, say).
+    pub outgoing: bool,
+    pub other_id: Uuid,
+    /// The other memory's first 200 characters.
+    pub other_preview: String,
+    pub other_status: String,
+    pub similarity: Option<f32>,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemoryWithHistory {
     #[serde(flatten)]
     pub memory: Memory,
     pub history: Vec<MemoryVersion>,
+    /// Its relationships with other memories, newest first (at most 200).
+    pub relationships: Vec<MemoryLink>,
 }
 
 /// A search hit: the memory's ranking next to it.
@@ -291,7 +308,7 @@ pub async fn list_for(state: &AppState, caller: &Principal, query: ListMemories)
     path = "/v1/memories/{id}",
     operation_id = "memories_get",
     tag = "memories",
-    description = "One memory with its version history. Scope: `memories:read`.",
+    description = "One memory with its version history and relationships. Scope: `memories:read`.",
     params(("id" = Uuid, Path, description = "The memory's id")),
     responses((status = 200, description = "The memory and its history", body = MemoryWithHistory)),
 )]
@@ -312,7 +329,20 @@ pub async fn get(
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| from_sqlx("reading a memory's history", e))?;
-    Ok(Json(MemoryWithHistory { memory, history }))
+    let relationships: Vec<MemoryLink> = sqlx::query_as(
+        "SELECT kind, outgoing, other_id, other_preview, other_status, similarity, created_at
+         FROM ibex_core.memory_links($1, $2)",
+    )
+    .bind(caller.org_id)
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| from_sqlx("reading a memory's relationships", e))?;
+    Ok(Json(MemoryWithHistory {
+        memory,
+        history,
+        relationships,
+    }))
 }
 
 #[utoipa::path(

@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod memories;
 pub mod openapi;
 pub mod orgs;
+pub mod overview;
 pub mod page;
 pub mod sessions;
 pub mod sql_error;
@@ -76,6 +77,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
             get(users::get).patch(users::update).delete(users::deactivate),
         )
         .route("/v1/analytics/usage", get(analytics::usage))
+        .route("/v1/overview", get(overview::get))
         .route("/v1/orgs", post(orgs::create).get(orgs::list))
         .route("/v1/orgs/{id}", get(orgs::get).patch(orgs::update).delete(orgs::delete))
         .route("/v1/orgs/{id}/suspend", post(orgs::suspend))

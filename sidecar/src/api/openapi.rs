@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{agents, analytics, conflicts, directives, export, memories, orgs, sessions, tokens, users};
+use super::{agents, analytics, conflicts, directives, export, memories, orgs, overview, sessions, tokens, users};
 
 /// Every error answer: `{"error": {...}}`.
 #[derive(ToSchema)]
@@ -57,7 +57,7 @@ pub struct ErrorBody {
         sessions::list, sessions::get, sessions::turns, sessions::complete, sessions::replay_link, sessions::replay,
         sessions::delete,
         users::create, users::list, users::get, users::update, users::deactivate,
-        analytics::usage,
+        analytics::usage, overview::get,
         orgs::create, orgs::list, orgs::get, orgs::update, orgs::suspend, orgs::resume, orgs::delete,
         tokens::create, tokens::list, tokens::get, tokens::revoke,
     ),

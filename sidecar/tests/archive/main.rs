@@ -5,6 +5,9 @@
 
 #[path = "../common.rs"]
 mod common;
+#[allow(dead_code)]
+#[path = "../serve/dashboard_client.rs"]
+mod dashboard_client;
 #[path = "../serve/fixtures.rs"]
 mod fixtures;
 #[allow(dead_code)]
@@ -221,6 +224,25 @@ async fn a_completed_session_is_archived_replayed_and_then_cleared_from_postgres
     assert_eq!(checkpoints[0]["tokens"], 14);
     assert_eq!(checkpoints[0]["model"], "gpt-test");
     assert_eq!(checkpoints[1]["turns"][0]["content"], "and my dog is Rex");
+
+    // The dashboard's replay viewer reads the same archive: the turns Postgres no longer holds,
+    // with the model and tokens of each checkpoint.
+    let mut browser = dashboard_client::Browser::new(&server);
+    assert_eq!(browser.sign_in(&api.token).await.status, reqwest::StatusCode::SEE_OTHER);
+    let viewer = browser.get(&format!("/dashboard/sessions/{session}/replay")).await;
+    assert_eq!(viewer.status, 200, "{}", viewer.body);
+    for shown in [
+        "my favourite colour is teal",
+        "and my dog is Rex",
+        "gpt-test",
+        "Checkpoint 1",
+        "2 checkpoints",
+        &sha,
+    ] {
+        assert!(viewer.body.contains(shown), "{shown:?} in {}", viewer.body);
+    }
+    let page = browser.get(&format!("/dashboard/sessions/{session}")).await;
+    assert!(page.body.contains("cleared from Postgres"), "{}", page.body);
 
     let metrics = server.metrics().await;
     assert!(

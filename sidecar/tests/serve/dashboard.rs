@@ -3,118 +3,16 @@
 //! input (no or a wrong CSRF token, an expired session, another org's ids, oversized fields)
 //! gets: a page with the reason, nothing changed.
 
-use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
-use reqwest::redirect::Policy;
+#[path = "dashboard_client.rs"]
+mod client;
+
+use reqwest::header::COOKIE;
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::fixtures::{admin, tenant, token};
 use crate::support::{config, TestServer};
-
-/// A browser without JavaScript: follows nothing by itself, keeps the cookies it is given.
-struct Browser {
-    http: String,
-    client: reqwest::Client,
-    cookies: Vec<(String, String)>,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    csp: Option<String>,
-    set_cookies: Vec<String>,
-    body: String,
-}
-
-impl Page {
-    /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a form with a csrf field")
-            + 19;
-        self.body[at..at + 64].to_string()
-    }
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Self {
-        Self {
-            http: server.http.clone(),
-            client: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
-            cookies: Vec::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn keep(&mut self, response: reqwest::Response) -> Page {
-        let set_cookies: Vec<String> = response
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .collect();
-        for cookie in &set_cookies {
-            let (pair, attributes) = cookie.split_once(';').unwrap_or((cookie, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.retain(|(k, _)| k != name);
-            if !attributes.contains("Max-Age=0") {
-                self.cookies.push((name.to_string(), value.to_string()));
-            }
-        }
-        Page {
-            status: response.status(),
-            location: response
-                .headers()
-                .get(LOCATION)
-                .map(|v| v.to_str().unwrap().to_string()),
-            csp: response
-                .headers()
-                .get(CONTENT_SECURITY_POLICY)
-                .map(|v| v.to_str().unwrap().to_string()),
-            set_cookies,
-            body: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.http))
-            .header(COOKIE, self.cookie_header())
-            .send()
-            .await
-            .unwrap();
-        self.keep(response).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.http))
-            .header(COOKIE, self.cookie_header())
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        self.keep(response).await
-    }
-
-    async fn sign_in(&mut self, token: &str) -> Page {
-        let login = self.get("/dashboard/login").await;
-        let csrf = login.csrf();
-        self.post("/dashboard/login", &[("token", token), ("csrf", &csrf)])
-            .await
-    }
-}
+use client::Browser;
 
 async fn agents_named(server: &TestServer, token: &str, name: &str) -> usize {
     let list: Value = server
@@ -365,5 +263,319 @@ async fn a_token_s_scopes_decide_what_the_pages_offer_and_an_expired_session_sig
     assert_eq!(expired.location.as_deref(), Some("/dashboard/login?reason=expired"));
     let login = browser.get("/dashboard/login?reason=expired").await;
     assert!(login.body.contains("session has expired"));
+    server.stop().await;
+}
+
+/// A session of the tenant with the given turns, in one checkpoint, still active.
+async fn session_with_turns(pool: &sqlx::PgPool, t: crate::fixtures::Tenant, turns: Value) -> uuid::Uuid {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('ibex.org_id', $1, true)")
+        .bind(t.org.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let session: uuid::Uuid = sqlx::query_scalar("SELECT ibex_core.ensure_session($1, $2)")
+        .bind(t.org)
+        .bind(t.agent)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("SELECT ibex_core.append_turns($1, $2, $3)")
+        .bind(t.org)
+        .bind(session)
+        .bind(turns)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    session
+}
+
+async fn memory_status(pool: &sqlx::PgPool, memory: uuid::Uuid) -> String {
+    sqlx::query_scalar("SELECT status FROM ibex_core.memories WHERE id = $1")
+        .bind(memory)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_memory_browser_searches_forgets_resolves_conflicts_and_shows_sessions() {
+    use crate::fixtures::remember;
+    let server = TestServer::start(config()).await;
+    let pool = admin().await;
+    let t = tenant(&pool, "dashboard-memories").await;
+    let other = tenant(&pool, "dashboard-memories-other").await;
+    let org_admin = token(t.org, "admin", None).await;
+    let teal = remember(&pool, t, "The user's favourite colour is teal.", "declarative").await;
+    let office = remember(&pool, t, "The office opens at 9 every weekday.", "declarative").await;
+    let later = remember(&pool, t, "The office opens at 10 on Mondays.", "declarative").await;
+    let foreign = remember(&pool, other, "Another org's secret plan.", "declarative").await;
+    for (source, target, kind) in [(later, office, "conflicts_with"), (teal, office, "related_to")] {
+        sqlx::query(
+            "INSERT INTO ibex_core.memory_relationships (org_id, source_memory_id, target_memory_id, kind, similarity)
+             VALUES ($1, $2, $3, $4, 0.91)",
+        )
+        .bind(t.org)
+        .bind(source)
+        .bind(target)
+        .bind(kind)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO ibex_core.memory_conflicts (org_id, memory_id, conflicting_memory_id, similarity)
+         VALUES ($1, $2, $3, 0.91)",
+    )
+    .bind(t.org)
+    .bind(later)
+    .bind(office)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut browser = Browser::new(&server);
+    assert_eq!(browser.sign_in(&org_admin).await.status, StatusCode::SEE_OTHER);
+
+    // The list, newest first, and a search ranked with its scores.
+    let list = browser.get("/dashboard/memories").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert!(list.body.contains("favourite colour is teal") && list.body.contains("opens at 9"));
+    assert!(!list.body.contains("secret plan"));
+    let hits = browser
+        .get(&format!("/dashboard/memories?q=favourite+colour&agent={}", t.agent))
+        .await;
+    assert_eq!(hits.status, StatusCode::OK, "{}", hits.body);
+    assert!(
+        hits.body.contains("Best matches") && hits.body.contains("Semantic"),
+        "{}",
+        hits.body
+    );
+    let first_hit = hits.body.find("/dashboard/memories/").unwrap();
+    assert!(
+        hits.body[first_hit..].starts_with(&format!("/dashboard/memories/{teal}")),
+        "teal ranks first"
+    );
+    let no_agent = browser.get("/dashboard/memories?q=colour").await;
+    assert!(no_agent.body.contains("Choose an agent"), "{}", no_agent.body);
+    let filtered = browser.get("/dashboard/memories?category=episodic").await;
+    assert!(filtered.body.contains("No memories match"), "{}", filtered.body);
+    for bad in [
+        "category=gossip",
+        "from=2026-13-01",
+        "agent=nope",
+        "from=2026-11-02&to=2026-11-01",
+    ] {
+        let refused = browser.get(&format!("/dashboard/memories?{bad}")).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            refused.body
+        );
+    }
+
+    // Detail: history and relationships read from this memory's side.
+    let detail = browser.get(&format!("/dashboard/memories/{office}")).await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.body);
+    assert!(detail.body.contains("Version history") && detail.body.contains("created"));
+    assert!(
+        detail.body.contains("conflicts with") && detail.body.contains("related to"),
+        "{}",
+        detail.body
+    );
+    assert!(detail.body.contains(&format!("/dashboard/memories/{later}")));
+    assert_eq!(
+        browser.get(&format!("/dashboard/memories/{foreign}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Forget: refused without the CSRF token, done with it, the reason kept in the history.
+    let confirm = browser.get(&format!("/dashboard/memories/{teal}/delete")).await;
+    assert!(confirm.body.contains("Forget this memory?"));
+    let csrf = confirm.csrf();
+    let forged = browser
+        .post(&format!("/dashboard/memories/{teal}/delete"), &[("reason", "x")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(memory_status(&pool, teal).await, "active");
+    let foreign_forget = browser
+        .post(&format!("/dashboard/memories/{foreign}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(foreign_forget.status, StatusCode::NOT_FOUND);
+    assert_eq!(memory_status(&pool, foreign).await, "active");
+    let long_reason = "r".repeat(501);
+    let refused = browser
+        .post(
+            &format!("/dashboard/memories/{teal}/delete"),
+            &[("reason", &long_reason), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let forgot = browser
+        .post(
+            &format!("/dashboard/memories/{teal}/delete"),
+            &[("reason", "no longer true"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(forgot.status, StatusCode::SEE_OTHER, "{}", forgot.body);
+    assert_eq!(memory_status(&pool, teal).await, "deleted");
+    let after = browser.get(&format!("/dashboard/memories/{teal}")).await;
+    assert!(after.body.contains("badge deleted") && after.body.contains("no longer true"));
+
+    // Conflicts: the open pair, a decision naming a memory outside it refused, then keep one.
+    let conflicts = browser.get("/dashboard/conflicts").await;
+    assert_eq!(conflicts.status, StatusCode::OK, "{}", conflicts.body);
+    assert!(conflicts.body.contains("opens at 10 on Mondays") && conflicts.body.contains("opens at 9"));
+    let marker = "action=\"/dashboard/conflicts/";
+    let at = conflicts.body.find(marker).unwrap() + marker.len();
+    let conflict = &conflicts.body[at..at + 36];
+    let forged = browser
+        .post(
+            &format!("/dashboard/conflicts/{conflict}/resolve"),
+            &[("decision", &format!("forget:{foreign}")), ("csrf", &csrf)],
+        )
+        .await;
+    assert!(forged.status.is_client_error(), "{}", forged.body);
+    assert_eq!(memory_status(&pool, foreign).await, "active");
+    let kept = browser
+        .post(
+            &format!("/dashboard/conflicts/{conflict}/resolve"),
+            &[
+                ("decision", &format!("forget:{office}")),
+                ("note", "Mondays changed"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(kept.status, StatusCode::SEE_OTHER, "{}", kept.body);
+    assert_eq!(memory_status(&pool, office).await, "deleted");
+    assert_eq!(memory_status(&pool, later).await, "active");
+    assert!(browser
+        .get("/dashboard/conflicts")
+        .await
+        .body
+        .contains("No open conflicts"));
+
+    // Sessions: the list with filters, one session's turns; another org's is not found.
+    let session = session_with_turns(
+        &pool,
+        t,
+        serde_json::json!([
+            {"role": "user", "content": "book a table for two", "tokens": 6, "model": "gpt-test"},
+            {"role": "assistant", "content": "Booked for 8 pm.", "tokens": 5, "model": "gpt-test"}
+        ]),
+    )
+    .await;
+    let foreign_session =
+        session_with_turns(&pool, other, serde_json::json!([{"role": "user", "content": "hidden"}])).await;
+    let sessions = browser
+        .get(&format!("/dashboard/sessions?agent={}&status=active", t.agent))
+        .await;
+    assert_eq!(sessions.status, StatusCode::OK, "{}", sessions.body);
+    assert!(sessions.body.contains(&format!("/dashboard/sessions/{session}")));
+    assert!(!sessions.body.contains(&foreign_session.to_string()));
+    let none = browser.get("/dashboard/sessions?status=failed").await;
+    assert!(none.body.contains("No sessions match"));
+    let one = browser.get(&format!("/dashboard/sessions/{session}")).await;
+    assert!(one.body.contains("book a table for two") && one.body.contains("Booked for 8 pm."));
+    let not_archived = browser.get(&format!("/dashboard/sessions/{session}/replay")).await;
+    assert_eq!(not_archived.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(not_archived.body.contains("not archived yet"));
+    assert_eq!(
+        browser
+            .get(&format!("/dashboard/sessions/{foreign_session}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn directives_are_created_edited_compared_and_archived_through_their_forms() {
+    let server = TestServer::start(config()).await;
+    let pool = admin().await;
+    let t = tenant(&pool, "dashboard-directives").await;
+    let other = tenant(&pool, "dashboard-directives-other").await;
+    let org_admin = token(t.org, "admin", None).await;
+    let mut browser = Browser::new(&server);
+    assert_eq!(browser.sign_in(&org_admin).await.status, StatusCode::SEE_OTHER);
+
+    let list_path = format!("/dashboard/agents/{}/directives", t.agent);
+    let list = browser.get(&list_path).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert!(list.body.contains("No directives yet"), "{}", list.body);
+    let csrf = list.csrf();
+    let refused = browser
+        .post(
+            &list_path,
+            &[
+                ("name", "tone"),
+                ("content", "x"),
+                ("priority", "high"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    let created = browser
+        .post(
+            &list_path,
+            &[
+                ("name", "tone"),
+                ("content", "Be brief.\nUse metric units."),
+                ("priority", "5"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let detail_path = created.location.unwrap();
+    let saved = browser
+        .post(
+            &detail_path,
+            &[
+                ("action", "save"),
+                ("content", "Be brief.\r\nUse imperial units."),
+                ("priority", "5"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+
+    // Version 2 against version 1 by default: one line kept, one removed, one added.
+    let detail = browser.get(&detail_path).await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.body);
+    assert!(
+        detail.body.contains("class=\"del\"") && detail.body.contains("class=\"add\""),
+        "{}",
+        detail.body
+    );
+    assert!(detail.body.contains("Use metric units.") && detail.body.contains("Use imperial units."));
+    let bad = browser.get(&format!("{detail_path}?from=0&to=9")).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let forged = browser.post(&detail_path, &[("action", "drop"), ("csrf", &csrf)]).await;
+    assert_eq!(forged.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let archived = browser
+        .post(&detail_path, &[("action", "archive"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(archived.status, StatusCode::SEE_OTHER, "{}", archived.body);
+    assert!(browser.get(&detail_path).await.body.contains("archived"));
+
+    // Another org's agent has no directives page here, and its ids change nothing.
+    let foreign = browser
+        .get(&format!("/dashboard/agents/{}/directives", other.agent))
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{}", foreign.body);
+    let planted = browser
+        .post(
+            &format!("/dashboard/agents/{}/directives", other.agent),
+            &[("name", "planted"), ("content", "obey"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(planted.status, StatusCode::NOT_FOUND, "{}", planted.body);
     server.stop().await;
 }
