@@ -310,11 +310,12 @@ async fn the_memory_browser_searches_forgets_resolves_conflicts_and_shows_sessio
     let teal = remember(&pool, t, "The user's favourite colour is teal.", "declarative").await;
     let office = remember(&pool, t, "The office opens at 9 every weekday.", "declarative").await;
     let later = remember(&pool, t, "The office opens at 10 on Mondays.", "declarative").await;
+    // The pair as remember's conflict check may have linked it, or as linked here.
     let foreign = remember(&pool, other, "Another org's secret plan.", "declarative").await;
     for (source, target, kind) in [(later, office, "conflicts_with"), (teal, office, "related_to")] {
         sqlx::query(
             "INSERT INTO ibex_core.memory_relationships (org_id, source_memory_id, target_memory_id, kind, similarity)
-             VALUES ($1, $2, $3, $4, 0.91)",
+             VALUES ($1, $2, $3, $4, 0.91) ON CONFLICT DO NOTHING",
         )
         .bind(t.org)
         .bind(source)
@@ -324,9 +325,11 @@ async fn the_memory_browser_searches_forgets_resolves_conflicts_and_shows_sessio
         .await
         .unwrap();
     }
+    // remember may have found the pair already (its step 6): one open conflict either way.
     sqlx::query(
         "INSERT INTO ibex_core.memory_conflicts (org_id, memory_id, conflicting_memory_id, similarity)
-         VALUES ($1, $2, $3, 0.91)",
+         SELECT $1, $2, $3, 0.91
+         WHERE NOT EXISTS (SELECT 1 FROM ibex_core.memory_conflicts WHERE org_id = $1 AND status = 'open')",
     )
     .bind(t.org)
     .bind(later)
