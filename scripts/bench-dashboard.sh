@@ -14,7 +14,7 @@ LOG=$IBEX_STATE/bench-dashboard.log
 
 "$IBEX_ROOT/scripts/stack.sh" up dev
 "$IBEX_ROOT/scripts/browser-test.sh" install
-cargo build --release -p ibex_sidecar --bin ibex
+[ -x "$IBEX_BIN" ] || die "no $IBEX_BIN: make bench-dashboard builds it"
 source "$IBEX_ROOT/scripts/bench-db.sh"
 bench_db_current "$DB"
 sql() { psql_admin -d "$DB" "$@"; }

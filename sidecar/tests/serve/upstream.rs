@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 pub type Seen = Arc<Mutex<Vec<Value>>>;
 
 /// An OpenAI-compatible upstream answering from a script keyed on the last user message:
-/// "[500]" fails, "[slow]" answers after 2 s, `"stream": true` streams, anything else answers.
+/// "[500]" fails, "[slow]" answers after 2 s, "[hang]" after 20 s, `"stream": true` streams, anything else answers.
 pub async fn upstream() -> (SocketAddr, Seen) {
     async fn completions(State(seen): State<Seen>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
         if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk-upstream-test") {
@@ -40,6 +40,9 @@ pub async fn upstream() -> (SocketAddr, Seen) {
         }
         if last.contains("[slow]") {
             tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        if last.contains("[hang]") {
+            tokio::time::sleep(Duration::from_secs(20)).await;
         }
         if body["stream"] == true {
             let pieces = ["Hello", " from", " the", " stream"];
