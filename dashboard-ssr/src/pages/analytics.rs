@@ -18,7 +18,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::overview::grouped;
-use super::{encode, query, Ui};
+use super::{encode, optional_id, query, Ui};
 use crate::charts;
 use crate::render::{page, Chrome, PageError, MOUNT};
 
@@ -33,8 +33,6 @@ const CHARTED_MODELS: usize = 10;
 const LISTED_AGENTS: usize = 20;
 /// Buckets filled in at most: the API's own bound, should an answer ever disagree with the ask.
 const MAX_BUCKETS: i64 = 2000;
-/// The longest text a UUID is written in (the `urn:uuid:` form).
-const MAX_UUID_CHARS: usize = 45;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Bucket {
@@ -179,7 +177,7 @@ fn given(value: &Option<String>) -> Option<&str> {
 
 /// Every input checked and bounded before anything is asked of the API.
 fn select(params: &RangeQuery, now: DateTime<Utc>) -> Result<Selection, PageError> {
-    let agent = agent(given(&params.agent))?;
+    let agent = optional_id("agent filter", params.agent.as_deref())?;
     match (given(&params.from), given(&params.to)) {
         (None, None) => preset(given(&params.range).unwrap_or(DEFAULT_PRESET), now, agent),
         (Some(from), Some(to)) => custom(date("from", from)?, date("to", to)?, agent),
@@ -187,18 +185,6 @@ fn select(params: &RangeQuery, now: DateTime<Utc>) -> Result<Selection, PageErro
             "A custom range needs both a from and a to date (or neither, for a preset range).".into(),
         )),
     }
-}
-
-fn agent(text: Option<&str>) -> Result<Option<Uuid>, PageError> {
-    let Some(text) = text else { return Ok(None) };
-    if text.len() > MAX_UUID_CHARS {
-        return Err(PageError::BadInput(
-            "The agent filter must be an agent id (a UUID).".into(),
-        ));
-    }
-    text.parse()
-        .map(Some)
-        .map_err(|_| PageError::BadInput("The agent filter must be an agent id (a UUID).".into()))
 }
 
 /// The end of the bucket `now` is in: a preset ends there so its bars are whole buckets.

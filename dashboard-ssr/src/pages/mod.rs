@@ -219,7 +219,7 @@ pub fn optional_id(field: &str, text: Option<&str>) -> Result<Option<uuid::Uuid>
         Some(t) => t
             .parse()
             .map(Some)
-            .map_err(|_| PageError::BadInput(format!("The {field} is not an id."))),
+            .map_err(|_| PageError::BadInput(format!("The {field} is not an id (a UUID)."))),
     }
 }
 
