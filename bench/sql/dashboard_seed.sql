@@ -61,4 +61,10 @@ FROM generate_series(1, 1000000) i
 JOIN bench_agents a ON a.n = i % 100;
 
 SET session_replication_role = origin;
-VACUUM (ANALYZE) ibex_core.agents, ibex_core.memories, ibex_core.sessions, ibex_core.session_turns, ibex_core.usage_events;
+-- The usage events went in backdated: roll their closed hours up now, as the sidecar's worker
+-- would have hour by hour (a worker that met this org before the seed left a mark past them).
+DELETE FROM ibex_core.usage_rollup_marks WHERE org_id = :'org';
+DELETE FROM ibex_core.usage_hourly WHERE org_id = :'org';
+SELECT ibex_core.roll_up_usage(:'org', 1, 24 * 31, 300) AS orgs_rolled_up;
+VACUUM (ANALYZE) ibex_core.agents, ibex_core.memories, ibex_core.sessions, ibex_core.session_turns, ibex_core.usage_events,
+    ibex_core.usage_hourly;

@@ -16,6 +16,7 @@ pub mod pii;
 pub mod relevance;
 pub mod score;
 pub mod tokens;
+pub mod usage;
 
 pub use embed::{EmbedError, Embedder, EmbedderConfig, EMBEDDING_DIM};
 pub use message::{Message, Role};

@@ -225,6 +225,19 @@ pub struct Config {
     /// Largest archive written or replayed, in bytes; a larger session is dead-lettered.
     pub archive_max_bytes: usize,
 
+    /// Roll closed hours of usage up for analytics in this process (needs database_url; several
+    /// sidecars may all run it, one run at a time holds the watermark).
+    pub usage_rollup: bool,
+    /// How often the usage rollup looks for closed hours.
+    #[serde(rename = "usage_rollup_interval_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub usage_rollup_interval: Duration,
+    /// How long after an hour ends it counts as closed: a proxied call is stamped when its
+    /// transaction starts, so one committing just after the hour must still find it open.
+    #[serde(rename = "usage_rollup_grace_seconds")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub usage_rollup_grace: Duration,
+
     // The operator dashboard (crate dashboard-ssr), at /dashboard.
     /// Serve the dashboard.
     pub dashboard: bool,
@@ -336,6 +349,9 @@ impl Default for Config {
             // A session's turns hold at most 1,000,000 characters each; 256 MiB covers hundreds
             // of long calls while keeping one archive's memory bounded.
             archive_max_bytes: 256 << 20,
+            usage_rollup: true,
+            usage_rollup_interval: Duration::from_secs(60),
+            usage_rollup_grace: Duration::from_secs(300),
             dashboard: true,
             dashboard_secure_cookies: false,
             dashboard_session_idle: Duration::from_secs(30 * 60),
@@ -494,6 +510,9 @@ impl Config {
         }
         if self.archive_batch == 0 || self.archive_max_attempts == 0 || self.archive_max_bytes == 0 {
             bail!("settings archive_batch, archive_max_attempts and archive_max_bytes must be at least 1");
+        }
+        if self.usage_rollup_interval.is_zero() {
+            bail!("setting usage_rollup_interval_seconds must be at least 1 (turn the rollup off with usage_rollup = false)");
         }
         if let Some(url) = &self.auth_service_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

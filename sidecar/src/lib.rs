@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod server;
 pub mod state;
+pub mod usage_rollup;
 
 pub use config::{Config, LogFormat};
 pub use server::{start, RunningServer};

@@ -27,6 +27,7 @@ use crate::hotcache::{ConsumerSettings, HotCacheConsumer, HotStore};
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimiter, RateSettings};
 use crate::state::AppState;
+use crate::usage_rollup::UsageRollup;
 use crate::{db, grpc, http};
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`] and then
@@ -43,6 +44,8 @@ pub struct RunningServer {
     consumer: Option<JoinHandle<()>>,
     /// The archive worker, when this process runs one; it finishes its batch on shutdown.
     archive_worker: Option<JoinHandle<()>>,
+    /// The usage rollup, when this process runs one; a run in flight ends with its transaction.
+    usage_rollup: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -66,6 +69,9 @@ impl RunningServer {
         }
         if let Some(worker) = self.archive_worker {
             worker.await.context("archive worker task")?;
+        }
+        if let Some(rollup) = self.usage_rollup {
+            rollup.await.context("usage rollup task")?;
         }
         match self.fatal.get() {
             Some(reason) => Err(anyhow!("{reason}")),
@@ -264,6 +270,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             None
         }
     };
+    let usage_rollup = match (&db, config.usage_rollup) {
+        (Some(pool), true) => {
+            let rollup = UsageRollup::new(pool.clone(), config.usage_rollup_interval, config.usage_rollup_grace);
+            Some(tokio::spawn(rollup.run(shutdown.clone())))
+        }
+        _ => None,
+    };
     let fatal = Arc::new(OnceLock::new());
     let (health, health_service) = HealthStatus::new().await;
     let grpc_routes = grpc::server::services(&state, health_service);
@@ -317,6 +330,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         database = config.database_url.is_some(),
         hot_cache_consumer = consumer.is_some(),
         archive_worker = archive_worker.is_some(),
+        usage_rollup = usage_rollup.is_some(),
         upstream = config.upstream_base_url.as_deref().unwrap_or("none"),
         context_deadline_ms = config.context_deadline.as_millis() as u64,
         "listening; loading the model"
@@ -330,6 +344,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         grpc,
         consumer,
         archive_worker,
+        usage_rollup,
     })
 }
 

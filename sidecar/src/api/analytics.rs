@@ -1,13 +1,19 @@
-//! `/v1/analytics/usage`: what the org's (or one agent's) proxied model calls cost, from
-//! `usage_events`: a time series in buckets (requests, errors, tokens, latency p50/p95), the totals,
-//! the breakdown by model and by agent, and a latency histogram. Buckets without calls are left
+//! `/v1/analytics/usage`: what the org's (or one agent's) proxied model calls cost, from the
+//! hourly rollup (`usage_hourly`, filled by [`crate::usage_rollup`]) for whole rolled hours and
+//! from `usage_events` for the rest: a time series in buckets (requests, errors, tokens, latency
+//! p50/p95), the totals, the breakdown by model and by agent, and a latency histogram. Buckets without calls are left
 //! out of the series (it is sparse); the range and the bucket count are bounded so one request
 //! cannot scan or return without limit.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use ibex_engine::usage::{rolled_span, LatencyHistogram};
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -36,14 +42,6 @@ impl Bucket {
             Self::Minute => Duration::minutes(1),
             Self::Hour => Duration::hours(1),
             Self::Day => Duration::days(1),
-        }
-    }
-
-    fn interval(self) -> &'static str {
-        match self {
-            Self::Minute => "1 minute",
-            Self::Hour => "1 hour",
-            Self::Day => "1 day",
         }
     }
 }
@@ -147,16 +145,186 @@ fn range(query: &UsageQuery, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateT
     Ok((from, to, bucket))
 }
 
-/// The filter every query shares: $1 org, $2 from, $3 to, $4 agent.
-const SCOPED: &str = "FROM ibex_core.usage_events
-     WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 AND ($4::uuid IS NULL OR agent_id = $4)";
+/// The nil UUID: the rollup's agent key of the whole org's rows and of calls without an agent.
+const NIL: Uuid = Uuid::nil();
+
+/// Raw events not covered by the rollup: $1 org, $2 from, $3 to, $4 agent (NULL: every call of
+/// the org), and the rolled span [$5, $6) cut out of the range (two index ranges, not a filter).
+/// Every query also has $7, the nil UUID (see [`Read::rows`]).
+const RAW: &str = "FROM ibex_core.usage_events
+     WHERE org_id = $1 AND ($4::uuid IS NULL OR agent_id = $4)
+       AND ((created_at >= $2 AND created_at < $5) OR (created_at >= $6 AND created_at < $3))";
+
+/// One hour (one minute at minute resolution) of usage from the rollup or the raw events, with
+/// the latency histogram as sparse bucket counts ($7: the raw events' resolution).
+const CELLS: &str = "SELECT hour AS at, requests, errors, prompt_tokens, completion_tokens,
+            latency_buckets, latency_counts
+     FROM ibex_core.usage_hourly
+     WHERE org_id = $1 AND grain = CASE WHEN $4::uuid IS NULL THEN 'org' ELSE 'agent' END
+       AND agent_id = coalesce($4, $7) AND hour >= $5 AND hour < $6
+     UNION ALL
+     SELECT at, sum(requests)::bigint, sum(errors)::bigint, sum(prompt_tokens)::bigint,
+            sum(completion_tokens)::bigint, array_agg(bucket ORDER BY bucket), array_agg(requests ORDER BY bucket)
+     FROM (SELECT date_trunc($8, created_at, 'UTC') AS at, ibex_core.usage_latency_bucket(latency_ms) AS bucket,
+                  count(*) AS requests, count(*) FILTER (WHERE status_code >= 400) AS errors,
+                  sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
+           {RAW} GROUP BY 1, 2) raw
+     GROUP BY at";
+
+const MODELS: &str = "SELECT model, sum(requests)::bigint AS requests, sum(total_tokens)::bigint AS total_tokens
+     FROM (SELECT model, requests, prompt_tokens + completion_tokens AS total_tokens
+           FROM ibex_core.usage_hourly
+           WHERE org_id = $1 AND grain = CASE WHEN $4::uuid IS NULL THEN 'org_model' ELSE 'agent_model' END
+             AND agent_id = coalesce($4, $7) AND hour >= $5 AND hour < $6
+           UNION ALL
+           SELECT model, count(*), sum(total_tokens) {RAW} GROUP BY model) m
+     GROUP BY model ORDER BY requests DESC, model LIMIT 100";
+
+const AGENTS: &str = "SELECT nullif(agent_id, $7) AS agent_id, sum(requests)::bigint AS requests,
+            sum(total_tokens)::bigint AS total_tokens
+     FROM (SELECT agent_id, requests, prompt_tokens + completion_tokens AS total_tokens
+           FROM ibex_core.usage_hourly
+           WHERE org_id = $1 AND grain = 'agent' AND ($4::uuid IS NULL OR agent_id = $4)
+             AND hour >= $5 AND hour < $6
+           UNION ALL
+           SELECT coalesce(agent_id, $7), count(*), sum(total_tokens) {RAW} GROUP BY 1) a
+     GROUP BY 1 ORDER BY requests DESC, 1 LIMIT 1000";
+
+/// The parameters every read of one answer shares.
+struct Read {
+    org: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    agent: Option<Uuid>,
+    /// The rolled span, `(from, from)` when empty.
+    span: (DateTime<Utc>, DateTime<Utc>),
+}
+
+impl Read {
+    /// Runs `sql` (with [`RAW`] in place of `{RAW}`) bound to $1..$7, and to $8 = `resolution`.
+    async fn rows<O>(&self, tx: &mut PgConnection, sql: &str, resolution: Option<&str>) -> Result<Vec<O>, sqlx::Error>
+    where
+        O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let sql = sql.replace("{RAW}", RAW);
+        let mut query = sqlx::query_as::<_, O>(&sql)
+            .bind(self.org)
+            .bind(self.from)
+            .bind(self.to)
+            .bind(self.agent)
+            .bind(self.span.0)
+            .bind(self.span.1)
+            .bind(NIL);
+        if let Some(resolution) = resolution {
+            query = query.bind(resolution);
+        }
+        query.fetch_all(&mut *tx).await
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Cell {
+    at: DateTime<Utc>,
+    requests: i64,
+    errors: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    latency_buckets: Vec<i32>,
+    latency_counts: Vec<i64>,
+}
+
+/// What one point (or the totals) adds up.
+struct Sum {
+    requests: i64,
+    errors: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    latency: LatencyHistogram,
+}
+
+impl Sum {
+    fn new(bounds: &[i32]) -> Self {
+        Self {
+            requests: 0,
+            errors: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            latency: LatencyHistogram::new(bounds),
+        }
+    }
+
+    fn add(&mut self, cell: &Cell) {
+        self.requests += cell.requests;
+        self.errors += cell.errors;
+        self.prompt_tokens += cell.prompt_tokens;
+        self.completion_tokens += cell.completion_tokens;
+        self.latency.add_sparse(&cell.latency_buckets, &cell.latency_counts);
+    }
+}
+
+/// Folds hourly (or minute) cells into the answer's buckets, aligned to UTC boundaries; the first
+/// bucket starts at `from` when `from` is inside it. Percentiles are estimated from the buckets.
+fn fold(
+    cells: &[Cell],
+    from: DateTime<Utc>,
+    bucket: Bucket,
+    bounds: &[i32],
+) -> (Totals, Vec<Point>, Vec<LatencyBucket>) {
+    let mut total = Sum::new(bounds);
+    let mut points: BTreeMap<DateTime<Utc>, Sum> = BTreeMap::new();
+    for cell in cells {
+        total.add(cell);
+        let start = match bucket {
+            Bucket::Day => cell.at.duration_trunc(Duration::days(1)).unwrap_or(cell.at),
+            Bucket::Minute | Bucket::Hour => cell.at,
+        };
+        points
+            .entry(start.max(from))
+            .or_insert_with(|| Sum::new(bounds))
+            .add(cell);
+    }
+    let series = points
+        .into_iter()
+        .map(|(start, sum)| Point {
+            start,
+            requests: sum.requests,
+            errors: sum.errors,
+            prompt_tokens: sum.prompt_tokens,
+            completion_tokens: sum.completion_tokens,
+            total_tokens: sum.prompt_tokens + sum.completion_tokens,
+            latency_ms_p50: sum.latency.quantile(bounds, 0.5),
+            latency_ms_p95: sum.latency.quantile(bounds, 0.95),
+        })
+        .collect();
+    let histogram = total
+        .latency
+        .regroup(bounds, LATENCY_BOUNDS_MS)
+        .into_iter()
+        .enumerate()
+        .map(|(i, count)| LatencyBucket {
+            le_ms: LATENCY_BOUNDS_MS.get(i).copied(),
+            count,
+        })
+        .collect();
+    let totals = Totals {
+        requests: total.requests,
+        errors: total.errors,
+        prompt_tokens: total.prompt_tokens,
+        completion_tokens: total.completion_tokens,
+        total_tokens: total.prompt_tokens + total.completion_tokens,
+        latency_ms_p50: total.latency.quantile(bounds, 0.5),
+        latency_ms_p95: total.latency.quantile(bounds, 0.95),
+        latency_ms_p99: total.latency.quantile(bounds, 0.99),
+    };
+    (totals, series, histogram)
+}
 
 #[utoipa::path(
     get,
     path = "/v1/analytics/usage",
     operation_id = "analytics_usage",
     tag = "analytics",
-    description = "What the org's (or one agent's) proxied model calls cost, in time buckets. Scope: `analytics:read`.",
+    description = "What the org's (or one agent's) proxied model calls cost, in time buckets aligned to UTC minutes, hours or days (the first bucket starts at `from`). Whole hours come from the hourly rollup, the rest from the calls themselves; latency percentiles are estimated from latency buckets. Scope: `analytics:read`.",
     params(UsageQuery),
     responses((status = 200, description = "Usage over the range", body = Usage)),
 )]
@@ -173,77 +341,41 @@ pub async fn usage(
     let (from, to, bucket) = range(&query, Utc::now())?;
     let mut tx = for_org(&state, caller.org_id).await?;
     let failed = |e| from_sqlx("reading usage", e);
-    let totals: Totals = sqlx::query_as(&format!(
-        "SELECT count(*) AS requests, count(*) FILTER (WHERE status_code >= 400) AS errors,
-                coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
-                coalesce(sum(completion_tokens), 0)::bigint AS completion_tokens,
-                coalesce(sum(total_tokens), 0)::bigint AS total_tokens,
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS latency_ms_p50,
-                percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS latency_ms_p95,
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS latency_ms_p99
-         {SCOPED}"
-    ))
+    // The watermark first: hours before it are in the rollup for good, events from it on are
+    // still raw, so the reads below neither overlap nor miss whatever the worker does meanwhile.
+    let (rolled_until, bounds): (Option<DateTime<Utc>>, Vec<i32>) = sqlx::query_as(
+        "SELECT (SELECT rolled_until FROM ibex_core.usage_rollup_marks WHERE org_id = $1),
+                    ibex_core.usage_latency_bounds()",
+    )
     .bind(caller.org_id)
-    .bind(from)
-    .bind(to)
-    .bind(agent)
     .fetch_one(&mut *tx)
     .await
     .map_err(failed)?;
-    let series: Vec<Point> = sqlx::query_as(&format!(
-        "SELECT date_bin($5::interval, created_at, $2) AS start, count(*) AS requests,
-                count(*) FILTER (WHERE status_code >= 400) AS errors,
-                sum(prompt_tokens)::bigint AS prompt_tokens, sum(completion_tokens)::bigint AS completion_tokens,
-                sum(total_tokens)::bigint AS total_tokens,
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS latency_ms_p50,
-                percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS latency_ms_p95
-         {SCOPED} GROUP BY 1 ORDER BY 1"
-    ))
-    .bind(caller.org_id)
-    .bind(from)
-    .bind(to)
-    .bind(agent)
-    .bind(bucket.interval())
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(failed)?;
-    let models: Vec<ByModel> = sqlx::query_as(&format!(
-        "SELECT model, count(*) AS requests, sum(total_tokens)::bigint AS total_tokens
-         {SCOPED} GROUP BY model ORDER BY requests DESC, model LIMIT 100"
-    ))
-    .bind(caller.org_id)
-    .bind(from)
-    .bind(to)
-    .bind(agent)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(failed)?;
-    let agents: Vec<ByAgent> = sqlx::query_as(&format!(
-        "SELECT agent_id, count(*) AS requests, sum(total_tokens)::bigint AS total_tokens
-         {SCOPED} GROUP BY agent_id ORDER BY requests DESC, agent_id LIMIT 1000"
-    ))
-    .bind(caller.org_id)
-    .bind(from)
-    .bind(to)
-    .bind(agent)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(failed)?;
-    let latency_histogram: Vec<LatencyBucket> = sqlx::query_as(&format!(
-        "SELECT b.le AS le_ms, count(u.latency_ms) AS count
-         FROM (SELECT unnest($5::int[]) AS le UNION ALL SELECT NULL) b
-         LEFT JOIN (SELECT (SELECT min(x) FROM unnest($5::int[]) x WHERE x >= latency_ms) AS le, latency_ms
-                    {SCOPED}) u ON u.le IS NOT DISTINCT FROM b.le
-         GROUP BY b.le ORDER BY b.le NULLS LAST"
-    ))
-    .bind(caller.org_id)
-    .bind(from)
-    .bind(to)
-    .bind(agent)
-    .bind(LATENCY_BOUNDS_MS)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(failed)?;
+    let minutes = bucket == Bucket::Minute;
+    let (span_start, span_end) = rolled_span(
+        from.timestamp(),
+        to.timestamp(),
+        rolled_until.map(|t| t.timestamp()),
+        minutes,
+    );
+    let at = |secs| DateTime::from_timestamp(secs, 0).unwrap_or(from);
+    let (span_start, span_end) = if span_start == span_end {
+        (from, from)
+    } else {
+        (at(span_start), at(span_end))
+    };
+    let read = Read {
+        org: caller.org_id,
+        from,
+        to,
+        agent,
+        span: (span_start, span_end),
+    };
+    let resolution = if minutes { "minute" } else { "hour" };
+    let cells: Vec<Cell> = read.rows(&mut *tx, CELLS, Some(resolution)).await.map_err(failed)?;
+    let models: Vec<ByModel> = read.rows(&mut *tx, MODELS, None).await.map_err(failed)?;
+    let agents: Vec<ByAgent> = read.rows(&mut *tx, AGENTS, None).await.map_err(failed)?;
+    let (totals, series, latency_histogram) = fold(&cells, from, bucket, &bounds);
     Ok(Json(Usage {
         from,
         to,
