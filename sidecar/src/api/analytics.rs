@@ -372,9 +372,9 @@ pub async fn usage(
         span: (span_start, span_end),
     };
     let resolution = if minutes { "minute" } else { "hour" };
-    let cells: Vec<Cell> = read.rows(&mut *tx, CELLS, Some(resolution)).await.map_err(failed)?;
-    let models: Vec<ByModel> = read.rows(&mut *tx, MODELS, None).await.map_err(failed)?;
-    let agents: Vec<ByAgent> = read.rows(&mut *tx, AGENTS, None).await.map_err(failed)?;
+    let cells: Vec<Cell> = read.rows(&mut tx, CELLS, Some(resolution)).await.map_err(failed)?;
+    let models: Vec<ByModel> = read.rows(&mut tx, MODELS, None).await.map_err(failed)?;
+    let agents: Vec<ByAgent> = read.rows(&mut tx, AGENTS, None).await.map_err(failed)?;
     let (totals, series, latency_histogram) = fold(&cells, from, bucket, &bounds);
     Ok(Json(Usage {
         from,
