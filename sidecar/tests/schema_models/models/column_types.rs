@@ -23,6 +23,8 @@ column_type! {
     Uuid => "uuid",
     String => "text",
     Vec<String> => "text[]",
+    Vec<i32> => "integer[]",
+    Vec<i64> => "bigint[]",
     Vec<u8> => "bytea",
     i32 => "integer",
     i64 => "bigint",

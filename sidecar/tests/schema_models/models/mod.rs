@@ -71,6 +71,8 @@ pub fn all_tables() -> Vec<(&'static str, Vec<ColumnSpec>, &'static [&'static st
         entry::<Session>(),
         entry::<SessionTurn>(),
         entry::<UsageEvent>(),
+        entry::<UsageHour>(),
+        entry::<UsageRollupMark>(),
         entry::<OutboxEvent>(),
         entry::<DeadLetter>(),
         entry::<Memory>(),

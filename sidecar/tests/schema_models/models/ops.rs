@@ -72,6 +72,31 @@ crate::model! {
 }
 
 crate::model! {
+    /// The hourly usage rollup (migration 0020): one row per org, grain, agent, model and hour.
+    pub struct UsageHour in "usage_hourly" {
+        org_id: Uuid,
+        grain: String,
+        agent_id: Uuid,
+        model: String,
+        hour: DateTime<Utc>,
+        requests: i64,
+        errors: i64,
+        prompt_tokens: i64,
+        completion_tokens: i64,
+        latency_buckets: Vec<i32>,
+        latency_counts: Vec<i64>,
+    }
+}
+
+crate::model! {
+    pub struct UsageRollupMark in "usage_rollup_marks" {
+        org_id: Uuid,
+        rolled_until: DateTime<Utc>,
+        rolled_at: DateTime<Utc>,
+    }
+}
+
+crate::model! {
     pub struct OutboxEvent in "outbox" {
         org_id: Uuid,
         id: i64,
