@@ -11,24 +11,14 @@ const HOUR: i64 = 3600;
 
 /// The hours `[start, end)` (Unix seconds, whole hours) that the rollup answers for the range
 /// `[from, to)`: hours wholly inside the range and before the watermark. The rest of the range,
-/// `[from, start)` and `[end, to)`, is read from the raw events. Empty (`start == end == from`)
-/// when nothing is rolled up or the range holds no whole rolled hour, or when the answer needs
-/// a resolution finer than an hour.
-pub fn rolled_span(from: i64, to: i64, rolled_until: Option<i64>, finer_than_hour: bool) -> (i64, i64) {
-    let empty = (from, from);
-    let Some(watermark) = rolled_until else {
-        return empty;
-    };
-    if finer_than_hour {
-        return empty;
-    }
+/// `[from, start)` and `[end, to)`, is read from the raw events. `None` when nothing is rolled
+/// up, the range holds no whole rolled hour, or the answer needs a resolution finer than an hour.
+/// `from` is a whole second at or after the range's start (round a fraction up).
+pub fn rolled_span(from: i64, to: i64, rolled_until: Option<i64>, finer_than_hour: bool) -> Option<(i64, i64)> {
+    let watermark = rolled_until.filter(|_| !finer_than_hour)?;
     let start = from.div_euclid(HOUR) * HOUR + if from.rem_euclid(HOUR) == 0 { 0 } else { HOUR };
     let end = (to.div_euclid(HOUR) * HOUR).min(watermark.div_euclid(HOUR) * HOUR);
-    if end <= start {
-        empty
-    } else {
-        (start, end)
-    }
+    (end > start).then_some((start, end))
 }
 
 /// Calls counted per latency bucket of `bounds` (one more bucket than bounds: the open last one).
@@ -117,25 +107,22 @@ mod tests {
     fn the_rolled_span_holds_whole_hours_inside_the_range_and_before_the_watermark() {
         let h = HOUR;
         // Aligned range, watermark beyond it: all of it.
-        assert_eq!(rolled_span(10 * h, 20 * h, Some(30 * h), false), (10 * h, 20 * h));
+        assert_eq!(rolled_span(10 * h, 20 * h, Some(30 * h), false), Some((10 * h, 20 * h)));
         // Partial first and last hours are left to the raw events.
         assert_eq!(
             rolled_span(10 * h + 5, 20 * h + 5, Some(30 * h), false),
-            (11 * h, 20 * h)
+            Some((11 * h, 20 * h))
         );
         // The watermark cuts it.
-        assert_eq!(rolled_span(10 * h, 20 * h, Some(15 * h), false), (10 * h, 15 * h));
-        // Nothing rolled up, a watermark before the range, minute resolution: empty.
-        assert_eq!(rolled_span(10 * h, 20 * h, None, false), (10 * h, 10 * h));
-        assert_eq!(rolled_span(10 * h, 20 * h, Some(5 * h), false), (10 * h, 10 * h));
-        assert_eq!(rolled_span(10 * h, 20 * h, Some(30 * h), true), (10 * h, 10 * h));
+        assert_eq!(rolled_span(10 * h, 20 * h, Some(15 * h), false), Some((10 * h, 15 * h)));
+        // Nothing rolled up, a watermark before the range, minute resolution: none.
+        assert_eq!(rolled_span(10 * h, 20 * h, None, false), None);
+        assert_eq!(rolled_span(10 * h, 20 * h, Some(5 * h), false), None);
+        assert_eq!(rolled_span(10 * h, 20 * h, Some(30 * h), true), None);
         // Less than one whole hour.
-        assert_eq!(
-            rolled_span(10 * h + 5, 11 * h + 5, Some(30 * h), false),
-            (10 * h + 5, 10 * h + 5)
-        );
+        assert_eq!(rolled_span(10 * h + 5, 11 * h + 5, Some(30 * h), false), None);
         // Before 1970 too.
-        assert_eq!(rolled_span(-2 * h - 5, 0, Some(0), false), (-2 * h, 0));
+        assert_eq!(rolled_span(-2 * h - 5, 0, Some(0), false), Some((-2 * h, 0)));
     }
 
     #[test]

@@ -226,7 +226,7 @@ pub struct Config {
     pub archive_max_bytes: usize,
 
     /// Roll closed hours of usage up for analytics in this process (needs database_url; several
-    /// sidecars may all run it, one run at a time holds the watermark).
+    /// sidecars may all run it: each org's watermark is held by one run at a time).
     pub usage_rollup: bool,
     /// How often the usage rollup looks for closed hours.
     #[serde(rename = "usage_rollup_interval_seconds")]

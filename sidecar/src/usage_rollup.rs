@@ -1,7 +1,7 @@
 //! The usage rollup worker: every `usage_rollup_interval`, rolls the closed hours of every org's
 //! usage up into `usage_hourly` through `ibex_core.roll_up_usage` (`sql/api/usage_rollup.sql`),
-//! a bounded number of orgs and hours per transaction until every org has caught up. Analytics stay exact
-//! without it (they read raw events past the watermark); it only keeps them fast.
+//! a bounded number of orgs and hours per transaction until every org has caught up. Analytics
+//! stay exact without it (they read raw events past each org's watermark); it keeps them fast.
 
 use std::time::Duration;
 

@@ -1,10 +1,10 @@
 -- The hourly usage rollup (tables: migration 0020): the latency buckets and the run that rolls
 -- closed hours up past each org's watermark (usage_rollup_marks).
 --
--- A reader of /v1/analytics/usage takes usage_hourly for whole hours before its org's watermark
--- and usage_events from the watermark on (and for a partial first hour). The run never rolls an hour
--- up twice and moves the watermark in the transaction that writes the hour's rows, so the two
--- halves never overlap or leave a gap, however late or early the worker runs.
+-- A reader of /v1/analytics/usage takes usage_hourly for whole hours before its org's
+-- watermark and usage_events from the watermark on (and for a partial first hour). The run
+-- never rolls an hour up twice and moves the watermark in the transaction that writes the
+-- hour's rows, so the two halves never overlap or leave a gap, however late the worker runs.
 SET LOCAL ROLE ibex_owner;
 
 -- Upper bounds (ms, inclusive) of the latency buckets the rollup counts calls in; a last, open
@@ -19,13 +19,12 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
              40000,50000,60000,80000,100000,120000,150000,200000,300000}'::integer[]
 $$;
 
--- The bucket of one latency: width_bucket counts the lower edges (bound + 1) at or below it.
+-- The bucket of one latency: width_bucket counts the bounds at or below its argument, and for
+-- whole milliseconds "bound <= ms - 1" is "bound < ms". Inlined, with the bounds folded to a
+-- constant, when a query is planned.
 CREATE OR REPLACE FUNCTION ibex_core.usage_latency_bucket(p_latency_ms integer) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT width_bucket(p_latency_ms,
-        '{2,3,4,5,6,7,9,11,13,16,21,26,31,41,51,61,81,101,121,151,201,251,301,401,501,601,801,
-          1001,1201,1501,2001,2501,3001,4001,5001,6001,8001,10001,12001,15001,20001,25001,30001,
-          40001,50001,60001,80001,100001,120001,150001,200001,300001}'::integer[])
+    SELECT width_bucket(p_latency_ms - 1, ibex_core.usage_latency_bounds())
 $$;
 
 -- The rollup's functions belong to ibex_system (BYPASSRLS: it reads and writes every org).

@@ -1,9 +1,9 @@
 //! `/v1/analytics/usage`: what the org's (or one agent's) proxied model calls cost, from the
 //! hourly rollup (`usage_hourly`, filled by [`crate::usage_rollup`]) for whole rolled hours and
 //! from `usage_events` for the rest: a time series in buckets (requests, errors, tokens, latency
-//! p50/p95), the totals, the breakdown by model and by agent, and a latency histogram. Buckets without calls are left
-//! out of the series (it is sparse); the range and the bucket count are bounded so one request
-//! cannot scan or return without limit.
+//! p50/p95), the totals, the breakdown by model and by agent, and a latency histogram. Buckets
+//! without calls are left out of the series (it is sparse); the range and the bucket count are
+//! bounded so one request cannot scan or return without limit.
 
 use std::collections::BTreeMap;
 
@@ -156,7 +156,7 @@ const RAW: &str = "FROM ibex_core.usage_events
        AND ((created_at >= $2 AND created_at < $5) OR (created_at >= $6 AND created_at < $3))";
 
 /// One hour (one minute at minute resolution) of usage from the rollup or the raw events, with
-/// the latency histogram as sparse bucket counts ($7: the raw events' resolution).
+/// the latency histogram as sparse bucket counts ($8: the raw events' resolution).
 const CELLS: &str = "SELECT hour AS at, requests, errors, prompt_tokens, completion_tokens,
             latency_buckets, latency_counts
      FROM ibex_core.usage_hourly
@@ -352,24 +352,22 @@ pub async fn usage(
     .await
     .map_err(failed)?;
     let minutes = bucket == Bucket::Minute;
-    let (span_start, span_end) = rolled_span(
-        from.timestamp(),
+    // A fraction of a second past an hour keeps that hour out of the span: it is not all inside.
+    let from_second = from.timestamp() + i64::from(from.timestamp_subsec_nanos() > 0);
+    let at = |secs| DateTime::from_timestamp(secs, 0).unwrap_or(from);
+    let span = rolled_span(
+        from_second,
         to.timestamp(),
         rolled_until.map(|t| t.timestamp()),
         minutes,
-    );
-    let at = |secs| DateTime::from_timestamp(secs, 0).unwrap_or(from);
-    let (span_start, span_end) = if span_start == span_end {
-        (from, from)
-    } else {
-        (at(span_start), at(span_end))
-    };
+    )
+    .map_or((from, from), |(start, end)| (at(start), at(end)));
     let read = Read {
         org: caller.org_id,
         from,
         to,
         agent,
-        span: (span_start, span_end),
+        span,
     };
     let resolution = if minutes { "minute" } else { "hour" };
     let cells: Vec<Cell> = read.rows(&mut tx, CELLS, Some(resolution)).await.map_err(failed)?;
