@@ -75,9 +75,9 @@ $$;
 -- Rolls closed hours up for the orgs that are behind, oldest watermark first, at most
 -- p_max_hours per org and p_max_orgs orgs per call (p_org: that org only). An hour is closed
 -- p_grace_seconds after it ends: the proxy stamps a call when its short transaction starts, so
--- one still committing is not missed. An org's mark row is
--- locked FOR UPDATE SKIP LOCKED, so several sidecars share the work and none waits on another.
--- Answers how many orgs moved their watermark: 0 when every org has caught up.
+-- one still committing is not missed. Mark rows are locked FOR UPDATE SKIP LOCKED, so several
+-- sidecars share the work and none waits on another. Answers how many orgs moved their
+-- watermark: 0 when every org has caught up.
 CREATE OR REPLACE FUNCTION ibex_core.roll_up_usage(p_org uuid, p_max_orgs integer, p_max_hours integer,
                                                    p_grace_seconds integer)
 RETURNS integer

@@ -23,8 +23,8 @@ CREATE TABLE ibex_core.usage_hourly (
     errors             bigint NOT NULL CHECK (errors >= 0),
     prompt_tokens      bigint NOT NULL CHECK (prompt_tokens >= 0),
     completion_tokens  bigint NOT NULL CHECK (completion_tokens >= 0),
-    -- Latency histogram, sparse: counts[i] calls fell in bucket buckets[i] of
-    -- ibex_core.usage_latency_edges() (see sql/api/usage_rollup.sql).
+    -- Latency histogram, sparse: counts[i] calls fell in bucket buckets[i]
+    -- (ibex_core.usage_latency_bucket in sql/api/usage_rollup.sql).
     latency_buckets    integer[] NOT NULL,
     latency_counts     bigint[] NOT NULL CHECK (cardinality(latency_counts) = cardinality(latency_buckets)),
     PRIMARY KEY (org_id, grain, agent_id, model, hour)
