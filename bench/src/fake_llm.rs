@@ -85,10 +85,30 @@ fn marker(body: &str) -> Option<(String, String)> {
     re.captures(body).map(|c| (c[1].to_string(), c[2].to_string()))
 }
 
-fn facts(body: &str) -> Vec<String> {
+/// The "FACT: ..." sentences of the request's turns, each with the index of its turn (the
+/// supporting turn the extraction prompt asks for).
+fn facts(body: &str) -> Vec<(String, i64)> {
     let re = Regex::new(r"FACT: ([^\n\\.]+)\.").expect("fact pattern");
-    let mut out: Vec<String> = re.captures_iter(body).map(|c| format!("{}.", c[1].trim())).collect();
-    out.dedup();
+    let payload = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|request| request["messages"][1]["content"].as_str().map(str::to_string))
+        .and_then(|user| serde_json::from_str::<Value>(&user).ok());
+    let turns = payload
+        .as_ref()
+        .and_then(|p| p["turns"].as_array().cloned())
+        .unwrap_or_default();
+    let mut out: Vec<(String, i64)> = Vec::new();
+    for turn in &turns {
+        let (Some(index), Some(content)) = (turn["index"].as_i64(), turn["content"].as_str()) else {
+            continue;
+        };
+        for c in re.captures_iter(content) {
+            let fact = format!("{}.", c[1].trim());
+            if out.last().map(|(f, _)| f) != Some(&fact) {
+                out.push((fact, index));
+            }
+        }
+    }
     out
 }
 
@@ -106,7 +126,7 @@ fn completion(content: String) -> Response {
 fn ok_answer(body: &str, extra: Vec<Value>) -> Response {
     let mut items: Vec<Value> = facts(body)
         .into_iter()
-        .map(|f| json!({"category": "declarative", "content": f, "confidence": 0.9}))
+        .map(|(f, turn)| json!({"category": "declarative", "content": f, "confidence": 0.9, "turns": [turn]}))
         .collect();
     items.extend(extra);
     completion(json!({ "memories": items }).to_string())
@@ -156,9 +176,10 @@ async fn chat(State(state): State<AppState>, body: String) -> Response {
         "mixed" => ok_answer(
             &body,
             vec![
-                json!({"category": "gossip", "content": "Something invalid.", "confidence": 0.5}),
-                json!({"category": "declarative", "content": "   ", "confidence": 0.5}),
-                json!({"category": "episodic", "content": "Confidence out of range.", "confidence": 7}),
+                json!({"category": "gossip", "content": "Something invalid.", "confidence": 0.5, "turns": [1]}),
+                json!({"category": "declarative", "content": "   ", "confidence": 0.5, "turns": [1]}),
+                json!({"category": "episodic", "content": "Confidence out of range.", "confidence": 7, "turns": [1]}),
+                json!({"category": "episodic", "content": "A turn the model was never shown.", "confidence": 0.5, "turns": [99_999]}),
             ],
         ),
         _ => ok_answer(&body, Vec::new()),

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! score = 0.40*relevance + 0.25*recency + 0.20*usefulness + 0.10*confidence + 0.05*access_frequency
-//! recency          = 0.5 ^ (hours since coalesce(last_accessed_at, created_at) / half_life)
+//! recency          = 0.5 ^ (hours since coalesce(last_accessed_at, occurred_at, created_at) / half_life)
 //! usefulness       = (useful + 1) / (useful + not_useful + 2)
 //! access_frequency = min(1, ln(1 + access_count) / ln(101))
 //! ```
@@ -46,7 +46,7 @@ pub struct MemorySignals {
     pub useful_count: i64,
     pub not_useful_count: i64,
     pub access_count: i64,
-    /// Hours since `coalesce(last_accessed_at, created_at)`. Negative values (clock skew) count as 0.
+    /// Hours since `coalesce(last_accessed_at, occurred_at, created_at)`. Negative values (clock skew) count as 0.
     pub hours_since_touch: f64,
 }
 

@@ -125,14 +125,14 @@ fn completion(content: &str) -> String {
 
 #[test]
 fn good_answer_is_returned() {
-    let answer = r#"{"memories": [{"category": "declarative", "content": "User prefers tea.", "confidence": 0.9}]}"#;
+    let answer = r#"{"memories": [{"category": "declarative", "content": "User prefers tea.", "confidence": 0.9, "turns": [1]}]}"#;
     let (base_url, _rx) = serve_once(Reply::Respond("200 OK", completion(answer)));
     let content = client(&base_url, None, Duration::from_secs(5))
         .complete(&messages())
         .unwrap();
     assert_eq!(content, answer);
     // And it is what the parser expects.
-    let parsed = parse_answer(&content).unwrap();
+    let parsed = parse_answer(&content, &[1]).unwrap();
     assert_eq!(parsed.kept.len(), 1);
     assert_eq!(parsed.kept[0].content, "User prefers tea.");
 }

@@ -10,7 +10,11 @@ CREATE OR REPLACE FUNCTION ibex_core.remember(
     p_tags            text[] DEFAULT '{}',
     p_source_session  uuid DEFAULT NULL,
     p_source_turn     integer DEFAULT NULL,
-    p_metadata        jsonb DEFAULT '{}')
+    p_metadata        jsonb DEFAULT '{}',
+    -- When what it says happened (a learned memory: its turn's time); NULL: when it is stored.
+    p_occurred_at     timestamptz DEFAULT NULL,
+    -- The session turns it came from; NULL: p_source_turn alone, when given.
+    p_source_turns    integer[] DEFAULT NULL)
 RETURNS TABLE (memory_id uuid, path text, superseded_ids uuid[], conflicts jsonb)
 LANGUAGE plpgsql
 AS $$
@@ -27,6 +31,7 @@ DECLARE
     v_superseded  uuid[] := '{}';
     v_sims        real[] := '{}';
     v_conflicts   jsonb := '[]';
+    v_turns       integer[];
     r             record;
 BEGIN
     -- 1. Validate.
@@ -41,6 +46,8 @@ BEGIN
             USING ERRCODE = 'numeric_value_out_of_range';
     END IF;
     PERFORM ibex_core.assert_metadata(p_metadata);
+    PERFORM ibex_core.assert_occurred_at(p_occurred_at);
+    v_turns := ibex_core.source_turns(p_source_turns, p_source_turn);
     v_tags := ibex_core.normalise_tags(p_tags);
     SELECT a.status INTO v_agent_status FROM ibex_core.agents a WHERE a.org_id = p_org AND a.id = p_agent;
     IF NOT FOUND THEN
@@ -92,9 +99,9 @@ BEGIN
 
     -- 7. Insert the memory, its tags and its first version.
     INSERT INTO ibex_core.memories (org_id, id, agent_id, content, content_hash, embedding, category, confidence,
-                                    source_session_id, source_turn, metadata)
+                                    source_session_id, source_turn, source_turns, occurred_at, metadata)
     VALUES (p_org, v_id, p_agent, v_content, v_hash, v_embedding, p_category, p_confidence,
-            p_source_session, p_source_turn, p_metadata);
+            p_source_session, v_turns[1], v_turns, p_occurred_at, p_metadata);
     INSERT INTO ibex_core.memory_versions (org_id, memory_id, version, change, content, content_hash, category,
                                            confidence, status, reason)
     VALUES (p_org, v_id, 1, 'created', v_content, v_hash, p_category, p_confidence, 'active',

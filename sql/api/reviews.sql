@@ -6,9 +6,10 @@ SET LOCAL ROLE ibex_owner;
 -- queued for review ('queued', or 'duplicate' when the same instruction already waits or is
 -- already a memory); any other goes through remember (its path). Superusers only (the
 -- extraction workers); an application has remember.
+-- p_turns are the turns it came from, p_occurred_at the time of the first of them.
 CREATE OR REPLACE FUNCTION ibex_core.learn(p_org uuid, p_agent uuid, p_content text, p_category text,
-                                           p_confidence real, p_session uuid, p_turn integer,
-                                           p_metadata jsonb DEFAULT '{}')
+                                           p_confidence real, p_session uuid, p_turns integer[],
+                                           p_occurred_at timestamptz, p_metadata jsonb DEFAULT '{}')
 RETURNS TABLE (learned_path text, learned_id uuid)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -16,16 +17,19 @@ DECLARE
     v_existing uuid;
     v_user uuid;
     v_id uuid;
+    v_turns integer[];
 BEGIN
     PERFORM ibex_core.assert_org(p_org);
     IF p_category IS DISTINCT FROM 'procedural' THEN
         RETURN QUERY SELECT r.path, r.memory_id
                      FROM ibex_core.remember(p_org, p_agent, p_content, p_category, p_confidence, '{}',
-                                             p_session, p_turn, p_metadata) r;
+                                             p_session, NULL, p_metadata, p_occurred_at, p_turns) r;
         RETURN;
     END IF;
     PERFORM ibex_core.assert_memory_content(p_content);
     PERFORM ibex_core.assert_metadata(p_metadata);
+    PERFORM ibex_core.assert_occurred_at(p_occurred_at);
+    v_turns := ibex_core.source_turns(p_turns, NULL);
     v_content := ibex_redact_pii(btrim(p_content));
     SELECT m.id INTO v_existing FROM ibex_core.memories m
     WHERE m.org_id = p_org AND m.agent_id = p_agent AND m.status = 'active'
@@ -40,8 +44,9 @@ BEGIN
     END IF;
     SELECT s.user_id INTO v_user FROM ibex_core.sessions s WHERE s.org_id = p_org AND s.id = p_session;
     INSERT INTO ibex_core.memory_reviews (org_id, agent_id, content, category, confidence, source_session_id,
-                                          source_turn, user_id, metadata)
-    VALUES (p_org, p_agent, v_content, p_category, p_confidence, p_session, p_turn, v_user, p_metadata)
+                                          source_turn, source_turns, occurred_at, user_id, metadata)
+    VALUES (p_org, p_agent, v_content, p_category, p_confidence, p_session, v_turns[1], v_turns, p_occurred_at,
+            v_user, p_metadata)
     RETURNING id INTO v_id;
     RETURN QUERY SELECT 'queued'::text, v_id;
 END
@@ -98,7 +103,8 @@ BEGIN
     r := ibex_core.open_review(p_org, p_review);
     SELECT x.memory_id, x.path INTO m
     FROM ibex_core.remember(p_org, r.agent_id, r.content, r.category, r.confidence, '{}', r.source_session_id,
-                            r.source_turn, r.metadata || jsonb_build_object('reviewed', true, 'review_id', r.id)) x;
+                            r.source_turn, r.metadata || jsonb_build_object('reviewed', true, 'review_id', r.id),
+                            r.occurred_at, r.source_turns) x;
     UPDATE ibex_core.memory_reviews x SET status = 'approved', decision = p_decision, decided_at = now(),
                                           memory_id = m.memory_id
     WHERE x.org_id = p_org AND x.id = p_review;
@@ -118,7 +124,7 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION ibex_core.learn(uuid, uuid, text, text, real, uuid, integer, jsonb),
+REVOKE ALL ON FUNCTION ibex_core.learn(uuid, uuid, text, text, real, uuid, integer[], timestamptz, jsonb),
     ibex_core.open_review(uuid, uuid), ibex_core.list_reviews(uuid, uuid, text),
     ibex_core.approve_review(uuid, uuid, text), ibex_core.reject_review(uuid, uuid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ibex_core.list_reviews(uuid, uuid, text), ibex_core.approve_review(uuid, uuid, text),

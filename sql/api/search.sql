@@ -26,9 +26,11 @@ CREATE OR REPLACE FUNCTION ibex_core.search_by_vector(
     p_tags            text[] DEFAULT NULL,
     p_created_after   timestamptz DEFAULT NULL,
     p_created_before  timestamptz DEFAULT NULL,
-    p_record_access   boolean DEFAULT true)
+    p_record_access   boolean DEFAULT true,
+    p_occurred_after  timestamptz DEFAULT NULL,
+    p_occurred_before timestamptz DEFAULT NULL)
 RETURNS TABLE (memory_id uuid, content text, category text, confidence real, tags text[], created_at timestamptz,
-               score float8, relevance float8, semantic float8, lexical float8, recency float8,
+               occurred_at timestamptz, score float8, relevance float8, semantic float8, lexical float8, recency float8,
                usefulness float8, access_frequency float8)
 LANGUAGE plpgsql
 -- Planning the candidate query costs more than running it; one generic plan serves every call
@@ -105,8 +107,8 @@ BEGIN
     -- branch not taken is cut by a one-time filter at run time.
     v_exact := v_n <= current_setting('ibex.exact_search_max_memories')::integer;
 
-    FOR memory_id, content, category, confidence, tags, created_at, score, relevance, semantic, lexical,
-        recency, usefulness, access_frequency IN
+    FOR memory_id, content, category, confidence, tags, created_at, occurred_at, score, relevance, semantic,
+        lexical, recency, usefulness, access_frequency IN
     WITH agent_rows AS MATERIALIZED (
         SELECT m.id, m.embedding <=> v_query AS distance,
                CASE WHEN v_any IS NOT NULL AND m.content_tsv @@ v_any THEN
@@ -118,6 +120,8 @@ BEGIN
            AND (p_categories IS NULL OR m.category = ANY (p_categories))
            AND (p_created_after IS NULL OR m.created_at >= p_created_after)
            AND (p_created_before IS NULL OR m.created_at < p_created_before)
+           AND (p_occurred_after IS NULL OR coalesce(m.occurred_at, m.created_at) >= p_occurred_after)
+           AND (p_occurred_before IS NULL OR coalesce(m.occurred_at, m.created_at) < p_occurred_before)
            AND (v_tags IS NULL OR EXISTS (
                  SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
                  WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))),
@@ -130,6 +134,8 @@ BEGIN
            AND (p_categories IS NULL OR m.category = ANY (p_categories))
            AND (p_created_after IS NULL OR m.created_at >= p_created_after)
            AND (p_created_before IS NULL OR m.created_at < p_created_before)
+           AND (p_occurred_after IS NULL OR coalesce(m.occurred_at, m.created_at) >= p_occurred_after)
+           AND (p_occurred_before IS NULL OR coalesce(m.occurred_at, m.created_at) < p_occurred_before)
            AND (v_tags IS NULL OR EXISTS (
                  SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
                  WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))
@@ -146,6 +152,8 @@ BEGIN
            AND (p_categories IS NULL OR m.category = ANY (p_categories))
            AND (p_created_after IS NULL OR m.created_at >= p_created_after)
            AND (p_created_before IS NULL OR m.created_at < p_created_before)
+           AND (p_occurred_after IS NULL OR coalesce(m.occurred_at, m.created_at) >= p_occurred_after)
+           AND (p_occurred_before IS NULL OR coalesce(m.occurred_at, m.created_at) < p_occurred_before)
            AND (v_tags IS NULL OR EXISTS (
                  SELECT 1 FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
                  WHERE mt.org_id = m.org_id AND mt.memory_id = m.id AND t.name = ANY (v_tags)))
@@ -163,18 +171,18 @@ BEGIN
                ELSE 0 END AS lex
         FROM candidates c JOIN ibex_core.memories m ON m.org_id = p_org AND m.id = c.id),
     ranked AS (
-        SELECT s.id, s.content, s.category, s.confidence, s.created_at, s.sem, s.lex,
+        SELECT s.id, s.content, s.category, s.confidence, s.created_at, s.occurred_at, s.sem, s.lex,
                sc.relevance, sc.recency, sc.usefulness, sc.access_frequency, sc.total
         FROM signals s,
              LATERAL ibex_score_components(ibex_relevance(s.sem, s.lex), s.confidence, s.useful_count,
                                            s.not_useful_count, s.access_count,
-                                           coalesce(s.last_accessed_at, s.created_at), now()) sc
+                                           coalesce(s.last_accessed_at, s.occurred_at, s.created_at), now()) sc
         ORDER BY sc.total DESC, s.id
         LIMIT p_k)
     SELECT r.id, r.content, r.category, r.confidence,
            ARRAY(SELECT t.name FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id
                  WHERE mt.org_id = p_org AND mt.memory_id = r.id ORDER BY t.name),
-           r.created_at, r.total, r.relevance, r.sem, r.lex, r.recency, r.usefulness, r.access_frequency
+           r.created_at, r.occurred_at, r.total, r.relevance, r.sem, r.lex, r.recency, r.usefulness, r.access_frequency
     FROM ranked r
     ORDER BY r.total DESC, r.id
     LOOP
@@ -200,14 +208,17 @@ CREATE OR REPLACE FUNCTION ibex_core.search(
     p_tags            text[] DEFAULT NULL,
     p_created_after   timestamptz DEFAULT NULL,
     p_created_before  timestamptz DEFAULT NULL,
-    p_record_access   boolean DEFAULT true)
+    p_record_access   boolean DEFAULT true,
+    p_occurred_after  timestamptz DEFAULT NULL,
+    p_occurred_before timestamptz DEFAULT NULL)
 RETURNS TABLE (memory_id uuid, content text, category text, confidence real, tags text[], created_at timestamptz,
-               score float8, relevance float8, semantic float8, lexical float8, recency float8,
+               occurred_at timestamptz, score float8, relevance float8, semantic float8, lexical float8, recency float8,
                usefulness float8, access_frequency float8)
 LANGUAGE plpgsql AS $$
 BEGIN
     RETURN QUERY SELECT * FROM ibex_core.search_by_vector(p_org, p_agent, p_query, NULL, p_k, p_categories, p_tags,
-                                                           p_created_after, p_created_before, p_record_access);
+                                                           p_created_after, p_created_before, p_record_access,
+                                                           p_occurred_after, p_occurred_before);
 END
 $$;
 

@@ -26,7 +26,10 @@ END
 $$;
 
 -- Appends turns ([{"role": "user", "content": "...", "tokens": 12, "model": "gpt-4o"}, ...]) to an
--- active session, numbering them after the last one; returns the session's turn count.
+-- active session, numbering them after the last one; returns the session's turn count. A turn may
+-- say when it was said ("at": an ISO 8601 time, for conversations imported after the fact; at most
+-- a day ahead of now): memories learned from it happened then, and its relative dates count from
+-- then. Without it, the turn was said now.
 CREATE OR REPLACE FUNCTION ibex_core.append_turns(p_org uuid, p_session uuid, p_turns jsonb)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
@@ -54,10 +57,23 @@ BEGIN
         RAISE EXCEPTION 'every turn needs a role and a content' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- One call is one checkpoint (one proxied model call): the archive writes a line per checkpoint.
-    INSERT INTO ibex_core.session_turns (org_id, session_id, turn_index, role, content, tokens, model, checkpoint)
-    SELECT p_org, p_session, v_count + t.i::integer, t.v->>'role', t.v->>'content',
-           (t.v->>'tokens')::integer, t.v->>'model', v_checkpoint + 1
-    FROM jsonb_array_elements(p_turns) WITH ORDINALITY AS t(v, i);
+    BEGIN
+        INSERT INTO ibex_core.session_turns (org_id, session_id, turn_index, role, content, tokens, model, checkpoint,
+                                             created_at)
+        SELECT p_org, p_session, v_count + t.i::integer, t.v->>'role', t.v->>'content',
+               (t.v->>'tokens')::integer, t.v->>'model', v_checkpoint + 1,
+               coalesce((t.v->>'at')::timestamptz, now())
+        FROM jsonb_array_elements(p_turns) WITH ORDINALITY AS t(v, i);
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value THEN
+        RAISE EXCEPTION 'a turn''s "at" is not a time: %', SQLERRM USING ERRCODE = 'invalid_datetime_format',
+            HINT = 'Give "at" as an ISO 8601 time with its offset, e.g. "2026-11-29T18:30:00Z".';
+    END;
+    IF EXISTS (SELECT 1 FROM ibex_core.session_turns st
+               WHERE st.org_id = p_org AND st.session_id = p_session AND st.turn_index > v_count
+                 AND (st.created_at > now() + interval '1 day' OR st.created_at < '1900-01-01'::timestamptz)) THEN
+        RAISE EXCEPTION 'a turn''s "at" is out of range' USING ERRCODE = 'datetime_field_overflow',
+            DETAIL = 'It must be between 1900-01-01 and a day from now.';
+    END IF;
     GET DIAGNOSTICS v_added = ROW_COUNT;
     UPDATE ibex_core.sessions s
     SET turn_count = v_count + v_added, checkpoint_count = v_checkpoint + sign(v_added)::integer

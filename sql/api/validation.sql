@@ -98,3 +98,37 @@ BEGIN
     END IF;
 END
 $$;
+
+-- When a memory's content happened: not in the future (a day of clock skew allowed, for the
+-- writer's time zone) and not before 1900. NULL is fine: then it is when it was stored.
+CREATE OR REPLACE FUNCTION ibex_core.assert_occurred_at(p_occurred_at timestamptz) RETURNS void
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_occurred_at IS NOT NULL
+       AND (p_occurred_at > now() + interval '1 day' OR p_occurred_at < '1900-01-01'::timestamptz) THEN
+        RAISE EXCEPTION 'occurred_at is out of range: %', p_occurred_at USING ERRCODE = 'datetime_field_overflow',
+            DETAIL = 'It must be between 1900-01-01 and a day from now.',
+            HINT = 'occurred_at is when what the memory says happened; a planned event keeps its date in the text.';
+    END IF;
+END
+$$;
+
+-- The turns a memory came from: sorted, distinct, each at least 1, at most 256 of them; or the
+-- single p_turn when no list is given; NULL when neither is.
+CREATE OR REPLACE FUNCTION ibex_core.source_turns(p_turns integer[], p_turn integer) RETURNS integer[]
+    LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_turns IS NULL THEN
+        IF p_turn IS NOT NULL AND p_turn < 1 THEN
+            RAISE EXCEPTION 'source turn must be at least 1, got %', p_turn USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RETURN CASE WHEN p_turn IS NULL THEN NULL ELSE ARRAY[p_turn] END;
+    END IF;
+    IF cardinality(p_turns) NOT BETWEEN 1 AND 256 OR array_position(p_turns, NULL) IS NOT NULL
+       OR EXISTS (SELECT 1 FROM unnest(p_turns) t WHERE t < 1) THEN
+        RAISE EXCEPTION 'source turns must be 1 to 256 turn numbers, each at least 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', left(p_turns::text, 200));
+    END IF;
+    RETURN ARRAY(SELECT DISTINCT t FROM unnest(p_turns) t ORDER BY t);
+END
+$$;

@@ -9,10 +9,24 @@
 //!   threads, no async runtime: it runs inside a Postgres backend process),
 //! - [`parse`] validates the model's JSON answer, dropping bad items one by one and rejecting
 //!   only answers that are not JSON of the right shape (those are worth a retry),
-//! - [`rules`] is the built-in extractor used when no LLM is configured.
+//! - [`rules`] and [`episodes`] are what learns when no LLM is configured
+//!   ([`extract_without_llm`]): the facts, preferences and instructions the rules recognise, and
+//!   every substantive user turn in the speaker's words;
+//! - [`dates`] resolves "yesterday" and "last week" against when the turn was said, whoever
+//!   extracted the memory.
+//!
+//! Every memory names the turns it came from ([`ExtractedMemory::turns`]): the rules and the
+//! episodes know them by construction, the LLM is asked for them and [`parse`] checks them
+//! against the batch.
+
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::content::normalise;
+
+pub mod dates;
+pub mod episodes;
 pub mod openai;
 pub mod parse;
 pub mod prompt;
@@ -21,6 +35,8 @@ pub mod rules;
 pub use openai::{api_key_from, ChatClient, ChatConfig, KeyError, LlmError};
 pub use parse::{parse_answer, DroppedItem, ParseError, ParsedAnswer};
 pub use prompt::{build_messages, ChatMessage};
+pub use dates::resolve_relative_dates;
+pub use episodes::turn_episodes;
 pub use rules::extract_with_rules;
 
 /// One turn of a chat session, as stored.
@@ -56,6 +72,26 @@ pub struct ExtractedMemory {
     pub content: String,
     /// In [0, 1]: how sure the extractor is that this is true and worth keeping.
     pub confidence: f32,
+    /// The indexes of the session turns it came from, ascending, never empty once extracted.
+    #[serde(default)]
+    pub turns: Vec<i32>,
+}
+
+/// What extraction learns with no LLM: per user turn, in turn order, the memories the rules
+/// recognise (third-person facts, preferences, instructions, dated events), then the turn itself
+/// as an episode when it says anything. De-duplicated on normalised content, first kept.
+pub fn extract_without_llm(turns: &[Turn]) -> Vec<ExtractedMemory> {
+    let mut seen = HashSet::new();
+    let mut memories = Vec::new();
+    for turn in turns.iter().filter(|t| t.is_user()) {
+        let facts = extract_with_rules(std::slice::from_ref(turn));
+        for memory in facts.into_iter().chain(turn_episodes(turn)) {
+            if seen.insert(normalise(&memory.content)) {
+                memories.push(memory);
+            }
+        }
+    }
+    memories
 }
 
 #[cfg(test)]
@@ -68,10 +104,12 @@ mod tests {
             category: Category::Episodic,
             content: "User has a dentist appointment on Friday.".into(),
             confidence: 0.75,
+            turns: vec![3],
         };
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json["category"], "episodic");
         assert_eq!(json["content"], "User has a dentist appointment on Friday.");
+        assert_eq!(json["turns"], serde_json::json!([3]));
         let back: ExtractedMemory = serde_json::from_value(json).unwrap();
         assert_eq!(back, m);
         // Deserialisation accepts any case, like `Category::parse`.
@@ -79,6 +117,42 @@ mod tests {
             serde_json::from_str(r#"{"category":"Procedural","content":"x","confidence":1}"#).unwrap();
         assert_eq!(loose.category, Category::Procedural);
         assert!(serde_json::from_str::<Category>(r#""semantic""#).is_err());
+    }
+
+    #[test]
+    fn without_llm_facts_and_episodes_per_turn_with_their_turns() {
+        let turns = [
+            Turn::new(1, "user", "Hi!"),
+            Turn::new(2, "assistant", "Hello! How was your week?"),
+            Turn::new(3, "user", "Busy. I live in Porto now and we adopted a beagle called Miso."),
+            Turn::new(4, "assistant", "Congratulations!"),
+            Turn::new(5, "user", "Thanks! Do you know any good dog parks?"),
+            Turn::new(6, "user", "I live in Porto now and we adopted a beagle called Miso."),
+        ];
+        let learned: Vec<(Category, String, Vec<i32>)> = extract_without_llm(&turns)
+            .into_iter()
+            .map(|m| (m.category, m.content, m.turns))
+            .collect();
+        assert_eq!(
+            learned,
+            vec![
+                (
+                    Category::Declarative,
+                    "User lives in Porto now and we adopted a beagle called Miso.".to_string(),
+                    vec![3]
+                ),
+                (
+                    Category::Episodic,
+                    "Busy. I live in Porto now and we adopted a beagle called Miso.".to_string(),
+                    vec![3]
+                ),
+                (
+                    Category::Episodic,
+                    "I live in Porto now and we adopted a beagle called Miso.".to_string(),
+                    vec![6]
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //!   the whole call for that would throw away the good items and may fail again, so the item is
 //!   dropped with a reason (for the worker's log) and the rest are kept.
 //!
+//! Every item names the turns that support it (`"turns": [12, 14]`), checked against the turns of
+//! the batch: an item without them, or naming a turn the model was not shown, is dropped (a
+//! memory that cannot say where it came from cannot be checked or explained).
+//!
 //! Accepted shapes: `{"memories": [...]}` (what the prompt asks for: OpenAI's JSON mode only
 //! yields objects) or a bare `[...]` (what many other models write anyway), either optionally
 //! wrapped in a Markdown code fence.
@@ -50,9 +54,12 @@ pub struct ParsedAnswer {
     pub dropped: Vec<DroppedItem>,
 }
 
-/// Parses and validates one answer. See the module documentation for what is fatal and what is
-/// only dropped.
-pub fn parse_answer(text: &str) -> Result<ParsedAnswer, ParseError> {
+/// Most supporting turns one memory may name.
+pub const MAX_TURNS_PER_MEMORY: usize = 32;
+
+/// Parses and validates one answer against the indexes of the turns the model was shown. See the
+/// module documentation for what is fatal and what is only dropped.
+pub fn parse_answer(text: &str, batch_turns: &[i32]) -> Result<ParsedAnswer, ParseError> {
     let json = strip_code_fence(text.trim())?;
     let value: Value = serde_json::from_str(json).map_err(|e| ParseError::Malformed(format!("invalid JSON: {e}")))?;
     let items = match value {
@@ -79,7 +86,7 @@ pub fn parse_answer(text: &str) -> Result<ParsedAnswer, ParseError> {
     // Normalised content -> index of the item that was kept with it.
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
-        let reason = match validate_item(item) {
+        let reason = match validate_item(item, batch_turns) {
             Err(reason) => reason,
             Ok(memory) => {
                 let key = normalise(&memory.content);
@@ -114,7 +121,7 @@ fn strip_code_fence(text: &str) -> Result<&str, ParseError> {
     }
 }
 
-fn validate_item(item: &Value) -> Result<ExtractedMemory, String> {
+fn validate_item(item: &Value, batch_turns: &[i32]) -> Result<ExtractedMemory, String> {
     let Value::Object(fields) = item else {
         return Err(format!("item is {}, expected an object", type_name(item)));
     };
@@ -146,11 +153,45 @@ fn validate_item(item: &Value) -> Result<ExtractedMemory, String> {
         None => return Err("\"confidence\" is not a finite number".into()),
     };
 
+    let turns = supporting_turns(fields, batch_turns)?;
     Ok(ExtractedMemory {
         category,
         content: content.to_string(),
         confidence,
+        turns,
     })
+}
+
+/// The item's `"turns"`: integers, each one of the batch's, sorted and distinct.
+fn supporting_turns(fields: &Map<String, Value>, batch_turns: &[i32]) -> Result<Vec<i32>, String> {
+    let items = match fields.get("turns") {
+        None => return Err("missing \"turns\" (the supporting turn numbers)".into()),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(format!("\"turns\" is {}, expected an array", type_name(other))),
+    };
+    if items.is_empty() {
+        return Err("\"turns\" is empty".into());
+    }
+    if items.len() > MAX_TURNS_PER_MEMORY {
+        return Err(format!(
+            "\"turns\" names {} turns, more than {MAX_TURNS_PER_MEMORY}",
+            items.len()
+        ));
+    }
+    let mut turns = Vec::with_capacity(items.len());
+    for item in items {
+        let turn = item
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| format!("\"turns\" holds {item}, expected turn numbers"))?;
+        if !batch_turns.contains(&turn) {
+            return Err(format!("turn {turn} is not one of the conversation's turns"));
+        }
+        turns.push(turn);
+    }
+    turns.sort_unstable();
+    turns.dedup();
+    Ok(turns)
 }
 
 fn string_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
@@ -178,11 +219,17 @@ mod tests {
 
     use super::*;
 
+    /// The answer to a batch of turns 1 to 3.
+    fn parse_answer(text: &str) -> Result<ParsedAnswer, ParseError> {
+        super::parse_answer(text, &[1, 2, 3])
+    }
+
     fn memory(category: Category, content: &str, confidence: f32) -> ExtractedMemory {
         ExtractedMemory {
             category,
             content: content.into(),
             confidence,
+            turns: vec![1],
         }
     }
 
@@ -206,9 +253,9 @@ mod tests {
     fn valid_object() {
         let answer = parse_answer(
             r#"{"memories": [
-                {"category": "procedural", "content": "User wants answers in formal English.", "confidence": 0.9},
-                {"category": "declarative", "content": "User prefers tea over coffee.", "confidence": 1},
-                {"category": "episodic", "content": "User has a dentist appointment on Friday.", "confidence": 0}
+                {"category": "procedural", "content": "User wants answers in formal English.", "confidence": 0.9, "turns": [1]},
+                {"category": "declarative", "content": "User prefers tea over coffee.", "confidence": 1, "turns": [1]},
+                {"category": "episodic", "content": "User has a dentist appointment on Friday.", "confidence": 0, "turns": [1]}
             ]}"#,
         )
         .unwrap();
@@ -228,7 +275,7 @@ mod tests {
         assert_eq!(parse_answer(r#"{"memories": []}"#).unwrap(), ParsedAnswer::default());
         assert_eq!(parse_answer("[]").unwrap(), ParsedAnswer::default());
         let answer = parse_answer(
-            r#"{"note": "x", "memories": [{"category": "episodic", "content": "c", "confidence": 0.5, "why": 1}]}"#,
+            r#"{"note": "x", "memories": [{"category": "episodic", "content": "c", "confidence": 0.5, "turns": [1], "why": 1}]}"#,
         )
         .unwrap();
         assert_eq!(answer.kept, vec![memory(Category::Episodic, "c", 0.5)]);
@@ -237,7 +284,7 @@ mod tests {
     #[test]
     fn bare_array() {
         let answer =
-            parse_answer(r#"[{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8}]"#)
+            parse_answer(r#"[{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]}]"#)
                 .unwrap();
         assert_eq!(
             answer.kept,
@@ -248,7 +295,7 @@ mod tests {
     #[test]
     fn fenced_block_and_whitespace() {
         let inner =
-            r#"{"memories": [{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8}]}"#;
+            r#"{"memories": [{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]}]}"#;
         let expected = parse_answer(inner).unwrap();
         for text in [
             format!("```json\n{inner}\n```"),
@@ -265,7 +312,7 @@ mod tests {
     #[test]
     fn truncated_json_is_malformed() {
         let full =
-            r#"{"memories": [{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8}]}"#;
+            r#"{"memories": [{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]}]}"#;
         for cut in [1, 10, 40, full.len() - 2, full.len() - 1] {
             malformed(&full[..cut]);
         }
@@ -291,7 +338,7 @@ mod tests {
 
     #[test]
     fn wrong_types_per_field_are_dropped_with_reasons() {
-        let good = json!({"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8});
+        let good = json!({"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]});
         let with = |key: &str, value: Value| {
             let mut item = good.clone();
             item[key] = value;
@@ -341,13 +388,13 @@ mod tests {
     #[test]
     fn out_of_range_confidence_is_dropped() {
         for c in [json!(1.5), json!(-0.1), json!(2), json!(-1), json!(1e300)] {
-            let reason = dropped_reason(json!({"category": "episodic", "content": "x", "confidence": c}));
+            let reason = dropped_reason(json!({"category": "episodic", "content": "x", "confidence": c, "turns": [1]}));
             assert!(reason.contains("outside [0, 1]"), "{reason}");
         }
         // The bounds themselves are valid.
         let answer = parse_answer(
-            r#"[{"category": "episodic", "content": "a", "confidence": 0.0},
-                {"category": "episodic", "content": "b", "confidence": 1.0}]"#,
+            r#"[{"category": "episodic", "content": "a", "confidence": 0.0, "turns": [1]},
+                {"category": "episodic", "content": "b", "confidence": 1.0, "turns": [1]}]"#,
         )
         .unwrap();
         assert_eq!(answer.kept.len(), 2);
@@ -357,17 +404,17 @@ mod tests {
     fn empty_or_overlong_content_is_dropped() {
         for content in ["", "   ", "\n\t"] {
             assert_eq!(
-                dropped_reason(json!({"category": "episodic", "content": content, "confidence": 0.5})),
+                dropped_reason(json!({"category": "episodic", "content": content, "confidence": 0.5, "turns": [1]})),
                 "\"content\" is empty"
             );
         }
         let long = "é".repeat(MAX_CONTENT_CHARS + 1);
-        let reason = dropped_reason(json!({"category": "episodic", "content": long, "confidence": 0.5}));
+        let reason = dropped_reason(json!({"category": "episodic", "content": long, "confidence": 0.5, "turns": [1]}));
         assert!(reason.contains("2001 characters"), "{reason}");
         // Exactly at the limit (counted in characters, not bytes) is fine; content is trimmed.
         let at_limit = "é".repeat(MAX_CONTENT_CHARS);
         let answer = parse_answer(
-            &json!([{"category": "episodic", "content": format!("  {at_limit} \n"), "confidence": 0.5}]).to_string(),
+            &json!([{"category": "episodic", "content": format!("  {at_limit} \n"), "confidence": 0.5, "turns": [1]}]).to_string(),
         )
         .unwrap();
         assert_eq!(answer.kept[0].content, at_limit);
@@ -376,14 +423,14 @@ mod tests {
     #[test]
     fn unknown_category_is_dropped_known_ones_are_case_insensitive() {
         assert_eq!(
-            dropped_reason(json!({"category": " semantic ", "content": "x", "confidence": 0.5})),
+            dropped_reason(json!({"category": " semantic ", "content": "x", "confidence": 0.5, "turns": [1]})),
             "unknown category \"semantic\""
         );
         assert_eq!(
-            dropped_reason(json!({"category": "", "content": "x", "confidence": 0.5})),
+            dropped_reason(json!({"category": "", "content": "x", "confidence": 0.5, "turns": [1]})),
             "unknown category \"\""
         );
-        let answer = parse_answer(r#"[{"category": " Episodic\n", "content": "x", "confidence": 0.5}]"#).unwrap();
+        let answer = parse_answer(r#"[{"category": " Episodic\n", "content": "x", "confidence": 0.5, "turns": [1]}]"#).unwrap();
         assert_eq!(answer.kept[0].category, Category::Episodic);
     }
 
@@ -391,10 +438,10 @@ mod tests {
     fn invalid_items_do_not_spoil_valid_ones() {
         let answer = parse_answer(
             r#"{"memories": [
-                {"category": "fact", "content": "a", "confidence": 0.5},
-                {"category": "declarative", "content": "User likes jazz.", "confidence": 0.7},
+                {"category": "fact", "content": "a", "confidence": 0.5, "turns": [1]},
+                {"category": "declarative", "content": "User likes jazz.", "confidence": 0.7, "turns": [1]},
                 "oops",
-                {"category": "procedural", "content": "User wants short answers.", "confidence": "high"}
+                {"category": "procedural", "content": "User wants short answers.", "confidence": "high", "turns": [1]}
             ]}"#,
         )
         .unwrap();
@@ -409,10 +456,10 @@ mod tests {
     #[test]
     fn duplicates_are_kept_once() {
         let answer = parse_answer(
-            r#"[{"category": "declarative", "content": "User likes jazz.", "confidence": 0.7},
-                {"category": "declarative", "content": "  user LIKES   jazz. ", "confidence": 0.9},
-                {"category": "episodic", "content": "User likes jazz.", "confidence": 0.4},
-                {"category": "declarative", "content": "User likes jazz!", "confidence": 0.7}]"#,
+            r#"[{"category": "declarative", "content": "User likes jazz.", "confidence": 0.7, "turns": [1]},
+                {"category": "declarative", "content": "  user LIKES   jazz. ", "confidence": 0.9, "turns": [1]},
+                {"category": "episodic", "content": "User likes jazz.", "confidence": 0.4, "turns": [1]},
+                {"category": "declarative", "content": "User likes jazz!", "confidence": 0.7, "turns": [1]}]"#,
         )
         .unwrap();
         // The first one wins; punctuation still distinguishes (as in content hashing).
@@ -441,7 +488,7 @@ mod tests {
     #[test]
     fn at_most_fifty_kept() {
         let items: Vec<Value> = (0..60)
-            .map(|i| json!({"category": "declarative", "content": format!("User fact {i}."), "confidence": 0.5}))
+            .map(|i| json!({"category": "declarative", "content": format!("User fact {i}."), "confidence": 0.5, "turns": [1]}))
             .collect();
         let answer = parse_answer(&json!({ "memories": items }).to_string()).unwrap();
         assert_eq!(answer.kept.len(), MAX_MEMORIES_PER_ANSWER);
@@ -454,14 +501,31 @@ mod tests {
     #[test]
     fn cap_counts_kept_items_only() {
         // Invalid items and duplicates before the cap do not use up places.
-        let mut items = vec![json!({"category": "nope", "content": "x", "confidence": 0.5})];
+        let mut items = vec![json!({"category": "nope", "content": "x", "confidence": 0.5, "turns": [1]})];
         for i in 0..50 {
-            items.push(json!({"category": "episodic", "content": format!("e{i}"), "confidence": 0.5}));
-            items.push(json!({"category": "episodic", "content": format!("E{i}"), "confidence": 0.5}));
+            items.push(json!({"category": "episodic", "content": format!("e{i}"), "confidence": 0.5, "turns": [1]}));
+            items.push(json!({"category": "episodic", "content": format!("E{i}"), "confidence": 0.5, "turns": [1]}));
         }
         let answer = parse_answer(&Value::Array(items).to_string()).unwrap();
         assert_eq!(answer.kept.len(), 50);
         assert_eq!(answer.dropped.len(), 51);
         assert!(answer.dropped.iter().all(|d| !d.reason.contains("limit")));
+    }
+
+    #[test]
+    fn turns_are_checked_against_the_batch() {
+        let item = |turns: Value| json!({"category": "episodic", "content": "User met Ana.", "confidence": 0.7, "turns": turns});
+        let answer = parse_answer(&json!([item(json!([3, 1, 3]))]).to_string()).unwrap();
+        assert_eq!(answer.kept[0].turns, vec![1, 3], "sorted, distinct");
+        assert!(dropped_reason(json!({"category": "episodic", "content": "x", "confidence": 0.5}))
+            .contains("missing \"turns\""));
+        assert!(dropped_reason(item(json!([]))).contains("empty"));
+        assert!(dropped_reason(item(json!([4]))).contains("turn 4 is not one of"));
+        assert!(dropped_reason(item(json!(["2"]))).contains("expected turn numbers"));
+        assert!(dropped_reason(item(json!([1.5]))).contains("expected turn numbers"));
+        assert!(dropped_reason(item(json!(2))).contains("expected an array"));
+        assert!(dropped_reason(item(json!([9_999_999_999_i64]))).contains("expected turn numbers"));
+        let many: Vec<i32> = std::iter::repeat_n(1, MAX_TURNS_PER_MEMORY + 1).collect();
+        assert!(dropped_reason(item(json!(many))).contains("more than"));
     }
 }

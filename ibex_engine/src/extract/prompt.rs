@@ -39,7 +39,7 @@ pub const SYSTEM_PROMPT: &str = "\
 You extract long-term memories about the user from a finished chat conversation.
 
 Answer with one JSON object and nothing else, in exactly this shape:
-{\"memories\": [{\"category\": \"procedural\", \"content\": \"...\", \"confidence\": 0.9}]}
+{\"memories\": [{\"category\": \"procedural\", \"content\": \"...\", \"confidence\": 0.9, \"turns\": [3]}]}
 Answer {\"memories\": []} when there is nothing worth remembering.
 
 category is one of:
@@ -51,7 +51,10 @@ Example: \"User prefers tea over coffee.\"
 
 Rules:
 - Write each memory as one short, self-contained sentence in the third person that starts with \"User\" \
-and makes sense without the conversation. Keep dates as the user stated them.
+and makes sense without the conversation. Keep dates as the user stated them (\"yesterday\" stays \
+\"yesterday\": it is resolved against the turn's time afterwards).
+- turns lists the index of every turn that supports the memory (at least one, only indexes from \"turns\" \
+below); a memory that needs two turns names both.
 - Only what the user said about themselves, their world or how they want to be helped; never the \
 assistant's suggestions, and never what other people like or do unless it concerns the user.
 - Skip small talk, greetings, thanks, questions and passing remarks.
@@ -119,6 +122,8 @@ mod tests {
             "self-contained",
             "small talk",
             "existing_memories",
+            r#""turns": [3]"#,
+            "supports the memory",
         ] {
             assert!(SYSTEM_PROMPT.contains(needle), "system prompt lacks {needle:?}");
         }

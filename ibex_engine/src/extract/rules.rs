@@ -107,7 +107,7 @@ use super::{Category, ExtractedMemory, Turn};
 use crate::content::normalise;
 
 mod lexicon;
-mod text;
+pub(crate) mod text;
 
 /// "always answer in formal English" and the like.
 pub const INSTRUCTION_CONFIDENCE: f32 = 0.9;
@@ -131,7 +131,8 @@ pub fn extract_with_rules(turns: &[Turn]) -> Vec<ExtractedMemory> {
                 continue;
             }
             for clause in clauses(&sentence) {
-                if let Some(memory) = extract_clause(&clause) {
+                if let Some(mut memory) = extract_clause(&clause) {
+                    memory.turns = vec![turn.index];
                     if seen.insert(normalise(&memory.content)) {
                         memories.push(memory);
                     }
@@ -147,6 +148,7 @@ fn extract_clause(clause: &str) -> Option<ExtractedMemory> {
         category,
         content,
         confidence,
+        turns: Vec::new(),
     };
     // Instructions keep their commas ("whenever C, X"; "never use emojis, unless I ask").
     if let Some(text) = instruction(clause) {

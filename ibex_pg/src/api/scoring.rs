@@ -27,7 +27,7 @@ fn signals(
 
 /// The composite score of DESIGN.md:
 /// 0.40 relevance + 0.25 recency + 0.20 usefulness + 0.10 confidence + 0.05 access_frequency.
-/// `last_touched_at` is `coalesce(last_accessed_at, created_at)`. STABLE: reads
+/// `last_touched_at` is `coalesce(last_accessed_at, occurred_at, created_at)`. STABLE: reads
 /// ibex.recency_half_life_hours and defaults `as_of` to now().
 #[pg_extern(stable, parallel_safe)]
 fn ibex_composite_score(

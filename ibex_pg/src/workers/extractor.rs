@@ -4,8 +4,10 @@
 //! 1. claim (transaction): the oldest completed session with turns beyond its checkpoint, with a
 //!    lease (SKIP LOCKED: workers share the queue); read the new turns and the agent's existing
 //!    memories related to them (so the LLM does not repeat them);
-//! 2. extract (no transaction): the LLM (OpenAI-compatible) or the rule-based extractor; the
-//!    answer is validated item by item, invalid items are dropped and logged;
+//! 2. extract (no transaction): the LLM (OpenAI-compatible), or without one the rules and every
+//!    substantive user turn (`extract_without_llm`); the LLM's answer is validated item by item
+//!    (supporting turns included), invalid items are dropped and logged. Each memory then has its
+//!    relative dates resolved against the time of its first turn, which is also when it happened;
 //! 3. write (transaction): move the checkpoint with a compare-and-set, then store every memory
 //!    through `ibex_core.remember` (redaction, de-duplication, embedding, supersession,
 //!    conflicts). Both commit together or not at all.
@@ -16,8 +18,13 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
 use ibex_engine::extract::openai::{api_key_from, ChatClient, ChatConfig, LlmError};
-use ibex_engine::extract::{build_messages, extract_with_rules, parse_answer, ExtractedMemory, Turn};
+use ibex_engine::extract::{
+    build_messages, extract_without_llm, parse_answer, resolve_relative_dates, ExtractedMemory, Turn,
+};
 use pgrx::prelude::*;
 
 use super::runtime;
@@ -39,7 +46,15 @@ struct Job {
 
 struct Inputs {
     turns: Vec<Turn>,
+    /// When each turn was said, by turn index: its time (timestamptz text, for SQL) and its UTC day.
+    said: HashMap<i32, (String, NaiveDate)>,
     existing: Vec<String>,
+}
+
+/// A memory ready to store: dates resolved, with when it happened.
+struct Learned {
+    memory: ExtractedMemory,
+    occurred_at: Option<String>,
 }
 
 /// Why a job failed, and whether trying again can help.
@@ -125,7 +140,7 @@ fn process(worker: &str, job: Job) {
         }
     };
     let extracted = match extract(worker, &job, &inputs) {
-        Ok(memories) => memories,
+        Ok(memories) => in_time(memories, &inputs.said),
         Err(failure) => return fail(worker, &job, failure),
     };
     if runtime::stopping() {
@@ -173,22 +188,30 @@ fn load_inputs(job: &Job) -> Result<Inputs, String> {
                 &[org.as_str().into()],
             )?;
             let rows = client.select(
-                "SELECT turn_index, role, content FROM ibex_core.session_turns
+                "SELECT turn_index, role, content, created_at::text, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+                 FROM ibex_core.session_turns
                  WHERE org_id = $1::uuid AND session_id = $2::uuid AND turn_index > $3 AND turn_index <= $4
                  ORDER BY turn_index",
                 None,
                 &[org.as_str().into(), session.as_str().into(), from.into(), to.into()],
             )?;
             let mut turns = Vec::new();
+            let mut said = HashMap::new();
             for row in rows {
                 // Redacted before anything leaves the database: the LLM never sees the PII that
                 // remember would strip from the memories anyway.
                 let content = row.get::<String>(3)?.unwrap_or_default();
+                let index = row.get::<i32>(1)?.unwrap_or(0);
                 turns.push(Turn::new(
-                    row.get::<i32>(1)?.unwrap_or(0),
+                    index,
                     row.get::<String>(2)?.unwrap_or_default(),
                     ibex_engine::pii::redact(&content).text,
                 ));
+                let at = row.get::<String>(4)?.unwrap_or_default();
+                let day = row.get::<String>(5)?.unwrap_or_default();
+                if let Ok(day) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") {
+                    said.insert(index, (at, day));
+                }
             }
             let user_text: String = turns
                 .iter()
@@ -218,7 +241,7 @@ fn load_inputs(job: &Job) -> Result<Inputs, String> {
                     existing.extend(row.get::<String>(1)?);
                 }
             }
-            Ok::<_, pgrx::spi::SpiError>(Inputs { turns, existing })
+            Ok::<_, pgrx::spi::SpiError>(Inputs { turns, said, existing })
         })
     })
     .map_err(|e| format!("reading the session failed: {e}"))?
@@ -228,7 +251,7 @@ fn load_inputs(job: &Job) -> Result<Inputs, String> {
 /// Runs the LLM, or the rules when no LLM is configured. Called outside any transaction.
 fn extract(worker: &str, job: &Job, inputs: &Inputs) -> Result<Vec<ExtractedMemory>, Failure> {
     let Some(settings) = gucs::llm_settings() else {
-        return Ok(extract_with_rules(&inputs.turns));
+        return Ok(extract_without_llm(&inputs.turns));
     };
     if inputs.turns.is_empty() {
         return Ok(Vec::new());
@@ -253,7 +276,8 @@ fn extract(worker: &str, job: &Job, inputs: &Inputs) -> Result<Vec<ExtractedMemo
             message: format!("LLM call failed: {e}"),
         }
     })?;
-    let parsed = parse_answer(&answer).map_err(|e| {
+    let batch: Vec<i32> = inputs.turns.iter().map(|t| t.index).collect();
+    let parsed = parse_answer(&answer, &batch).map_err(|e| {
         bump("llm_failures", 1);
         // A malformed or cut-off answer may well come out right next time.
         Failure {
@@ -275,9 +299,26 @@ fn extract(worker: &str, job: &Job, inputs: &Inputs) -> Result<Vec<ExtractedMemo
     Ok(parsed.kept)
 }
 
+/// Each memory happened when its first turn was said; its relative dates count from that day.
+fn in_time(memories: Vec<ExtractedMemory>, said: &HashMap<i32, (String, NaiveDate)>) -> Vec<Learned> {
+    memories
+        .into_iter()
+        .map(|mut memory| {
+            let when = memory.turns.first().and_then(|turn| said.get(turn));
+            if let Some((_, day)) = when {
+                memory.content = resolve_relative_dates(&memory.content, *day);
+            }
+            Learned {
+                occurred_at: when.map(|(at, _)| at.clone()),
+                memory,
+            }
+        })
+        .collect()
+}
+
 /// Stores the memories and moves the checkpoint in one transaction. Ok(None): another worker
 /// already moved the checkpoint, nothing was written.
-fn write(job: &Job, memories: &[ExtractedMemory]) -> Result<Option<String>, String> {
+fn write(job: &Job, memories: &[Learned]) -> Result<Option<String>, String> {
     let (org, session, agent, from, to) = (
         job.org.clone(),
         job.session.clone(),
@@ -289,9 +330,13 @@ fn write(job: &Job, memories: &[ExtractedMemory]) -> Result<Option<String>, Stri
         Some(s) => format!("llm:{}", s.model),
         None => "rules".to_string(),
     };
-    let memories: Vec<(String, String, f32)> = memories
+    type Row = (String, String, f32, Vec<i32>, Option<String>);
+    let memories: Vec<Row> = memories
         .iter()
-        .map(|m| (m.content.clone(), m.category.as_str().to_string(), m.confidence))
+        .map(|l| {
+            let m = &l.memory;
+            (m.content.clone(), m.category.as_str().to_string(), m.confidence, m.turns.clone(), l.occurred_at.clone())
+        })
         .collect();
     runtime::transaction("writing memories", move || {
         Spi::connect_mut(|client| {
@@ -308,14 +353,16 @@ fn write(job: &Job, memories: &[ExtractedMemory]) -> Result<Option<String>, Stri
             if !moved {
                 return Ok(None);
             }
-            let metadata = serde_json::json!({"source": "extraction", "extractor": extractor, "turns": [from + 1, to]}).to_string();
+            // The batch it was learned in; the memory's own turns are its source_turns.
+            let metadata = serde_json::json!({"source": "extraction", "extractor": extractor, "batch": [from + 1, to]}).to_string();
             let (mut created, mut duplicate, mut superseded, mut queued) = (0i64, 0i64, 0i64, 0i64);
-            for (content, category, confidence) in &memories {
+            for (content, category, confidence, turns, occurred_at) in &memories {
                 let path = client
                     .update(
                         // learn: remember, except that a standing instruction (procedural) waits
                         // for review instead of steering the agent for every user (sql/api/reviews.sql).
-                        "SELECT learned_path FROM ibex_core.learn($1::uuid, $2::uuid, $3, $4, $5::real, $6::uuid, $7, $8::jsonb)",
+                        "SELECT learned_path FROM ibex_core.learn($1::uuid, $2::uuid, $3, $4, $5::real, $6::uuid, $7,
+                                                                   $8::timestamptz, $9::jsonb)",
                         None,
                         &[
                             org.as_str().into(),
@@ -324,7 +371,8 @@ fn write(job: &Job, memories: &[ExtractedMemory]) -> Result<Option<String>, Stri
                             category.as_str().into(),
                             f64::from(*confidence).into(),
                             session.as_str().into(),
-                            to.into(),
+                            turns.clone().into(),
+                            occurred_at.as_deref().into(),
                             metadata.as_str().into(),
                         ],
                     )?

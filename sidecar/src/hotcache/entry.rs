@@ -21,7 +21,7 @@ pub struct HotEntry {
     pub useful_count: i32,
     pub not_useful_count: i32,
     pub access_count: i64,
-    /// `coalesce(last_accessed_at, created_at)`.
+    /// `coalesce(last_accessed_at, occurred_at, created_at)`.
     pub touched_at: DateTime<Utc>,
     pub embedding: Vec<f32>,
 }

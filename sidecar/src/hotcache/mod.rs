@@ -15,7 +15,7 @@
 //! ```
 //!
 //! An entry holds the memory's inputs, not a score: category, confidence, useful / not-useful /
-//! access counts, the time it was last touched (`coalesce(last_accessed_at, created_at)`),
+//! access counts, the time it was last touched (`coalesce(last_accessed_at, occurred_at, created_at)`),
 //! its 384-float embedding and its content. Recency decays with time, so a stored score would be
 //! wrong a minute later; context assembly re-scores every entry at read time with the full
 //! composite formula (relevance from the query embedding's cosine with the stored one). The ZSET

@@ -54,9 +54,9 @@ pub struct AgentRef {
 /// query_independent` with the database's `ibex.recency_half_life_hours`); it is both the order
 /// and the rank stored in Redis.
 const TOP_SQL: &str = "SELECT m.id, m.content, m.category, m.confidence, m.useful_count, m.not_useful_count,
-           m.access_count, coalesce(m.last_accessed_at, m.created_at) AS touched_at, m.embedding,
+           m.access_count, coalesce(m.last_accessed_at, m.occurred_at, m.created_at) AS touched_at, m.embedding,
            ibex_hot_score(m.confidence, m.useful_count, m.not_useful_count, m.access_count,
-                          coalesce(m.last_accessed_at, m.created_at)) AS rank
+                          coalesce(m.last_accessed_at, m.occurred_at, m.created_at)) AS rank
     FROM ibex_core.memories m
     WHERE m.org_id = $1 AND m.agent_id = $2 AND m.status = 'active'
     ORDER BY rank DESC, m.id

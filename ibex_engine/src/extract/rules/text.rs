@@ -23,7 +23,7 @@ const WH_WORDS: &str = "what|what's|where|where's|who|who's|whom|whose|why|how|h
 
 /// Splits at sentence-ending punctuation followed by whitespace (or the end) and at line breaks.
 /// The terminator stays with its sentence, so questions can be recognised afterwards.
-pub(super) fn sentences(text: &str) -> Vec<String> {
+pub(crate) fn sentences(text: &str) -> Vec<String> {
     let text = text.replace(['\u{2019}', '\u{2018}'], "'");
     let mut out = Vec::new();
     for line in text.lines() {
@@ -58,7 +58,7 @@ fn push_sentence(out: &mut Vec<String>, text: &str) {
     }
 }
 
-pub(super) fn is_question(sentence: &str) -> bool {
+pub(crate) fn is_question(sentence: &str) -> bool {
     let end = sentence.trim_end_matches(['"', '\'', ')', ' ']);
     end.ends_with('?') || patterns().question_start.is_match(strip_fillers(sentence))
 }
