@@ -103,9 +103,10 @@ BEGIN
     VALUES (p_org, v_id, p_agent, v_content, v_hash, v_embedding, p_category, p_confidence,
             p_source_session, v_turns[1], v_turns, p_occurred_at, p_metadata);
     INSERT INTO ibex_core.memory_versions (org_id, memory_id, version, change, content, content_hash, category,
-                                           confidence, status, reason)
+                                           confidence, status, reason, source_session_id, source_turns, occurred_at)
     VALUES (p_org, v_id, 1, 'created', v_content, v_hash, p_category, p_confidence, 'active',
-            CASE WHEN cardinality(v_superseded) > 0 THEN 'supersedes ' || array_to_string(v_superseded, ', ') END);
+            CASE WHEN cardinality(v_superseded) > 0 THEN 'supersedes ' || array_to_string(v_superseded, ', ') END,
+            p_source_session, v_turns, p_occurred_at);
     IF cardinality(v_tags) > 0 THEN
         INSERT INTO ibex_core.tags (org_id, name) SELECT p_org, t FROM unnest(v_tags) t
         ON CONFLICT (org_id, name) DO NOTHING;

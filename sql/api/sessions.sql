@@ -64,6 +64,7 @@ BEGIN
                (t.v->>'tokens')::integer, t.v->>'model', v_checkpoint + 1,
                coalesce((t.v->>'at')::timestamptz, now())
         FROM jsonb_array_elements(p_turns) WITH ORDINALITY AS t(v, i);
+        GET DIAGNOSTICS v_added = ROW_COUNT;
     EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value THEN
         RAISE EXCEPTION 'a turn''s "at" is not a time: %', SQLERRM USING ERRCODE = 'invalid_datetime_format',
             HINT = 'Give "at" as an ISO 8601 time with its offset, e.g. "2026-11-29T18:30:00Z".';
@@ -74,7 +75,6 @@ BEGIN
         RAISE EXCEPTION 'a turn''s "at" is out of range' USING ERRCODE = 'datetime_field_overflow',
             DETAIL = 'It must be between 1900-01-01 and a day from now.';
     END IF;
-    GET DIAGNOSTICS v_added = ROW_COUNT;
     UPDATE ibex_core.sessions s
     SET turn_count = v_count + v_added, checkpoint_count = v_checkpoint + sign(v_added)::integer
     WHERE s.org_id = p_org AND s.id = p_session;

@@ -16,18 +16,25 @@ ALTER TABLE ibex_core.memory_reviews
         CHECK (cardinality(source_turns) BETWEEN 1 AND 256 AND 1 <= ALL (source_turns)),
     ADD COLUMN occurred_at timestamptz;
 
--- Memories learned before this release name one turn (the last of their batch): kept as it was.
-UPDATE ibex_core.memories SET source_turns = ARRAY[source_turn] WHERE source_turn IS NOT NULL;
-UPDATE ibex_core.memory_reviews SET source_turns = ARRAY[source_turn] WHERE source_turn IS NOT NULL;
+-- memory_history shows where a memory came from: its 'created' version carries it too.
+ALTER TABLE ibex_core.memory_versions
+    ADD COLUMN source_session_id uuid,
+    ADD COLUMN source_turns integer[]
+        CHECK (cardinality(source_turns) BETWEEN 1 AND 256 AND 1 <= ALL (source_turns)),
+    ADD COLUMN occurred_at timestamptz;
+
+-- Memories learned before this release keep source_turn alone: it named the last turn of their
+-- extraction batch, not the turn they came from, so it is not copied into source_turns (and
+-- memory_versions is append-only).
 
 -- Memory -> turns is the column; turns -> memories is this index (the session's learned memories).
 CREATE INDEX memories_source_session ON ibex_core.memories (org_id, source_session_id)
     WHERE source_session_id IS NOT NULL;
 
-DROP FUNCTION ibex_core.remember(uuid, uuid, text, text, real, text[], uuid, integer, jsonb);
-DROP FUNCTION ibex_core.learn(uuid, uuid, text, text, real, uuid, integer, jsonb);
-DROP FUNCTION ibex_core.search(uuid, uuid, text, integer, text[], text[], timestamptz, timestamptz, boolean);
-DROP FUNCTION ibex_core.search_by_vector(uuid, uuid, text, vector, integer, text[], text[], timestamptz,
+DROP FUNCTION IF EXISTS ibex_core.remember(uuid, uuid, text, text, real, text[], uuid, integer, jsonb);
+DROP FUNCTION IF EXISTS ibex_core.learn(uuid, uuid, text, text, real, uuid, integer, jsonb);
+DROP FUNCTION IF EXISTS ibex_core.search(uuid, uuid, text, integer, text[], text[], timestamptz, timestamptz, boolean);
+DROP FUNCTION IF EXISTS ibex_core.search_by_vector(uuid, uuid, text, vector, integer, text[], text[], timestamptz,
                                          timestamptz, boolean);
 
 RESET ROLE;

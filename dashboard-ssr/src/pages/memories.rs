@@ -42,6 +42,9 @@ pub struct Memory {
     last_accessed_at: Option<DateTime<Utc>>,
     superseded_by: Option<uuid::Uuid>,
     source_session_id: Option<uuid::Uuid>,
+    #[serde(default)]
+    source_turns: Option<Vec<i32>>,
+    occurred_at: Option<DateTime<Utc>>,
     version: i32,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -59,6 +62,20 @@ impl Memory {
     }
     fn last_accessed(&self) -> String {
         when(self.last_accessed_at)
+    }
+    fn occurred(&self) -> String {
+        when(self.occurred_at)
+    }
+    /// "turns 3, 4" or "turn 7": where in its session it came from.
+    fn turn_list(&self) -> String {
+        match self.source_turns.as_deref() {
+            None | Some([]) => String::new(),
+            Some([one]) => format!("turn {one}"),
+            Some(many) => format!(
+                "turns {}",
+                many.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        }
     }
     fn confidence_text(&self) -> String {
         format!("{:.2}", self.confidence)

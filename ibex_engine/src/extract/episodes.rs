@@ -9,6 +9,9 @@
 //! A turn is substantive when something is left after dropping its
 //! - questions ("Have you been to Lisbon?"), recognised as the rules recognise them;
 //! - greetings, thanks and acknowledgements ("Hi!", "Thanks, sounds good", "Haha ok");
+//! - standing instructions ("From now on, answer in Portuguese"): the rules learn them as
+//!   procedural memories, which wait for review before they steer the agent; a verbatim copy
+//!   would skip that review;
 //! - requests for the answer at hand ("Please summarise that", "Write it shorter"), unless they
 //!   mention the user ("Write a toast for my sister's wedding on Friday" says something);
 //! - code blocks (fenced with three backticks): pasted material, not something the user said;
@@ -17,6 +20,7 @@
 //! memory is what is left, sentences in order. A very long turn is cut at sentence ends into
 //! pieces of at most [`MAX_EPISODE_CHARS`] characters, so one pasted page cannot fill a context.
 
+use super::rules::is_instruction;
 use super::rules::text::{is_question, sentences};
 use super::{Category, ExtractedMemory, Turn};
 
@@ -56,7 +60,7 @@ pub fn turn_episodes(turn: &Turn) -> Vec<ExtractedMemory> {
     }
     let said: Vec<String> = sentences(&without_code_blocks(&turn.content))
         .into_iter()
-        .filter(|s| !is_question(s) && !is_phatic(s) && !is_request(s))
+        .filter(|s| !is_question(s) && !is_phatic(s) && !is_request(s) && !is_instruction(s))
         .collect();
     let content_words: usize = said.iter().map(|s| content_words(s)).sum();
     if content_words < MIN_CONTENT_WORDS {
@@ -197,6 +201,11 @@ mod tests {
         assert_eq!(
             episodes("Please summarise that. My sister Ana starts at the hospital in March."),
             vec!["My sister Ana starts at the hospital in March."]
+        );
+        assert_eq!(
+            episodes("From now on, answer in Portuguese please. Always use metric units! I moved to Lisbon."),
+            vec!["I moved to Lisbon."],
+            "instructions wait for review as procedural memories"
         );
         assert_eq!(
             episodes("Write a toast for my brother's wedding on Friday."),

@@ -143,6 +143,12 @@ pub fn extract_with_rules(turns: &[Turn]) -> Vec<ExtractedMemory> {
     memories
 }
 
+/// Whether a sentence holds a standing instruction the rules recognise ("From now on, answer in
+/// Portuguese"): such words reach the agent only as a procedural memory, through review.
+pub(crate) fn is_instruction(sentence: &str) -> bool {
+    clauses(sentence).iter().any(|clause| instruction(clause).is_some())
+}
+
 fn extract_clause(clause: &str) -> Option<ExtractedMemory> {
     let memory = |category, content: String, confidence| ExtractedMemory {
         category,

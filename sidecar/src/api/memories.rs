@@ -41,7 +41,11 @@ pub struct Memory {
     pub access_count: i64,
     pub last_accessed_at: Option<DateTime<Utc>>,
     pub superseded_by: Option<Uuid>,
+    /// The session it was learned from, and the turns of that session it came from.
     pub source_session_id: Option<Uuid>,
+    pub source_turns: Option<Vec<i32>>,
+    /// When what it says happened (the turn's time for a learned memory); null: when it was stored.
+    pub occurred_at: Option<DateTime<Utc>>,
     pub metadata: Value,
     pub version: i32,
     pub created_at: DateTime<Utc>,
@@ -53,7 +57,7 @@ pub const COLUMNS: &str = "m.id, m.org_id, m.agent_id, m.content, m.category, m.
      ARRAY(SELECT t.name FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id \
            WHERE mt.org_id = m.org_id AND mt.memory_id = m.id ORDER BY t.name) AS tags, \
      m.useful_count, m.not_useful_count, m.access_count, m.last_accessed_at, m.superseded_by, m.source_session_id, \
-     m.metadata, m.version, m.created_at, m.updated_at";
+     m.source_turns, m.occurred_at, m.metadata, m.version, m.created_at, m.updated_at";
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct MemoryVersion {
@@ -66,6 +70,10 @@ pub struct MemoryVersion {
     pub superseded_by: Option<Uuid>,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// On the 'created' version: the session and turns it was learned from, when it happened.
+    pub source_session_id: Option<Uuid>,
+    pub source_turns: Option<Vec<i32>>,
+    pub occurred_at: Option<DateTime<Utc>>,
 }
 
 /// A relationship of a memory with another, either way round.
@@ -175,6 +183,8 @@ pub struct CreateMemory {
     #[serde(default)]
     pub tags: Vec<String>,
     pub metadata: Option<Value>,
+    /// When what it says happened, if not now: between 1900 and a day from now.
+    pub occurred_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
@@ -321,7 +331,8 @@ pub async fn get(
     let mut tx = for_org(&state, caller.org_id).await?;
     let memory = fetch(&mut tx, &caller, id).await?;
     let history: Vec<MemoryVersion> = sqlx::query_as(
-        "SELECT version, change, content, category, confidence, status, superseded_by, reason, created_at
+        "SELECT version, change, content, category, confidence, status, superseded_by, reason, created_at,
+                source_session_id, source_turns, occurred_at
          FROM ibex_core.memory_history($1, $2)",
     )
     .bind(caller.org_id)
@@ -378,7 +389,7 @@ pub async fn remember_for(state: &AppState, caller: &Principal, body: CreateMemo
     super::require_agent_exists(&mut tx, caller.org_id, body.agent_id).await?;
     let result: Remembered = sqlx::query_as(
         "SELECT memory_id, path, superseded_ids, conflicts
-         FROM ibex_core.remember($1, $2, $3, $4, $5, $6, NULL, NULL, $7)",
+         FROM ibex_core.remember($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $8)",
     )
     .bind(caller.org_id)
     .bind(body.agent_id)
@@ -387,6 +398,7 @@ pub async fn remember_for(state: &AppState, caller: &Principal, body: CreateMemo
     .bind(body.confidence.unwrap_or(0.8))
     .bind(&body.tags)
     .bind(body.metadata.unwrap_or_else(|| Value::Object(Default::default())))
+    .bind(body.occurred_at)
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| from_sqlx("remembering", e))?;

@@ -54,6 +54,8 @@ pub struct RememberArgs {
     pub tags: Vec<String>,
     /// A small JSON object kept with the memory.
     pub metadata: Option<serde_json::Map<String, Value>>,
+    /// When what it says happened, if not now (RFC 3339).
+    pub occurred_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -153,6 +155,7 @@ impl IbexMcp {
                     confidence: args.confidence,
                     tags: args.tags,
                     metadata: args.metadata.map(Value::Object),
+                    occurred_at: args.occurred_at,
                 };
                 let created = memories::remember_for(&state, &caller, body).await?;
                 to_json(&created)

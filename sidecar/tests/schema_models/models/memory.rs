@@ -26,6 +26,8 @@ crate::model! {
         created_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
         deleted_at: Option<DateTime<Utc>>,
+        source_turns: Option<Vec<i32>>,
+        occurred_at: Option<DateTime<Utc>>,
     }
     unmapped {
         "content_tsv" => "generated tsvector for full-text search; queried in SQL, never read into Rust",
@@ -47,6 +49,9 @@ crate::model! {
         superseded_by: Option<Uuid>,
         reason: Option<String>,
         created_at: DateTime<Utc>,
+        source_session_id: Option<Uuid>,
+        source_turns: Option<Vec<i32>>,
+        occurred_at: Option<DateTime<Utc>>,
     }
 }
 
@@ -95,6 +100,8 @@ crate::model! {
         decided_at: Option<DateTime<Utc>>,
         memory_id: Option<Uuid>,
         created_at: DateTime<Utc>,
+        source_turns: Option<Vec<i32>>,
+        occurred_at: Option<DateTime<Utc>>,
     }
 }
 
