@@ -7,15 +7,22 @@
 //!    `ORDER BY embedding <=> ibex_embed($1) LIMIT 10` with the same org/agent filter, measured
 //!    with the same queries, query by query in turn (then a round of writes).
 //! 2. Quality: recall@10 on the labelled retrieval set for vector-only, full-text-only and IBEX.
+//! 3. Conversations: the labelled multi-session conversational set (bench/src/conversations.rs)
+//!    replayed as sessions and learned by the dev cluster's extraction workers without an LLM;
+//!    the share of the turns later questions need that the learned memories cover, and recall@10
+//!    of those turns per question kind for vector-only, full-text-only and IBEX.
 //!
 //! Environment (scripts/bench-memory.sh sets it): IBEX_BENCH_URL_10K, IBEX_BENCH_URL_100K,
-//! IBEX_BENCH_URL_QUALITY (superuser URLs of migrated databases), IBEX_BENCH_SIZES (default
+//! IBEX_BENCH_URL_QUALITY (superuser URLs of migrated databases), IBEX_BENCH_URL_LEARNING (the
+//! database the extraction workers serve), IBEX_BENCH_PARTS (default "scale,quality,conversations"), IBEX_BENCH_SIZES (default
 //! "10000,100000"), IBEX_BENCH_ROUNDS (default 3).
 
 use std::time::Instant;
 
 use anyhow::Context;
+use ibex_bench::conversations::{self, Kind};
 use ibex_bench::dataset::{self, Dataset, QueryStyle};
+use ibex_bench::learning;
 use ibex_bench::report::{machine, verdict, Figures};
 use ibex_bench::retrieval::{self, Ranker};
 use ibex_bench::stats::Samples;
@@ -496,6 +503,121 @@ async fn quality(url: &str, figures: &mut Figures) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The conversational set learned without an LLM, and retrieval of the turns its questions need.
+async fn conversational(url: &str, figures: &mut Figures) -> anyhow::Result<()> {
+    let set = conversations::generate(14);
+    let admin = PgPoolOptions::new().max_connections(2).connect(url).await?;
+    let llm: String = sqlx::query_scalar("SELECT coalesce(current_setting('ibex.llm_base_url', true), '')")
+        .fetch_one(&admin)
+        .await?;
+    anyhow::ensure!(
+        llm.is_empty(),
+        "ibex.llm_base_url is set on the dev cluster ({llm}): this part measures learning without an LLM; reset it first"
+    );
+    let turns: usize = set.conversations.iter().map(|c| c.turn_count()).sum();
+    println!(
+        "\nconversations: {} conversations of {} sessions, {turns} turns in all, {} questions; learned by the extraction workers with no LLM",
+        set.conversations.len(),
+        conversations::SESSIONS,
+        set.questions.len()
+    );
+    let (learned, took) = learning::learn_set(&admin, &set, "bench-conversations").await?;
+    let sources = learning::sources(&admin, &learned).await?;
+    let coverage = learning::coverage(&set, &sources);
+    println!("  learned in {:.1} s", took.as_secs_f64());
+    println!(
+        "  {:<14} {:>7} {:>11} {:>9} {:>13} {:>9}",
+        "conversation", "turns", "user turns", "memories", "needed turns", "covered"
+    );
+    for (c, cov) in coverage.iter().enumerate() {
+        println!(
+            "  {:<14} {:>7} {:>11} {:>9} {:>13} {:>8.1}%",
+            format!("#{c} ({})", set.conversations[c].user),
+            cov.turns,
+            cov.user_turns,
+            cov.memories,
+            cov.needed_turns,
+            100.0 * cov.covered_turns as f64 / cov.needed_turns.max(1) as f64
+        );
+    }
+    let needed: usize = coverage.iter().map(|c| c.needed_turns).sum();
+    let covered: usize = coverage.iter().map(|c| c.covered_turns).sum();
+    let memories: usize = coverage.iter().map(|c| c.memories).sum();
+    let share = covered as f64 / needed.max(1) as f64;
+    println!(
+        "{}",
+        verdict(
+            "the default learns memories covering >= 90% of the needed turns",
+            share >= 0.9,
+            format!("{:.1}% ({covered} of {needed})", 100.0 * share)
+        )
+    );
+    println!(
+        "{}",
+        verdict(
+            "no more memories than turns",
+            memories <= turns,
+            format!("{memories} memories from {turns} turns")
+        )
+    );
+
+    let rankers = [Ranker::Vector, Ranker::FullText, Ranker::Ibex];
+    let recall = learning::recall(&admin, &learned, &set.questions, &sources, &rankers, 10).await?;
+    println!(
+        "  {:<30} {:>7} {:>9} {:>9} {:>9} {:>11}",
+        "recall@10 of evidence turns", "all", "single", "multi-hop", "temporal", "paraphrase"
+    );
+    let counts: Vec<String> = std::iter::once(None)
+        .chain(Kind::ALL.iter().copied().map(Some))
+        .map(|k| recall.questions(k).to_string())
+        .collect();
+    println!(
+        "  {:<30} {:>7} {:>9} {:>9} {:>9} {:>11}",
+        "(questions)", counts[0], counts[1], counts[2], counts[3], counts[4]
+    );
+    for (r, ranker) in rankers.iter().enumerate() {
+        print!("  {:<30} {:>7.3}", ranker.label(), recall.of(r, None));
+        for (i, kind) in Kind::ALL.iter().enumerate() {
+            let width = if i == 3 { 11 } else { 9 };
+            print!(" {:>width$.3}", recall.of(r, Some(*kind)));
+        }
+        println!();
+        let name = match ranker {
+            Ranker::Vector => "vector",
+            Ranker::FullText => "fulltext",
+            _ => "ibex",
+        };
+        figures.add(&format!("conversations_recall_at_10_{name}"), recall.of(r, None));
+        for kind in Kind::ALL {
+            figures.add(
+                &format!("conversations_recall_at_10_{name}_{}", kind.label().replace('-', "_")),
+                recall.of(r, Some(kind)),
+            );
+        }
+    }
+    println!(
+        "  temporal questions whose date is written in a memory IBEX returned: {} of {} ({:.1}%)",
+        recall.dated,
+        recall.temporal,
+        100.0 * recall.dated as f64 / recall.temporal.max(1) as f64
+    );
+    figures.add(
+        "conversations_temporal_dated",
+        recall.dated as f64 / recall.temporal.max(1) as f64,
+    );
+    let search = Samples(recall.ibex_ms.clone());
+    println!(
+        "  IBEX search on these agents: p50 {:.1} ms, p95 {:.1} ms ({} searches)",
+        search.percentile(50.0),
+        search.percentile(95.0),
+        recall.ibex_ms.len()
+    );
+    figures.add("conversations_coverage", share);
+    figures.add("conversations_memories_per_turn", memories as f64 / turns as f64);
+    figures.add("conversations_search_p95_ms", search.percentile(95.0));
+    Ok(())
+}
+
 fn env(name: &str) -> anyhow::Result<String> {
     std::env::var(name).with_context(|| format!("{name} is not set (run through `make bench-memory`)"))
 }
@@ -518,8 +640,11 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "inputs: {AGENTS} agents in one org; queries are questions about the agent's people; writes are new facts"
     );
+    // IBEX_BENCH_PARTS: which of scale, quality, conversations to run (default all).
+    let parts = std::env::var("IBEX_BENCH_PARTS").unwrap_or_else(|_| "scale,quality,conversations".into());
+    let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
     let mut figures = Figures::default();
-    for size in sizes {
+    for size in sizes.into_iter().filter(|_| part("scale")) {
         let url = env(if size <= 10_000 {
             "IBEX_BENCH_URL_10K"
         } else {
@@ -527,7 +652,12 @@ async fn main() -> anyhow::Result<()> {
         })?;
         scale(&url, size, rounds, &mut figures).await?;
     }
-    quality(&env("IBEX_BENCH_URL_QUALITY")?, &mut figures).await?;
+    if part("quality") {
+        quality(&env("IBEX_BENCH_URL_QUALITY")?, &mut figures).await?;
+    }
+    if part("conversations") {
+        conversational(&env("IBEX_BENCH_URL_LEARNING")?, &mut figures).await?;
+    }
     println!();
     print!("{}", figures.render());
     Ok(())
