@@ -98,19 +98,103 @@ pub struct ConversationSet {
 
 const USERS: &[&str] = &["Maya", "Tiago", "Aiko", "Kwame", "Ingrid", "Ravi", "Lucia"];
 const NAMES: &[&str] = &[
-    "Inês", "Tomás", "Priya", "Omar", "Hannah", "Jonas", "Amara", "Farid", "Greta", "Haruto", "Isla", "Jamal",
-    "Keiko", "Lars", "Nikolai", "Olivia", "Pablo", "Rosa", "Samir", "Tessa", "Vera", "Wei", "Yusuf", "Zara", "Bianca",
-    "Caleb", "Dalia", "Emil", "Fiona", "Helena", "Kofi", "Lena", "Marco", "Nadia", "Petra", "Selin", "Theo",
-    "Anouk", "Bruno", "Carmen", "Dario", "Elif", "Gideon", "Hugo", "Ilse", "Joaquim", "Kasia", "Leandro", "Mireille",
-    "Nuno", "Oksana", "Paulo", "Rahel", "Sven", "Tuuli", "Ugo", "Valentina", "Wiebke", "Xavier", "Yara", "Zeno",
+    "Inês",
+    "Tomás",
+    "Priya",
+    "Omar",
+    "Hannah",
+    "Jonas",
+    "Amara",
+    "Farid",
+    "Greta",
+    "Haruto",
+    "Isla",
+    "Jamal",
+    "Keiko",
+    "Lars",
+    "Nikolai",
+    "Olivia",
+    "Pablo",
+    "Rosa",
+    "Samir",
+    "Tessa",
+    "Vera",
+    "Wei",
+    "Yusuf",
+    "Zara",
+    "Bianca",
+    "Caleb",
+    "Dalia",
+    "Emil",
+    "Fiona",
+    "Helena",
+    "Kofi",
+    "Lena",
+    "Marco",
+    "Nadia",
+    "Petra",
+    "Selin",
+    "Theo",
+    "Anouk",
+    "Bruno",
+    "Carmen",
+    "Dario",
+    "Elif",
+    "Gideon",
+    "Hugo",
+    "Ilse",
+    "Joaquim",
+    "Kasia",
+    "Leandro",
+    "Mireille",
+    "Nuno",
+    "Oksana",
+    "Paulo",
+    "Rahel",
+    "Sven",
+    "Tuuli",
+    "Ugo",
+    "Valentina",
+    "Wiebke",
+    "Xavier",
+    "Yara",
+    "Zeno",
 ];
 const RELATIVES: &[&str] = &[
-    "sister", "brother", "cousin", "daughter", "son", "aunt", "uncle", "niece", "nephew", "best friend", "neighbour",
+    "sister",
+    "brother",
+    "cousin",
+    "daughter",
+    "son",
+    "aunt",
+    "uncle",
+    "niece",
+    "nephew",
+    "best friend",
+    "neighbour",
     "flatmate",
 ];
 const CITIES: &[&str] = &[
-    "Ghent", "Porto", "Krakow", "Nairobi", "Osaka", "Montreal", "Valencia", "Tbilisi", "Bergen", "Cusco", "Adelaide",
-    "Lyon", "Tallinn", "Accra", "Hanoi", "Seville", "Leipzig", "Halifax", "Trieste", "Wellington",
+    "Ghent",
+    "Porto",
+    "Krakow",
+    "Nairobi",
+    "Osaka",
+    "Montreal",
+    "Valencia",
+    "Tbilisi",
+    "Bergen",
+    "Cusco",
+    "Adelaide",
+    "Lyon",
+    "Tallinn",
+    "Accra",
+    "Hanoi",
+    "Seville",
+    "Leipzig",
+    "Halifax",
+    "Trieste",
+    "Wellington",
 ];
 /// (job, a paraphrase of it).
 const JOBS: &[(&str, &str)] = &[
@@ -146,9 +230,17 @@ const OUTINGS: &[(&str, &str, &str)] = &[
 const PURCHASES: &[(&str, &str, &str)] = &[
     ("a second-hand cello", "a music shop in Alfama", "instrument"),
     ("an espresso machine", "a kitchen store downtown", "coffee maker"),
-    ("a cargo bike", "a bike shop near the station", "bicycle for hauling things"),
+    (
+        "a cargo bike",
+        "a bike shop near the station",
+        "bicycle for hauling things",
+    ),
     ("a vintage record player", "a flea market", "turntable"),
-    ("a standing desk", "an office furniture outlet", "desk you can work at on your feet"),
+    (
+        "a standing desk",
+        "an office furniture outlet",
+        "desk you can work at on your feet",
+    ),
     ("a telescope", "an astronomy shop", "stargazing gear"),
     ("hiking boots", "an outdoor store", "new footwear for the trails"),
     ("a sewing machine", "an online auction", "machine for making clothes"),
@@ -164,7 +256,9 @@ const PETS: &[(&str, &str)] = &[
     ("siamese", "kitten"),
     ("greyhound", "puppy"),
 ];
-const PET_NAMES: &[&str] = &["Pepper", "Biscuit", "Mochi", "Juniper", "Pickles", "Nutmeg", "Waffles", "Olive", "Ziggy"];
+const PET_NAMES: &[&str] = &[
+    "Pepper", "Biscuit", "Mochi", "Juniper", "Pickles", "Nutmeg", "Waffles", "Olive", "Ziggy",
+];
 /// (skill being learned, a paraphrase).
 const SKILLS: &[(&str, &str)] = &[
     ("play the cello", "a string instrument"),
@@ -185,7 +279,17 @@ const ALLERGIES: &[(&str, &str)] = &[
     ("sesame", "seeds"),
 ];
 const MONTHS: &[&str] = &[
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
 const COMPANIES: &[&str] = &[
@@ -208,13 +312,26 @@ const PAST_DATES: &[(&str, i64)] = &[
     ("last Friday", 0),
 ];
 
-const GREETINGS: &[&str] = &["Hi!", "Hey there!", "Good morning!", "Hello again!", "Hi, it's me again."];
+const GREETINGS: &[&str] = &[
+    "Hi!",
+    "Hey there!",
+    "Good morning!",
+    "Hello again!",
+    "Hi, it's me again.",
+];
 const ASSISTANT_GREETINGS: &[&str] = &[
     "Hello! How have you been?",
     "Hi! Good to hear from you. What's new?",
     "Hey! How was your week?",
 ];
-const ACKS: &[&str] = &["Thanks!", "Ok, sounds good.", "Haha, fair enough.", "Great, thank you.", "Perfect.", "Got it."];
+const ACKS: &[&str] = &[
+    "Thanks!",
+    "Ok, sounds good.",
+    "Haha, fair enough.",
+    "Great, thank you.",
+    "Perfect.",
+    "Got it.",
+];
 const ASSISTANT_REPLIES: &[&str] = &[
     "That sounds wonderful! How did it go?",
     "Oh nice, tell me more.",
@@ -335,7 +452,7 @@ fn conversation(seed: u64, index: usize) -> (Conversation, Vec<Question>) {
     // Three statements per session; people introduced early get news later.
     let mut plan: Vec<Vec<Statement>> = (0..SESSIONS).map(|_| Vec::new()).collect();
     let mut people: Vec<(String, String, Evidence)> = Vec::new();
-    for s in 0..SESSIONS {
+    for (s, session_plan) in plan.iter_mut().enumerate() {
         for slot in 0..3 {
             let kind = (s * 3 + slot) % 8;
             // Until laid out, an evidence's `turn` is the statement's slot in its session.
@@ -357,7 +474,7 @@ fn conversation(seed: u64, index: usize) -> (Conversation, Vec<Question>) {
                 text: small_talk(&mut w),
                 questions: Vec::new(),
             });
-            plan[s].push(statement);
+            session_plan.push(statement);
         }
     }
     lay_out(w, user, index, &session_starts, plan)
@@ -376,8 +493,18 @@ fn introduce_person(w: &mut Writer, people: &mut Vec<(String, String, Evidence)>
     Some(Statement {
         text,
         questions: vec![
-            (Kind::Single, format!("What is the name of the user's {relative}?"), vec![at], None),
-            (Kind::Single, format!("What does {name} do for a living?"), vec![at], None),
+            (
+                Kind::Single,
+                format!("What is the name of the user's {relative}?"),
+                vec![at],
+                None,
+            ),
+            (
+                Kind::Single,
+                format!("What does {name} do for a living?"),
+                vec![at],
+                None,
+            ),
             (
                 Kind::Paraphrase,
                 format!("Which of the user's relatives or friends {paraphrase}?"),
@@ -424,9 +551,24 @@ fn outing(w: &mut Writer, at: Evidence) -> Option<Statement> {
     Some(Statement {
         text,
         questions: vec![
-            (Kind::Temporal, format!("When did the user go {activity} at {place}?"), vec![at], Some(0)),
-            (Kind::Single, format!("Who went {activity} with the user at {place}?"), vec![at], None),
-            (Kind::Paraphrase, format!("Who joined the user for a {paraphrase}?"), vec![at], None),
+            (
+                Kind::Temporal,
+                format!("When did the user go {activity} at {place}?"),
+                vec![at],
+                Some(0),
+            ),
+            (
+                Kind::Single,
+                format!("Who went {activity} with the user at {place}?"),
+                vec![at],
+                None,
+            ),
+            (
+                Kind::Paraphrase,
+                format!("Who joined the user for a {paraphrase}?"),
+                vec![at],
+                None,
+            ),
         ],
     })
 }
@@ -440,24 +582,56 @@ fn purchase(w: &mut Writer, at: Evidence) -> Option<Statement> {
     Some(Statement {
         text,
         questions: vec![
-            (Kind::Temporal, format!("When did the user buy the {short}?"), vec![at], Some(0)),
-            (Kind::Single, format!("How much did the user pay for the {short}?"), vec![at], None),
-            (Kind::Paraphrase, format!("Where did the user get their new {paraphrase}?"), vec![at], None),
+            (
+                Kind::Temporal,
+                format!("When did the user buy the {short}?"),
+                vec![at],
+                Some(0),
+            ),
+            (
+                Kind::Single,
+                format!("How much did the user pay for the {short}?"),
+                vec![at],
+                None,
+            ),
+            (
+                Kind::Paraphrase,
+                format!("Where did the user get their new {paraphrase}?"),
+                vec![at],
+                None,
+            ),
         ],
     })
 }
 
 fn work_or_pet(w: &mut Writer, session: usize, at: Evidence) -> Option<Statement> {
-    if session % 2 == 0 {
+    if session.is_multiple_of(2) {
         let company = w.fresh("companies", COMPANIES)?;
         let (job, paraphrase) = w.fresh("jobs", JOBS)?;
         let (when, _) = *w.rng.pick(PAST_DATES);
         Some(Statement {
-            text: format!("I had my interview at {company} {when} for the {job} position, and they offered me the job!"),
+            text: format!(
+                "I had my interview at {company} {when} for the {job} position, and they offered me the job!"
+            ),
             questions: vec![
-                (Kind::Temporal, format!("When was the user's interview at {company}?"), vec![at], Some(0)),
-                (Kind::Single, format!("Which position was the user offered at {company}?"), vec![at], None),
-                (Kind::Paraphrase, format!("Which employer wants the user to be someone who {paraphrase}?"), vec![at], None),
+                (
+                    Kind::Temporal,
+                    format!("When was the user's interview at {company}?"),
+                    vec![at],
+                    Some(0),
+                ),
+                (
+                    Kind::Single,
+                    format!("Which position was the user offered at {company}?"),
+                    vec![at],
+                    None,
+                ),
+                (
+                    Kind::Paraphrase,
+                    format!("Which employer wants the user to be someone who {paraphrase}?"),
+                    vec![at],
+                    None,
+                ),
             ],
         })
     } else {
@@ -473,8 +647,18 @@ fn work_or_pet(w: &mut Writer, session: usize, at: Evidence) -> Option<Statement
         Some(Statement {
             text: format!("We finally adopted a {breed} {young} from the shelter, we named her {pet}."),
             questions: vec![
-                (Kind::Single, format!("What is the name of the user's {breed}?"), vec![at], None),
-                (Kind::Paraphrase, format!("What did the user call the new {animal}?"), vec![at], None),
+                (
+                    Kind::Single,
+                    format!("What is the name of the user's {breed}?"),
+                    vec![at],
+                    None,
+                ),
+                (
+                    Kind::Paraphrase,
+                    format!("What did the user call the new {animal}?"),
+                    vec![at],
+                    None,
+                ),
             ],
         })
     }
@@ -492,8 +676,18 @@ fn skill_or_allergy_or_plan(w: &mut Writer, session: usize, at: Evidence) -> Opt
             Some(Statement {
                 text: format!("I've been learning to {skill} for {months} months now, it's slow going."),
                 questions: vec![
-                    (Kind::Single, format!("How long has the user been learning to {skill}?"), vec![at], None),
-                    (Kind::Paraphrase, format!("What is the user's experience with {paraphrase}?"), vec![at], None),
+                    (
+                        Kind::Single,
+                        format!("How long has the user been learning to {skill}?"),
+                        vec![at],
+                        None,
+                    ),
+                    (
+                        Kind::Paraphrase,
+                        format!("What is the user's experience with {paraphrase}?"),
+                        vec![at],
+                        None,
+                    ),
                 ],
             })
         }
@@ -503,8 +697,18 @@ fn skill_or_allergy_or_plan(w: &mut Writer, session: usize, at: Evidence) -> Opt
             Some(Statement {
                 text: format!("I'm allergic to {food}, so I always have to check the labels."),
                 questions: vec![
-                    (Kind::Single, format!("What is the user allergic to?"), vec![at], None),
-                    (Kind::Paraphrase, format!("Does the user need to avoid {paraphrase}?"), vec![at], None),
+                    (
+                        Kind::Single,
+                        "What is the user allergic to?".to_string(),
+                        vec![at],
+                        None,
+                    ),
+                    (
+                        Kind::Paraphrase,
+                        format!("Does the user need to avoid {paraphrase}?"),
+                        vec![at],
+                        None,
+                    ),
                 ],
             })
         }
@@ -514,9 +718,24 @@ fn skill_or_allergy_or_plan(w: &mut Writer, session: usize, at: Evidence) -> Opt
             Some(Statement {
                 text: format!("I booked flights to {city} for next month to visit my old friend {friend}."),
                 questions: vec![
-                    (Kind::Temporal, format!("When is the user travelling to {city}?"), vec![at], Some(-30)),
-                    (Kind::Single, format!("Who is the user visiting in {city}?"), vec![at], None),
-                    (Kind::Paraphrase, format!("Which trip abroad has the user arranged to see {friend}?"), vec![at], None),
+                    (
+                        Kind::Temporal,
+                        format!("When is the user travelling to {city}?"),
+                        vec![at],
+                        Some(-30),
+                    ),
+                    (
+                        Kind::Single,
+                        format!("Who is the user visiting in {city}?"),
+                        vec![at],
+                        None,
+                    ),
+                    (
+                        Kind::Paraphrase,
+                        format!("Which trip abroad has the user arranged to see {friend}?"),
+                        vec![at],
+                        None,
+                    ),
                 ],
             })
         }
@@ -561,7 +780,9 @@ fn lay_out(
     let mut sessions = Vec::new();
     // (session, slot) -> turn number, to resolve evidence that points at earlier statements.
     let mut placed: Vec<Vec<i32>> = Vec::new();
-    let mut pending: Vec<(usize, usize, Kind, String, Vec<Evidence>, Option<i64>)> = Vec::new();
+    // (session, slot, kind, question, evidence, date marker) of every question, until laid out.
+    type Pending = (usize, usize, Kind, String, Vec<Evidence>, Option<i64>);
+    let mut pending: Vec<Pending> = Vec::new();
     for (s, statements) in plan.into_iter().enumerate() {
         let mut session = Session::default();
         let mut at = starts[s];
@@ -671,7 +892,12 @@ fn answer_date(content: &str, said: DateTime<Utc>, plan: bool) -> String {
     } else {
         day
     };
-    format!("{} {} {}", happened.day(), month_name(happened.month()), happened.year())
+    format!(
+        "{} {} {}",
+        happened.day(),
+        month_name(happened.month()),
+        happened.year()
+    )
 }
 
 #[cfg(test)]
@@ -710,7 +936,9 @@ mod tests {
         let c = &set.conversations[q.conversation];
         let intro = &c.sessions[q.evidence[0].session].turns[(q.evidence[0].turn - 1) as usize].content;
         let news = &c.sessions[q.evidence[1].session].turns[(q.evidence[1].turn - 1) as usize].content;
-        let name = news.split_whitespace().find(|w| intro.contains(*w) && w.chars().next().unwrap().is_uppercase());
+        let name = news
+            .split_whitespace()
+            .find(|w| intro.contains(*w) && w.chars().next().unwrap().is_uppercase());
         assert!(name.is_some(), "{intro} / {news}");
     }
 

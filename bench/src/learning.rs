@@ -64,7 +64,10 @@ pub async fn record(
                 .fetch_one(&mut *tx)
                 .await?;
         }
-        anyhow::ensure!(count as usize == expected, "session {session} holds {count} turns, {expected} were appended");
+        anyhow::ensure!(
+            count as usize == expected,
+            "session {session} holds {count} turns, {expected} were appended"
+        );
         sqlx::query("SELECT ibex_core.complete_session($1, $2)")
             .bind(org)
             .bind(session)
@@ -94,7 +97,10 @@ pub async fn wait_learned(admin: &PgPool, org: Uuid, sessions: &[Uuid], timeout:
             return Ok(started.elapsed());
         }
         if last_report.elapsed() > Duration::from_secs(5) {
-            eprintln!("  learning: {learned}/{turns} turns read, {done}/{} sessions done", sessions.len());
+            eprintln!(
+                "  learning: {learned}/{turns} turns read, {done}/{} sessions done",
+                sessions.len()
+            );
             last_report = Instant::now();
         }
         anyhow::ensure!(
@@ -123,11 +129,12 @@ pub async fn learn_set(admin: &PgPool, set: &ConversationSet, slug: &str) -> any
     };
     let mut all = Vec::new();
     for (c, conversation) in set.conversations.iter().enumerate() {
-        let agent: Uuid = sqlx::query_scalar("INSERT INTO ibex_core.agents (org_id, name) VALUES ($1, $2) RETURNING id")
-            .bind(org)
-            .bind(format!("friend of {}", conversation.user))
-            .fetch_one(admin)
-            .await?;
+        let agent: Uuid =
+            sqlx::query_scalar("INSERT INTO ibex_core.agents (org_id, name) VALUES ($1, $2) RETURNING id")
+                .bind(org)
+                .bind(format!("friend of {}", conversation.user))
+                .fetch_one(admin)
+                .await?;
         let ids = record(admin, org, agent, conversation, false, &format!("c{c}")).await?;
         for (s, id) in ids.iter().enumerate() {
             learned.sessions.insert(*id, (c, s));
@@ -183,7 +190,12 @@ pub fn coverage(set: &ConversationSet, sources: &Sources) -> Vec<Coverage> {
         .iter()
         .map(|c| Coverage {
             turns: c.turn_count(),
-            user_turns: c.sessions.iter().flat_map(|s| &s.turns).filter(|t| t.role == "user").count(),
+            user_turns: c
+                .sessions
+                .iter()
+                .flat_map(|s| &s.turns)
+                .filter(|t| t.role == "user")
+                .count(),
             ..Default::default()
         })
         .collect();
@@ -223,17 +235,24 @@ impl Recall {
     pub fn of(&self, ranker: usize, kind: Option<Kind>) -> f64 {
         match kind {
             Some(kind) => {
-                self.sums.get(&(ranker, kind)).copied().unwrap_or(0.0) / self.counts.get(&kind).copied().unwrap_or(0).max(1) as f64
+                self.sums.get(&(ranker, kind)).copied().unwrap_or(0.0)
+                    / self.counts.get(&kind).copied().unwrap_or(0).max(1) as f64
             }
             None => {
-                let total: f64 = Kind::ALL.iter().map(|k| self.sums.get(&(ranker, *k)).copied().unwrap_or(0.0)).sum();
+                let total: f64 = Kind::ALL
+                    .iter()
+                    .map(|k| self.sums.get(&(ranker, *k)).copied().unwrap_or(0.0))
+                    .sum();
                 total / self.counts.values().sum::<usize>().max(1) as f64
             }
         }
     }
 
     pub fn questions(&self, kind: Option<Kind>) -> usize {
-        kind.map_or_else(|| self.counts.values().sum(), |k| self.counts.get(&k).copied().unwrap_or(0))
+        kind.map_or_else(
+            || self.counts.values().sum(),
+            |k| self.counts.get(&k).copied().unwrap_or(0),
+        )
     }
 }
 
@@ -275,13 +294,12 @@ pub async fn recall(
             *out.sums.entry((r, q.kind)).or_default() += share;
             if let (Ranker::Ibex, Some(written)) = (ranker, &q.date) {
                 out.temporal += 1;
-                let texts: Vec<String> = sqlx::query_scalar(
-                    "SELECT content FROM ibex_core.memories WHERE org_id = $1 AND id = ANY ($2)",
-                )
-                .bind(learned.org)
-                .bind(&top)
-                .fetch_all(&mut *conn)
-                .await?;
+                let texts: Vec<String> =
+                    sqlx::query_scalar("SELECT content FROM ibex_core.memories WHERE org_id = $1 AND id = ANY ($2)")
+                        .bind(learned.org)
+                        .bind(&top)
+                        .fetch_all(&mut *conn)
+                        .await?;
                 if texts.iter().any(|t| t.contains(written.as_str())) {
                     out.dated += 1;
                 }

@@ -16,14 +16,26 @@ use uuid::Uuid;
 const CONVERSATION: &[(&str, &str, bool)] = &[
     ("user", "Hi!", false),
     ("assistant", "Hello! How have you been?", false),
-    ("user", "Pretty good. I went hiking at Serra da Estrela yesterday with my brother Tomás.", true),
+    (
+        "user",
+        "Pretty good. I went hiking at Serra da Estrela yesterday with my brother Tomás.",
+        true,
+    ),
     ("assistant", "That sounds lovely. How was the weather?", false),
-    ("user", "Cold but sunny. Tomás twisted his ankle on the way down, so we took it slow.", true),
+    (
+        "user",
+        "Cold but sunny. Tomás twisted his ankle on the way down, so we took it slow.",
+        true,
+    ),
     ("assistant", "Ouch, I hope he is fine.", false),
     ("user", "Thanks, sounds good.", false),
     ("user", "What should I cook tonight?", false),
     ("assistant", "How about a mushroom risotto?", false),
-    ("user", "My daughter Inês starts at the conservatory next month, she plays the cello.", true),
+    (
+        "user",
+        "My daughter Inês starts at the conservatory next month, she plays the cello.",
+        true,
+    ),
     ("user", "From now on, answer in Portuguese please.", false),
     ("user", "Ok", false),
 ];
@@ -138,7 +150,12 @@ async fn a_conversation_is_learned_turn_by_turn_with_provenance_and_time() {
     );
     // Each memory happened when its turn was said.
     for memory in &learned {
-        assert_eq!(memory.occurred_at, said_at(memory.source_turns[0] as usize - 1), "{}", memory.content);
+        assert_eq!(
+            memory.occurred_at,
+            said_at(memory.source_turns[0] as usize - 1),
+            "{}",
+            memory.content
+        );
     }
     // The instruction waits for review, with its turn; it is not copied into an episode.
     let review_turns: Vec<i32> = sqlx::query_scalar(
@@ -235,12 +252,14 @@ async fn remember_and_append_turns_take_when_it_happened_and_refuse_bad_times() 
     assert_eq!(stored, Some(at));
 
     let code = |e: sqlx::Error| e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string());
-    let future = sqlx::query("SELECT * FROM ibex_core.remember($1, $2, 'User will win.', p_occurred_at => now() + interval '1 year')")
-        .bind(org)
-        .bind(agent)
-        .execute(&app)
-        .await
-        .unwrap_err();
+    let future = sqlx::query(
+        "SELECT * FROM ibex_core.remember($1, $2, 'User will win.', p_occurred_at => now() + interval '1 year')",
+    )
+    .bind(org)
+    .bind(agent)
+    .execute(&app)
+    .await
+    .unwrap_err();
     assert_eq!(code(future).as_deref(), Some("22008"));
     let bad_turns = sqlx::query("SELECT * FROM ibex_core.remember($1, $2, 'User is here.', p_source_turns => '{0}')")
         .bind(org)
@@ -256,7 +275,10 @@ async fn remember_and_append_turns_take_when_it_happened_and_refuse_bad_times() 
         .fetch_one(&app)
         .await
         .unwrap();
-    for (at, expected) in [(json!("last tuesday"), "22007"), (json!("3026-01-01T00:00:00Z"), "22008")] {
+    for (at, expected) in [
+        (json!("last tuesday"), "22007"),
+        (json!("3026-01-01T00:00:00Z"), "22008"),
+    ] {
         let err = sqlx::query("SELECT ibex_core.append_turns($1, $2, $3)")
             .bind(org)
             .bind(session)

@@ -7,12 +7,17 @@
 //!    reading turns and related memories, prompt, HTTP, parsing, ten `remember` calls with their
 //!    embeddings, checkpoint; target <= 200 ms).
 //!
+//! 3. With no LLM: a 312-turn conversation (13 sessions of the conversational set recorded as one
+//!    session) learned by the default extractor, rules and episodes (target: under 60 s).
+//!
 //! Environment: IBEX_BENCH_URL (superuser URL of the database the workers serve), IBEX_BENCH_RUNS.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ibex_bench::conversations::{self, Conversation};
 use ibex_bench::fake_llm::FakeLlm;
+use ibex_bench::learning;
 use ibex_bench::report::{machine, verdict, Figures};
 use ibex_bench::stats::Samples;
 use sqlx::postgres::PgPoolOptions;
@@ -205,6 +210,41 @@ async fn main() -> anyhow::Result<()> {
     figures.add("extraction_10turn_max_s", slow_s.percentile(100.0) / 1000.0);
     figures.add("extraction_overhead_ms", overhead.p50());
     figures.add("extraction_overhead_p95_ms", overhead.p95());
+
+    // A long session, no LLM: the default extractor over 312 turns.
+    let set = conversations::generate(14);
+    let first = &set.conversations[0];
+    let long = Conversation {
+        user: first.user.clone(),
+        sessions: first.sessions[..13].to_vec(),
+    };
+    let agent: Uuid =
+        sqlx::query_scalar("INSERT INTO ibex_core.agents (org_id, name) VALUES ($1, 'long') RETURNING id")
+            .bind(org)
+            .fetch_one(&admin)
+            .await?;
+    let sessions = learning::record(&admin, org, agent, &long, true, "long").await?;
+    let took = learning::wait_learned(&admin, org, &sessions, Duration::from_secs(300)).await?;
+    let learned: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ibex_core.memories WHERE org_id = $1 AND agent_id = $2")
+            .bind(org)
+            .bind(agent)
+            .fetch_one(&admin)
+            .await?;
+    println!(
+        "\n  no LLM: a {}-turn session learned in {:.2} s ({learned} memories)",
+        long.turn_count(),
+        took.as_secs_f64()
+    );
+    println!(
+        "{}",
+        verdict(
+            "300-turn session learned without an LLM in under 60 s",
+            took < Duration::from_secs(60),
+            format!("{:.2} s for {} turns", took.as_secs_f64(), long.turn_count())
+        )
+    );
+    figures.add("extraction_long_session_s", took.as_secs_f64());
     println!();
     print!("{}", figures.render());
     Ok(())

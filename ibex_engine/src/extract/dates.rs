@@ -123,7 +123,12 @@ fn meaning(caps: &Captures, said_on: NaiveDate) -> Option<String> {
         };
         return relative_span(&span.as_str().to_lowercase(), step, said_on);
     }
-    let (n, unit, sign) = match (caps.name("n_ago"), caps.name("unit_ago"), caps.name("n_in"), caps.name("unit_in")) {
+    let (n, unit, sign) = match (
+        caps.name("n_ago"),
+        caps.name("unit_ago"),
+        caps.name("n_in"),
+        caps.name("unit_in"),
+    ) {
         (Some(n), Some(unit), _, _) => (n, unit, -1),
         (_, _, Some(n), Some(unit)) => (n, unit, 1),
         _ => return None,
@@ -227,14 +232,23 @@ mod tests {
 
     #[test]
     fn days() {
-        assert_eq!(resolved("I went hiking yesterday."), "I went hiking yesterday (28 November 2026).");
+        assert_eq!(
+            resolved("I went hiking yesterday."),
+            "I went hiking yesterday (28 November 2026)."
+        );
         assert_eq!(resolved("Today was long"), "Today (29 November 2026) was long");
-        assert_eq!(resolved("the exam is tomorrow"), "the exam is tomorrow (30 November 2026)");
+        assert_eq!(
+            resolved("the exam is tomorrow"),
+            "the exam is tomorrow (30 November 2026)"
+        );
         assert_eq!(
             resolved("I saw her the day before yesterday"),
             "I saw her the day before yesterday (27 November 2026)"
         );
-        assert_eq!(resolved("We talked this morning"), "We talked this morning (29 November 2026)");
+        assert_eq!(
+            resolved("We talked this morning"),
+            "We talked this morning (29 November 2026)"
+        );
     }
 
     #[test]
@@ -246,8 +260,14 @@ mod tests {
         assert_eq!(resolved("this Wednesday"), "this Wednesday (2 December 2026)");
         assert_eq!(resolved("last week"), "last week (the week of 16 November 2026)");
         assert_eq!(resolved("next week"), "next week (the week of 30 November 2026)");
-        assert_eq!(resolved("last weekend"), "last weekend (the weekend of 21 November 2026)");
-        assert_eq!(resolved("this weekend"), "this weekend (the weekend of 28 November 2026)");
+        assert_eq!(
+            resolved("last weekend"),
+            "last weekend (the weekend of 21 November 2026)"
+        );
+        assert_eq!(
+            resolved("this weekend"),
+            "this weekend (the weekend of 28 November 2026)"
+        );
         assert_eq!(resolved("Last month was busy"), "Last month (October 2026) was busy");
         assert_eq!(resolved("next month"), "next month (December 2026)");
         assert_eq!(resolved("last year"), "last year (2025)");
@@ -268,17 +288,26 @@ mod tests {
     #[test]
     fn months_end_and_leap_days_stay_valid() {
         let jan31 = NaiveDate::from_ymd_opt(2024, 3, 31).unwrap();
-        assert_eq!(resolve_relative_dates("a month ago", jan31), "a month ago (February 2024)");
+        assert_eq!(
+            resolve_relative_dates("a month ago", jan31),
+            "a month ago (February 2024)"
+        );
         let leap = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
         assert_eq!(resolve_relative_dates("a year ago", leap), "a year ago (2023)");
         let huge = resolve_relative_dates("999 years ago and in 999 years", NaiveDate::MIN);
-        assert!(huge.starts_with("999 years ago"), "out of range dates are left alone: {huge}");
+        assert!(
+            huge.starts_with("999 years ago"),
+            "out of range dates are left alone: {huge}"
+        );
     }
 
     #[test]
     fn idempotent_and_whole_words_only() {
         let once = resolved("I moved here last year and met Ana yesterday.");
-        assert_eq!(once, "I moved here last year (2025) and met Ana yesterday (28 November 2026).");
+        assert_eq!(
+            once,
+            "I moved here last year (2025) and met Ana yesterday (28 November 2026)."
+        );
         assert_eq!(resolve_relative_dates(&once, said_on()), once);
         for untouched in [
             "on Friday",

@@ -110,7 +110,11 @@ fn is_request(sentence: &str) -> bool {
 
 fn content_words(sentence: &str) -> usize {
     words(sentence)
-        .filter(|w| !listed(STOP_WORDS, w) && !listed(PHATIC, w) && (w.chars().count() >= 3 || w.chars().any(|c| c.is_ascii_digit())))
+        .filter(|w| {
+            !listed(STOP_WORDS, w)
+                && !listed(PHATIC, w)
+                && (w.chars().count() >= 3 || w.chars().any(|c| c.is_ascii_digit()))
+        })
         .count()
 }
 
@@ -188,7 +192,10 @@ mod tests {
             kept[0].content,
             "We finally adopted the puppy from the shelter on Elm Street, she's a beagle mix!"
         );
-        assert_eq!((kept[0].category, kept[0].confidence), (Category::Episodic, EPISODE_CONFIDENCE));
+        assert_eq!(
+            (kept[0].category, kept[0].confidence),
+            (Category::Episodic, EPISODE_CONFIDENCE)
+        );
         assert_eq!(kept[0].turns, vec![7], "provenance by construction");
     }
 

@@ -32,11 +32,11 @@ pub mod parse;
 pub mod prompt;
 pub mod rules;
 
+pub use dates::resolve_relative_dates;
+pub use episodes::turn_episodes;
 pub use openai::{api_key_from, ChatClient, ChatConfig, KeyError, LlmError};
 pub use parse::{parse_answer, DroppedItem, ParseError, ParsedAnswer};
 pub use prompt::{build_messages, ChatMessage};
-pub use dates::resolve_relative_dates;
-pub use episodes::turn_episodes;
 pub use rules::extract_with_rules;
 
 /// One turn of a chat session, as stored.
@@ -124,7 +124,11 @@ mod tests {
         let turns = [
             Turn::new(1, "user", "Hi!"),
             Turn::new(2, "assistant", "Hello! How was your week?"),
-            Turn::new(3, "user", "Busy. I live in Porto now and we adopted a beagle called Miso."),
+            Turn::new(
+                3,
+                "user",
+                "Busy. I live in Porto now and we adopted a beagle called Miso.",
+            ),
             Turn::new(4, "assistant", "Congratulations!"),
             Turn::new(5, "user", "Thanks! Do you know any good dog parks?"),
             Turn::new(6, "user", "I live in Porto now and we adopted a beagle called Miso."),

@@ -283,9 +283,10 @@ mod tests {
 
     #[test]
     fn bare_array() {
-        let answer =
-            parse_answer(r#"[{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]}]"#)
-                .unwrap();
+        let answer = parse_answer(
+            r#"[{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]}]"#,
+        )
+        .unwrap();
         assert_eq!(
             answer.kept,
             vec![memory(Category::Declarative, "User lives in Berlin.", 0.8)]
@@ -294,8 +295,7 @@ mod tests {
 
     #[test]
     fn fenced_block_and_whitespace() {
-        let inner =
-            r#"{"memories": [{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]}]}"#;
+        let inner = r#"{"memories": [{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]}]}"#;
         let expected = parse_answer(inner).unwrap();
         for text in [
             format!("```json\n{inner}\n```"),
@@ -311,8 +311,7 @@ mod tests {
 
     #[test]
     fn truncated_json_is_malformed() {
-        let full =
-            r#"{"memories": [{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]}]}"#;
+        let full = r#"{"memories": [{"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]}]}"#;
         for cut in [1, 10, 40, full.len() - 2, full.len() - 1] {
             malformed(&full[..cut]);
         }
@@ -338,7 +337,8 @@ mod tests {
 
     #[test]
     fn wrong_types_per_field_are_dropped_with_reasons() {
-        let good = json!({"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]});
+        let good =
+            json!({"category": "declarative", "content": "User lives in Berlin.", "confidence": 0.8, "turns": [1]});
         let with = |key: &str, value: Value| {
             let mut item = good.clone();
             item[key] = value;
@@ -414,7 +414,8 @@ mod tests {
         // Exactly at the limit (counted in characters, not bytes) is fine; content is trimmed.
         let at_limit = "é".repeat(MAX_CONTENT_CHARS);
         let answer = parse_answer(
-            &json!([{"category": "episodic", "content": format!("  {at_limit} \n"), "confidence": 0.5, "turns": [1]}]).to_string(),
+            &json!([{"category": "episodic", "content": format!("  {at_limit} \n"), "confidence": 0.5, "turns": [1]}])
+                .to_string(),
         )
         .unwrap();
         assert_eq!(answer.kept[0].content, at_limit);
@@ -430,7 +431,8 @@ mod tests {
             dropped_reason(json!({"category": "", "content": "x", "confidence": 0.5, "turns": [1]})),
             "unknown category \"\""
         );
-        let answer = parse_answer(r#"[{"category": " Episodic\n", "content": "x", "confidence": 0.5, "turns": [1]}]"#).unwrap();
+        let answer =
+            parse_answer(r#"[{"category": " Episodic\n", "content": "x", "confidence": 0.5, "turns": [1]}]"#).unwrap();
         assert_eq!(answer.kept[0].category, Category::Episodic);
     }
 
@@ -517,8 +519,10 @@ mod tests {
         let item = |turns: Value| json!({"category": "episodic", "content": "User met Ana.", "confidence": 0.7, "turns": turns});
         let answer = parse_answer(&json!([item(json!([3, 1, 3]))]).to_string()).unwrap();
         assert_eq!(answer.kept[0].turns, vec![1, 3], "sorted, distinct");
-        assert!(dropped_reason(json!({"category": "episodic", "content": "x", "confidence": 0.5}))
-            .contains("missing \"turns\""));
+        assert!(
+            dropped_reason(json!({"category": "episodic", "content": "x", "confidence": 0.5}))
+                .contains("missing \"turns\"")
+        );
         assert!(dropped_reason(item(json!([]))).contains("empty"));
         assert!(dropped_reason(item(json!([4]))).contains("turn 4 is not one of"));
         assert!(dropped_reason(item(json!(["2"]))).contains("expected turn numbers"));

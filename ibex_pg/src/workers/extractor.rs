@@ -335,7 +335,13 @@ fn write(job: &Job, memories: &[Learned]) -> Result<Option<String>, String> {
         .iter()
         .map(|l| {
             let m = &l.memory;
-            (m.content.clone(), m.category.as_str().to_string(), m.confidence, m.turns.clone(), l.occurred_at.clone())
+            (
+                m.content.clone(),
+                m.category.as_str().to_string(),
+                m.confidence,
+                m.turns.clone(),
+                l.occurred_at.clone(),
+            )
         })
         .collect();
     runtime::transaction("writing memories", move || {
