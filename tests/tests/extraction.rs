@@ -142,17 +142,22 @@ async fn a_completed_session_becomes_memories_once() {
         stored.contains(&"The user can be reached at [PHONE] on weekdays.".to_string()),
         "PII redacted: {stored:?}"
     );
-    // The source is recorded, and the LLM only saw the new turns.
-    let sourced: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM ibex_core.memories WHERE org_id = $1 AND source_session_id = $2 AND source_turn = 10
-           AND metadata->>'extractor' = 'llm:fake-llm'",
+    // The source is recorded to the turn (fact i was said in turn 2i + 1), and the LLM only saw
+    // the new turns.
+    let sourced: Vec<(String, Vec<i32>)> = sqlx::query_as(
+        "SELECT content, source_turns FROM ibex_core.memories
+         WHERE org_id = $1 AND source_session_id = $2 AND source_turn = source_turns[1]
+           AND metadata->>'extractor' = 'llm:fake-llm'
+         ORDER BY source_turns",
     )
     .bind(org)
     .bind(s)
-    .fetch_one(&admin)
+    .fetch_all(&admin)
     .await
     .unwrap();
-    assert_eq!(sourced, 5);
+    let turns: Vec<Vec<i32>> = sourced.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(turns, vec![vec![1], vec![3], vec![5], vec![7], vec![9]], "{sourced:?}");
+    assert!(sourced[1].0.contains("tomatoes"), "{sourced:?}");
     assert_eq!(llm.calls(&k), 1);
 
     // Processing the same checkpoint again (as after a crash before the pointer moved) creates
