@@ -302,14 +302,14 @@ const COMPANIES: &[&str] = &[
     "Atlas Insurance",
     "Orbit Games",
 ];
-/// (relative date as said, days before the session).
-const PAST_DATES: &[(&str, i64)] = &[
-    ("yesterday", 1),
-    ("the day before yesterday", 2),
-    ("three days ago", 3),
-    ("last weekend", 0),
-    ("two weeks ago", 14),
-    ("last Friday", 0),
+/// Relative dates of past events, as said ([`answer_date`] works out the day each names).
+const PAST_DATES: &[&str] = &[
+    "yesterday",
+    "the day before yesterday",
+    "three days ago",
+    "last weekend",
+    "two weeks ago",
+    "last Friday",
 ];
 
 const GREETINGS: &[&str] = &[
@@ -371,11 +371,20 @@ const ANSWERS: &[&str] = &[
     "Sure! Try this: keep it short and consistent.",
 ];
 
+/// What a temporal question's answer is dated by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dated {
+    /// A relative date in the past ("yesterday", "last weekend").
+    Past,
+    /// A plan "next month".
+    NextMonth,
+}
+
 /// What the generator wants said in a session, and the questions that refer to it.
 struct Statement {
     text: String,
     /// Questions about this statement; evidence of (`None`) this statement or earlier ones.
-    questions: Vec<(Kind, String, Vec<Evidence>, Option<i64>)>,
+    questions: Vec<(Kind, String, Vec<Evidence>, Option<Dated>)>,
 }
 
 struct Writer {
@@ -545,7 +554,7 @@ fn news(w: &mut Writer, people: &mut Vec<(String, String, Evidence)>, at: Eviden
 
 fn outing(w: &mut Writer, at: Evidence) -> Option<Statement> {
     let (activity, place, paraphrase) = w.fresh("outings", OUTINGS)?;
-    let (when, _) = *w.rng.pick(PAST_DATES);
+    let when = *w.rng.pick(PAST_DATES);
     let companion = w.name();
     let text = format!("I went {activity} at {place} {when} with {companion}, we had a great time.");
     Some(Statement {
@@ -555,7 +564,7 @@ fn outing(w: &mut Writer, at: Evidence) -> Option<Statement> {
                 Kind::Temporal,
                 format!("When did the user go {activity} at {place}?"),
                 vec![at],
-                Some(0),
+                Some(Dated::Past),
             ),
             (
                 Kind::Single,
@@ -575,7 +584,7 @@ fn outing(w: &mut Writer, at: Evidence) -> Option<Statement> {
 
 fn purchase(w: &mut Writer, at: Evidence) -> Option<Statement> {
     let (item, shop, paraphrase) = w.fresh("purchases", PURCHASES)?;
-    let (when, _) = *w.rng.pick(PAST_DATES);
+    let when = *w.rng.pick(PAST_DATES);
     let price = 40 + w.rng.below(400);
     let text = format!("I bought {item} at {shop} {when}, it was only {price} euros.");
     let short = item.trim_start_matches("a ").trim_start_matches("an ");
@@ -586,7 +595,7 @@ fn purchase(w: &mut Writer, at: Evidence) -> Option<Statement> {
                 Kind::Temporal,
                 format!("When did the user buy the {short}?"),
                 vec![at],
-                Some(0),
+                Some(Dated::Past),
             ),
             (
                 Kind::Single,
@@ -608,7 +617,7 @@ fn work_or_pet(w: &mut Writer, session: usize, at: Evidence) -> Option<Statement
     if session.is_multiple_of(2) {
         let company = w.fresh("companies", COMPANIES)?;
         let (job, paraphrase) = w.fresh("jobs", JOBS)?;
-        let (when, _) = *w.rng.pick(PAST_DATES);
+        let when = *w.rng.pick(PAST_DATES);
         Some(Statement {
             text: format!(
                 "I had my interview at {company} {when} for the {job} position, and they offered me the job!"
@@ -618,7 +627,7 @@ fn work_or_pet(w: &mut Writer, session: usize, at: Evidence) -> Option<Statement
                     Kind::Temporal,
                     format!("When was the user's interview at {company}?"),
                     vec![at],
-                    Some(0),
+                    Some(Dated::Past),
                 ),
                 (
                     Kind::Single,
@@ -722,7 +731,7 @@ fn skill_or_allergy_or_plan(w: &mut Writer, session: usize, at: Evidence) -> Opt
                         Kind::Temporal,
                         format!("When is the user travelling to {city}?"),
                         vec![at],
-                        Some(-30),
+                        Some(Dated::NextMonth),
                     ),
                     (
                         Kind::Single,
@@ -748,7 +757,7 @@ fn small_talk(w: &mut Writer) -> String {
     let someone = if w.used_names.is_empty() {
         "my neighbour".to_string()
     } else {
-        w.rng.pick(&w.used_names.clone()).clone()
+        w.used_names[w.rng.below(w.used_names.len())].clone()
     };
     let (activity, place, _) = *w.rng.pick(OUTINGS);
     let city = *w.rng.pick(CITIES);
@@ -781,7 +790,7 @@ fn lay_out(
     // (session, slot) -> turn number, to resolve evidence that points at earlier statements.
     let mut placed: Vec<Vec<i32>> = Vec::new();
     // (session, slot, kind, question, evidence, date marker) of every question, until laid out.
-    type Pending = (usize, usize, Kind, String, Vec<Evidence>, Option<i64>);
+    type Pending = (usize, usize, Kind, String, Vec<Evidence>, Option<Dated>);
     let mut pending: Vec<Pending> = Vec::new();
     for (s, statements) in plan.into_iter().enumerate() {
         let mut session = Session::default();
@@ -848,9 +857,9 @@ fn lay_out(
                 turn: slot_of[&(e.session, e.turn as usize)],
             })
             .collect();
-        let date = day.map(|offset| {
+        let date = day.map(|dated| {
             let statement = &sessions[s].turns[(slot_of[&(s, slot)] - 1) as usize];
-            answer_date(&statement.content, statement.at, offset != 0)
+            answer_date(&statement.content, statement.at, dated)
         });
         questions.push(Question {
             conversation: index,
@@ -866,11 +875,11 @@ fn lay_out(
 /// The date a temporal statement's answer is: the day its relative date names, counted from the
 /// day it was said, or the month after for a plan "next month". Worked out from the calendar, not
 /// with IBEX's resolver, so the benchmark checks that resolver rather than repeating it.
-fn answer_date(content: &str, said: DateTime<Utc>, plan: bool) -> String {
+fn answer_date(content: &str, said: DateTime<Utc>, dated: Dated) -> String {
     use chrono::Datelike;
     let day = said.date_naive();
     let month_name = |m: u32| MONTHS[(m - 1) as usize];
-    if plan {
+    if dated == Dated::NextMonth {
         let next = day.with_day(1).expect("first of the month") + Duration::days(32);
         return format!("{} {}", month_name(next.month()), next.year());
     }

@@ -21,8 +21,48 @@ pub struct Learned {
     pub sessions: HashMap<Uuid, (usize, usize)>,
 }
 
-/// Appends `sessions` of `conversation` (each session its own, or all as one when `as_one`) on
-/// `agent` with their turns' times, and completes them. Returns the session ids in order.
+/// Records one completed session of `turns` (JSON objects as `append_turns` takes them) on
+/// `agent`, in one transaction, and checks that every turn was stored. Returns its id.
+pub async fn record_session(
+    admin: &PgPool,
+    org: Uuid,
+    agent: Uuid,
+    external_id: &str,
+    turns: Vec<serde_json::Value>,
+) -> anyhow::Result<Uuid> {
+    let expected = turns.len();
+    let mut tx = admin.begin().await?;
+    sqlx::query("SELECT set_config('ibex.org_id', $1, true)")
+        .bind(org.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let session: Uuid = sqlx::query_scalar("SELECT ibex_core.ensure_session($1, $2, $3)")
+        .bind(org)
+        .bind(agent)
+        .bind(external_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let count: i32 = sqlx::query_scalar("SELECT ibex_core.append_turns($1, $2, $3)")
+        .bind(org)
+        .bind(session)
+        .bind(serde_json::Value::Array(turns))
+        .fetch_one(&mut *tx)
+        .await?;
+    anyhow::ensure!(
+        count as usize == expected,
+        "session {session} holds {count} turns, {expected} were appended"
+    );
+    sqlx::query("SELECT ibex_core.complete_session($1, $2)")
+        .bind(org)
+        .bind(session)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(session)
+}
+
+/// Records the sessions of `conversation` on `agent` with their turns' times (each session its
+/// own, or all as one when `as_one`), completed. Returns the session ids in order.
 pub async fn record(
     admin: &PgPool,
     org: Uuid,
@@ -31,50 +71,21 @@ pub async fn record(
     as_one: bool,
     tag: &str,
 ) -> anyhow::Result<Vec<Uuid>> {
-    let groups: Vec<Vec<&crate::conversations::Session>> = if as_one {
-        vec![conversation.sessions.iter().collect()]
+    let turns = |sessions: &[crate::conversations::Session]| -> Vec<serde_json::Value> {
+        sessions
+            .iter()
+            .flat_map(|s| &s.turns)
+            .map(|t| serde_json::json!({"role": t.role, "content": t.content, "at": t.at}))
+            .collect()
+    };
+    let groups: Vec<&[crate::conversations::Session]> = if as_one {
+        vec![&conversation.sessions[..]]
     } else {
-        conversation.sessions.iter().map(|s| vec![s]).collect()
+        conversation.sessions.chunks(1).collect()
     };
     let mut ids = Vec::new();
     for (i, group) in groups.into_iter().enumerate() {
-        let expected: usize = group.iter().map(|s| s.turns.len()).sum();
-        let mut count = 0;
-        let mut tx = admin.begin().await?;
-        sqlx::query("SELECT set_config('ibex.org_id', $1, true)")
-            .bind(org.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let session: Uuid = sqlx::query_scalar("SELECT ibex_core.ensure_session($1, $2, $3)")
-            .bind(org)
-            .bind(agent)
-            .bind(format!("{tag}-s{i}"))
-            .fetch_one(&mut *tx)
-            .await?;
-        for s in group {
-            let turns: Vec<serde_json::Value> = s
-                .turns
-                .iter()
-                .map(|t| serde_json::json!({"role": t.role, "content": t.content, "at": t.at}))
-                .collect();
-            count = sqlx::query_scalar::<_, i32>("SELECT ibex_core.append_turns($1, $2, $3)")
-                .bind(org)
-                .bind(session)
-                .bind(serde_json::Value::Array(turns))
-                .fetch_one(&mut *tx)
-                .await?;
-        }
-        anyhow::ensure!(
-            count as usize == expected,
-            "session {session} holds {count} turns, {expected} were appended"
-        );
-        sqlx::query("SELECT ibex_core.complete_session($1, $2)")
-            .bind(org)
-            .bind(session)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        ids.push(session);
+        ids.push(record_session(admin, org, agent, &format!("{tag}-s{i}"), turns(group)).await?);
     }
     Ok(ids)
 }

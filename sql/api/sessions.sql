@@ -37,6 +37,8 @@ DECLARE
     v_count integer;
     v_checkpoint integer;
     v_added integer;
+    v_first timestamptz;
+    v_last timestamptz;
 BEGIN
     PERFORM ibex_core.assert_org(p_org);
     IF p_turns IS NULL OR jsonb_typeof(p_turns) <> 'array' THEN
@@ -56,25 +58,28 @@ BEGIN
                WHERE jsonb_typeof(t) <> 'object' OR t->>'role' IS NULL OR t->>'content' IS NULL) THEN
         RAISE EXCEPTION 'every turn needs a role and a content' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- One call is one checkpoint (one proxied model call): the archive writes a line per checkpoint.
-    BEGIN
-        INSERT INTO ibex_core.session_turns (org_id, session_id, turn_index, role, content, tokens, model, checkpoint,
-                                             created_at)
-        SELECT p_org, p_session, v_count + t.i::integer, t.v->>'role', t.v->>'content',
-               (t.v->>'tokens')::integer, t.v->>'model', v_checkpoint + 1,
-               coalesce((t.v->>'at')::timestamptz, now())
-        FROM jsonb_array_elements(p_turns) WITH ORDINALITY AS t(v, i);
-        GET DIAGNOSTICS v_added = ROW_COUNT;
-    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value THEN
-        RAISE EXCEPTION 'a turn''s "at" is not a time: %', SQLERRM USING ERRCODE = 'invalid_datetime_format',
-            HINT = 'Give "at" as an ISO 8601 time with its offset, e.g. "2026-11-29T18:30:00Z".';
-    END;
-    IF EXISTS (SELECT 1 FROM ibex_core.session_turns st
-               WHERE st.org_id = p_org AND st.session_id = p_session AND st.turn_index > v_count
-                 AND (st.created_at > now() + interval '1 day' OR st.created_at < '1900-01-01'::timestamptz)) THEN
-        RAISE EXCEPTION 'a turn''s "at" is out of range' USING ERRCODE = 'datetime_field_overflow',
-            DETAIL = 'It must be between 1900-01-01 and a day from now.';
+    -- "at" comes with imported turns only: checked before anything is written, and only then
+    -- (the proxy's appends pay for no subtransaction).
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(p_turns) t WHERE t ? 'at') THEN
+        BEGIN
+            SELECT min((t->>'at')::timestamptz), max((t->>'at')::timestamptz) INTO v_first, v_last
+            FROM jsonb_array_elements(p_turns) t;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value THEN
+            RAISE EXCEPTION 'a turn''s "at" is not a time: %', SQLERRM USING ERRCODE = 'invalid_datetime_format',
+                HINT = 'Give "at" as an ISO 8601 time with its offset, e.g. "2026-11-29T18:30:00Z".';
+        END;
+        IF v_first < '1900-01-01'::timestamptz OR v_last > now() + interval '1 day' THEN
+            RAISE EXCEPTION 'a turn''s "at" is out of range' USING ERRCODE = 'datetime_field_overflow',
+                DETAIL = 'It must be between 1900-01-01 and a day from now.';
+        END IF;
     END IF;
+    -- One call is one checkpoint (one proxied model call): the archive writes a line per checkpoint.
+    INSERT INTO ibex_core.session_turns (org_id, session_id, turn_index, role, content, tokens, model, checkpoint,
+                                         created_at)
+    SELECT p_org, p_session, v_count + t.i::integer, t.v->>'role', t.v->>'content',
+           (t.v->>'tokens')::integer, t.v->>'model', v_checkpoint + 1, coalesce((t.v->>'at')::timestamptz, now())
+    FROM jsonb_array_elements(p_turns) WITH ORDINALITY AS t(v, i);
+    GET DIAGNOSTICS v_added = ROW_COUNT;
     UPDATE ibex_core.sessions s
     SET turn_count = v_count + v_added, checkpoint_count = v_checkpoint + sign(v_added)::integer
     WHERE s.org_id = p_org AND s.id = p_session;

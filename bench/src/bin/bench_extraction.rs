@@ -64,17 +64,6 @@ async fn configure(admin: &PgPool, base_url: Option<&str>) -> anyhow::Result<()>
 /// Records a 10-turn session (user turns with a fact each, assistant acknowledgements), completes
 /// it and waits until the workers moved the checkpoint past every turn.
 async fn one_session(admin: &PgPool, org: Uuid, agent: Uuid, tag: &str) -> anyhow::Result<Duration> {
-    let mut tx = admin.begin().await?;
-    sqlx::query("SELECT set_config('ibex.org_id', $1, true)")
-        .bind(org.to_string())
-        .execute(&mut *tx)
-        .await?;
-    let session: Uuid = sqlx::query_scalar("SELECT ibex_core.ensure_session($1, $2, $3)")
-        .bind(org)
-        .bind(agent)
-        .bind(format!("bench-{tag}"))
-        .fetch_one(&mut *tx)
-        .await?;
     let turns: Vec<serde_json::Value> = FACTS
         .iter()
         .take(5)
@@ -85,18 +74,7 @@ async fn one_session(admin: &PgPool, org: Uuid, agent: Uuid, tag: &str) -> anyho
             ]
         })
         .collect();
-    sqlx::query("SELECT ibex_core.append_turns($1, $2, $3)")
-        .bind(org)
-        .bind(session)
-        .bind(serde_json::Value::Array(turns))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT ibex_core.complete_session($1, $2)")
-        .bind(org)
-        .bind(session)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let session = learning::record_session(admin, org, agent, &format!("bench-{tag}"), turns).await?;
     let started = Instant::now();
     loop {
         let done: bool = sqlx::query_scalar(

@@ -22,7 +22,7 @@
 
 use std::sync::OnceLock;
 
-use chrono::{Datelike, Duration, Months, NaiveDate, Weekday};
+use chrono::{Datelike, Duration, Month, Months, NaiveDate, Weekday};
 use regex::{Captures, Regex};
 
 const NUMBER_WORDS: [&str; 13] = [
@@ -59,21 +59,10 @@ pub fn long_date(date: NaiveDate) -> String {
 }
 
 fn month_name(month: u32) -> &'static str {
-    const NAMES: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    NAMES[(month.clamp(1, 12) - 1) as usize]
+    u8::try_from(month)
+        .ok()
+        .and_then(|m| Month::try_from(m).ok())
+        .map_or("", |m| m.name())
 }
 
 fn pattern() -> &'static Regex {

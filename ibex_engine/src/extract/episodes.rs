@@ -21,6 +21,7 @@
 //! pieces of at most [`MAX_EPISODE_CHARS`] characters, so one pasted page cannot fill a context.
 
 use super::rules::is_instruction;
+use super::rules::lexicon::{listed, words_lower};
 use super::rules::text::{is_question, sentences};
 use super::{Category, ExtractedMemory, Turn};
 
@@ -39,7 +40,8 @@ const PHATIC: &str = "hi|hello|hey|heya|hiya|yo|there|good|morning|afternoon|eve
     hm|oh|ah|aha|wow|right|got|it|sounds|perfect|bye|goodbye|see|ya|later|welcome|np|alright|fine|cheers|indeed|\
     exactly|true|agreed|interesting|really|i|me|too|same|how|are|doing|well|to|meet|glad|hear|that|that's|thats|\
     makes|sense|understood|noted|totally|definitely|absolutely|of|course|a|lot|all|the|best|take|care|talk|soon|\
-    will|do|haha|omg|yay|ooh|aw|aww|love|it's|its|amazing|fantastic|wonderful|happy|for|what|a|day|helpful|useful|lovely|brilliant|nice|bad|sad";
+    will|do|omg|yay|ooh|aw|aww|love|it's|its|amazing|fantastic|wonderful|happy|for|what|day|helpful|useful|lovely|\
+    brilliant|bad|sad";
 
 /// Verbs that open a request for the answer at hand.
 const REQUEST_VERBS: &str = "please|help|tell|show|give|write|rewrite|summarise|summarize|explain|translate|list|\
@@ -82,34 +84,21 @@ fn without_code_blocks(text: &str) -> String {
     text.split("```").step_by(2).collect::<Vec<_>>().join("\n")
 }
 
-fn words(sentence: &str) -> impl Iterator<Item = String> + '_ {
-    sentence
-        .split(|c: char| c.is_whitespace() || c == ',' || c == '/')
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
-                .replace('\u{2019}', "'")
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-}
-
-fn listed(list: &str, word: &str) -> bool {
-    list.split('|').any(|w| w == word)
-}
-
 fn is_phatic(sentence: &str) -> bool {
-    words(sentence).all(|w| listed(PHATIC, &w))
+    words_lower(sentence)
+        .filter(|w| !w.is_empty())
+        .all(|w| listed(PHATIC, &w))
 }
 
 fn is_request(sentence: &str) -> bool {
-    let mut all = words(sentence);
-    let opens_request = all.next().is_some_and(|w| listed(REQUEST_VERBS, &w));
-    let about_the_user = words(sentence).any(|w| matches!(w.as_str(), "i" | "i'm" | "i've" | "my" | "we" | "our"));
+    let opens_request = words_lower(sentence).next().is_some_and(|w| listed(REQUEST_VERBS, &w));
+    let about_the_user =
+        words_lower(sentence).any(|w| matches!(w.as_str(), "i" | "i'm" | "i've" | "my" | "we" | "our"));
     opens_request && !about_the_user
 }
 
 fn content_words(sentence: &str) -> usize {
-    words(sentence)
+    words_lower(sentence)
         .filter(|w| {
             !listed(STOP_WORDS, w)
                 && !listed(PHATIC, w)

@@ -106,7 +106,7 @@ use self::text::{clauses, cut_at_comma, is_question, sentences, third_person};
 use super::{Category, ExtractedMemory, Turn};
 use crate::content::normalise;
 
-mod lexicon;
+pub(crate) mod lexicon;
 pub(crate) mod text;
 
 /// "always answer in formal English" and the like.

@@ -52,6 +52,7 @@ struct Inputs {
 }
 
 /// A memory ready to store: dates resolved, with when it happened.
+#[derive(Clone)]
 struct Learned {
     memory: ExtractedMemory,
     occurred_at: Option<String>,
@@ -330,20 +331,7 @@ fn write(job: &Job, memories: &[Learned]) -> Result<Option<String>, String> {
         Some(s) => format!("llm:{}", s.model),
         None => "rules".to_string(),
     };
-    type Row = (String, String, f32, Vec<i32>, Option<String>);
-    let memories: Vec<Row> = memories
-        .iter()
-        .map(|l| {
-            let m = &l.memory;
-            (
-                m.content.clone(),
-                m.category.as_str().to_string(),
-                m.confidence,
-                m.turns.clone(),
-                l.occurred_at.clone(),
-            )
-        })
-        .collect();
+    let memories = memories.to_vec();
     runtime::transaction("writing memories", move || {
         Spi::connect_mut(|client| {
             client.update("SELECT set_config('ibex.org_id', $1, true)", None, &[org.as_str().into()])?;
@@ -362,7 +350,7 @@ fn write(job: &Job, memories: &[Learned]) -> Result<Option<String>, String> {
             // The batch it was learned in; the memory's own turns are its source_turns.
             let metadata = serde_json::json!({"source": "extraction", "extractor": extractor, "batch": [from + 1, to]}).to_string();
             let (mut created, mut duplicate, mut superseded, mut queued) = (0i64, 0i64, 0i64, 0i64);
-            for (content, category, confidence, turns, occurred_at) in &memories {
+            for Learned { memory, occurred_at } in &memories {
                 let path = client
                     .update(
                         // learn: remember, except that a standing instruction (procedural) waits
@@ -373,11 +361,11 @@ fn write(job: &Job, memories: &[Learned]) -> Result<Option<String>, String> {
                         &[
                             org.as_str().into(),
                             agent.as_str().into(),
-                            content.as_str().into(),
-                            category.as_str().into(),
-                            f64::from(*confidence).into(),
+                            memory.content.as_str().into(),
+                            memory.category.as_str().into(),
+                            f64::from(memory.confidence).into(),
                             session.as_str().into(),
-                            turns.clone().into(),
+                            memory.turns.clone().into(),
                             occurred_at.as_deref().into(),
                             metadata.as_str().into(),
                         ],

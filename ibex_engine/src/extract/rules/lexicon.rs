@@ -51,7 +51,7 @@ pub(super) fn any(list: &str) -> String {
 }
 
 /// Whether `word` is an entry of the `|`-separated `list`.
-pub(super) fn listed(list: &str, word: &str) -> bool {
+pub(crate) fn listed(list: &str, word: &str) -> bool {
     list.split('|').any(|w| w == word)
 }
 
@@ -116,7 +116,7 @@ pub(super) fn starts_with_word(text: &str, list: &str) -> bool {
     listed(list, &first_word(text))
 }
 
-pub(super) fn words_lower(text: &str) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn words_lower(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split_whitespace().map(|w| {
         w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-')
             .to_lowercase()
