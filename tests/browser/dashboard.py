@@ -21,7 +21,8 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 HTTP = os.environ["IBEX_HTTP"]
 TOKEN = os.environ["IBEX_TOKEN"]
@@ -88,6 +89,17 @@ class Checks:
         self.page(name)
 
 
+def follow(driver, element):
+    """Clicks a link or a submit button and waits for the page it loads. The click returns
+    before the navigation ends, so a lookup right after it may read the old page, or an
+    element of it that goes stale under the lookup."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait = WebDriverWait(driver, 30)
+    wait.until(expected_conditions.staleness_of(old))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def text(driver):
     return driver.find_element(By.TAG_NAME, "body").text
 
@@ -97,7 +109,7 @@ def sign_in(driver, checks):
     assert driver.current_url.endswith("/dashboard/login?reason=signed_out"), driver.current_url
     checks.page("00-login")
     driver.find_element(By.ID, "token").send_keys(TOKEN)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
     assert driver.find_element(By.TAG_NAME, "h1").text == "Overview", text(driver)
     checks.page("01-overview")
 
@@ -107,7 +119,7 @@ def create_agent(driver, checks):
     assert "No agents" in text(driver)
     driver.find_element(By.ID, "name").send_keys("Browser helper")
     driver.find_element(By.ID, "description").send_keys("Made by the browser test.")
-    driver.find_element(By.CSS_SELECTOR, "form[action='/dashboard/agents'][method=post] button").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "form[action='/dashboard/agents'][method=post] button"))
     assert "Browser helper" in driver.find_element(By.TAG_NAME, "h1").text, text(driver)
     checks.page("03-agent")
     return driver.current_url.rsplit("/", 1)[1]
@@ -144,20 +156,20 @@ def search_and_forget(driver, checks, agent):
     checks.open("/dashboard/memories", "04-memories")
     driver.find_element(By.ID, "q").send_keys("favourite colour")
     Select(driver.find_element(By.ID, "agent")).select_by_value(agent)
-    driver.find_element(By.CSS_SELECTOR, "form[role=search] button").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "form[role=search] button"))
     rows = driver.find_elements(By.CSS_SELECTOR, "table.hits tbody tr")
     assert rows, text(driver)
     assert "teal" in rows[0].text, rows[0].text
     score = float(rows[0].find_element(By.CSS_SELECTOR, "td.num strong").text)
     assert 0 < score <= 1.5, score
     checks.page("05-search")
-    rows[0].find_element(By.TAG_NAME, "a").click()
+    follow(driver, rows[0].find_element(By.TAG_NAME, "a"))
     assert "Version history" in text(driver)
     checks.page("06-memory")
-    driver.find_element(By.LINK_TEXT, "Forget this memory…").click()
+    follow(driver, driver.find_element(By.LINK_TEXT, "Forget this memory…"))
     checks.page("07-forget")
     driver.find_element(By.ID, "reason").send_keys("outdated")
-    driver.find_element(By.CSS_SELECTOR, "button.danger").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "button.danger"))
     assert driver.find_element(By.CSS_SELECTOR, "h1 .badge").text == "deleted", text(driver)
     assert "outdated" in text(driver)
     checks.page("08-forgotten")
@@ -165,9 +177,9 @@ def search_and_forget(driver, checks, agent):
 
 def open_replay(driver, checks, session):
     checks.open("/dashboard/sessions", "09-sessions")
-    driver.find_element(By.CSS_SELECTOR, f"a[href='/dashboard/sessions/{session}']").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, f"a[href='/dashboard/sessions/{session}']"))
     checks.page("10-session")
-    driver.find_element(By.LINK_TEXT, "Replay from the archive").click()
+    follow(driver, driver.find_element(By.LINK_TEXT, "Replay from the archive"))
     body = text(driver)
     for shown in ("Checkpoint 1", "Book a table for two at eight.", "Chez Rex", "gpt-4o-mini", "21 tokens"):
         assert shown in body, f"{shown!r} not in the replay: {body}"
