@@ -157,6 +157,53 @@ pub async fn learn_set(admin: &PgPool, set: &ConversationSet, slug: &str) -> any
     Ok((learned, took))
 }
 
+/// The set as an earlier run of [`learn_set`] left it in org `slug`, when every session is there
+/// and learned: lets a run that only changes the ranking skip the replay
+/// (`IBEX_BENCH_REUSE_LEARNED=1`). None when anything is missing.
+pub async fn reuse_set(admin: &PgPool, set: &ConversationSet, slug: &str) -> anyhow::Result<Option<Learned>> {
+    let Some(org) = sqlx::query_scalar::<_, Uuid>("SELECT id FROM ibex_core.orgs WHERE slug = $1")
+        .bind(slug)
+        .fetch_optional(admin)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut learned = Learned {
+        org,
+        agents: Vec::new(),
+        sessions: HashMap::new(),
+    };
+    for (c, conversation) in set.conversations.iter().enumerate() {
+        let Some(agent) = sqlx::query_scalar::<_, Uuid>(
+            "SELECT id FROM ibex_core.agents WHERE org_id = $1 AND name = $2",
+        )
+        .bind(org)
+        .bind(format!("friend of {}", conversation.user))
+        .fetch_optional(admin)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, external_id FROM ibex_core.sessions
+             WHERE org_id = $1 AND agent_id = $2 AND last_extracted_turn = turn_count",
+        )
+        .bind(org)
+        .bind(agent)
+        .fetch_all(admin)
+        .await?;
+        let prefix = format!("c{c}-s");
+        for (id, external) in rows {
+            if let Some(s) = external.strip_prefix(&prefix).and_then(|s| s.parse::<usize>().ok()) {
+                learned.sessions.insert(id, (c, s));
+            }
+        }
+        learned.agents.push(agent);
+    }
+    let wanted = set.conversations.iter().map(|c| c.sessions.len()).sum::<usize>();
+    Ok((learned.sessions.len() == wanted).then_some(learned))
+}
+
 /// What the learned memories of one conversation cover.
 #[derive(Debug, Default)]
 pub struct Coverage {
@@ -240,6 +287,18 @@ pub struct Recall {
     /// Temporal questions whose day is written in a memory IBEX search returned for them.
     pub dated: usize,
     pub temporal: usize,
+    /// Questions IBEX search answered without all of their evidence in the top k.
+    pub ibex_misses: Vec<Miss>,
+}
+
+/// A question whose evidence IBEX search left out of its top k.
+#[derive(Debug)]
+pub struct Miss {
+    pub kind: Kind,
+    pub question: String,
+    /// Evidence turns found, of those needed.
+    pub found: usize,
+    pub needed: usize,
 }
 
 impl Recall {
@@ -303,6 +362,14 @@ pub async fn recall(
                 .collect();
             let share = q.evidence.iter().filter(|e| found.contains(e)).count() as f64 / q.evidence.len() as f64;
             *out.sums.entry((r, q.kind)).or_default() += share;
+            if ranker == Ranker::Ibex && share < 1.0 {
+                out.ibex_misses.push(Miss {
+                    kind: q.kind,
+                    question: q.text.clone(),
+                    found: q.evidence.iter().filter(|e| found.contains(e)).count(),
+                    needed: q.evidence.len(),
+                });
+            }
             if let (Ranker::Ibex, Some(written)) = (ranker, &q.date) {
                 out.temporal += 1;
                 let texts: Vec<String> =

@@ -159,6 +159,27 @@ SELECT count(*) AS visible FROM ibex_core.memories WHERE id = :'other';
 RESET ibex.org_id;
 RESET ROLE;
 
+-- Bridging: the question names the relation ("cousin"), the news only the person. The
+-- introduction ranks first and lends "cousin" to the memories that share the name Zeno, so
+-- Zeno's course ranks above the other courses, which share nothing with the question.
+INSERT INTO ibex_core.agents (org_id, id, name, status) VALUES
+    ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000c1a03', 'friend', 'active');
+SET ROLE ibex_app;
+SET ibex.org_id = '00000000-0000-0000-0000-0000000000c1';
+\set friend '''00000000-0000-0000-0000-0000000c1a03'''
+SELECT r.path, count(*) FROM unnest(ARRAY[
+    'You haven''t met my cousin yet: Zeno, a pastry chef with a very loud laugh.',
+    'Tessa started a course in pottery in Bergen.',
+    'Bruno started a course in French in Lyon.',
+    'Zeno started a course in marine biology in Accra.',
+    'Zeno sent me a funny video about a dog.',
+    'The weather in Lisbon was lovely all week.']) c,
+    LATERAL ibex_core.remember(:org, :friend, c, 'episodic') r GROUP BY 1;
+SELECT content, round(lexical::numeric, 3) AS lexical
+FROM ibex_core.search(:org, :friend, 'What is the user''s cousin studying?', 4, p_record_access => false);
+RESET ibex.org_id;
+RESET ROLE;
+
 -- No PII reached the stored rows: neither memories nor their history.
 SELECT count(*) AS memories_with_pii FROM ibex_core.memories
 WHERE content ~ '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+' OR content ~ '\d{3}\D{0,2}\d{3}-\d{4}' OR content ~ '\d{3}-\d{2}-\d{4}';

@@ -36,6 +36,9 @@ LANGUAGE plpgsql
 -- Planning the candidate query costs more than running it; one generic plan serves every call
 -- (the exact/IVFFlat choice is a run-time filter, so a generic plan loses nothing).
 SET plan_cache_mode = force_generic_plan
+-- A search runs in milliseconds; JIT compiling its plan (chosen when row estimates of the scoring
+-- functions add up) costs over a second.
+SET jit = off
 SET ivfflat.probes = 10
 SET ivfflat.iterative_scan = relaxed_order
 SET ivfflat.max_probes = 100
@@ -51,6 +54,8 @@ DECLARE
     v_any       tsquery;
     v_exact     boolean;
     v_found     uuid[] := '{}';
+    v_bridge_parents  integer := 3;
+    v_bridge_max_docs integer := 8;
 BEGIN
     PERFORM ibex_core.assert_org(p_org);
     IF p_agent IS NULL THEN
@@ -170,14 +175,51 @@ BEGIN
                              WHERE m.content_tsv @@ ibex_core.lexeme_query(w.term)), 0) / v_idf_total
                ELSE 0 END AS lex
         FROM candidates c JOIN ibex_core.memories m ON m.org_id = p_org AND m.id = c.id),
-    ranked AS (
-        SELECT s.id, s.content, s.category, s.confidence, s.created_at, s.occurred_at, s.sem, s.lex,
+    first_pass AS MATERIALIZED (
+        SELECT s.id, s.content, s.category, s.confidence, s.created_at, s.occurred_at, s.content_tsv, s.sem, s.lex,
+               s.useful_count, s.not_useful_count, s.access_count, s.last_accessed_at,
                sc.relevance, sc.recency, sc.usefulness, sc.access_frequency, sc.total
         FROM signals s,
              LATERAL ibex_score_components(ibex_relevance(s.sem, s.lex), s.confidence, s.useful_count,
                                            s.not_useful_count, s.access_count,
-                                           coalesce(s.last_accessed_at, s.occurred_at, s.created_at), now()) sc
-        ORDER BY sc.total DESC, s.id
+                                           coalesce(s.last_accessed_at, s.occurred_at, s.created_at), now()) sc),
+    -- Bridging (docs/ARCHITECTURE.md, "Search"): a conversation names a person or a place once
+    -- with what a question asks about ("my cousin Zeno") and later by name alone ("Zeno started a
+    -- course"). The best first-pass results lend the query terms they contain to the candidates
+    -- that share a name with them (a capitalised word, not a query term, in few of the agent's
+    -- memories): such a candidate's lexical coverage counts the terms it or that result has.
+    parents AS (
+        SELECT f.id, f.content, f.content_tsv FROM first_pass f ORDER BY f.total DESC, f.id LIMIT v_bridge_parents),
+    bridge_words AS (
+        SELECT p.id AS parent, p.content_tsv AS parent_tsv, ibex_core.lexeme_query(l.lexeme) AS word
+        FROM parents p,
+             LATERAL (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', string_agg(w[1], ' ')))) AS lexeme
+                      FROM regexp_matches(p.content, '\m[[:upper:]][[:alnum:]]+', 'g') AS w) l
+        JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = l.lexeme
+        WHERE st.doc_count BETWEEN 2 AND v_bridge_max_docs AND l.lexeme <> ALL (coalesce(v_terms, '{}'))),
+    bridged AS (
+        SELECT f.id,
+               max((SELECT sum(w.idf) FROM unnest(v_terms, v_idf) AS w(term, idf)
+                    WHERE f.content_tsv @@ ibex_core.lexeme_query(w.term)
+                       OR b.parent_tsv @@ ibex_core.lexeme_query(w.term)) / v_idf_total) AS lex
+        FROM first_pass f JOIN bridge_words b ON f.id <> b.parent AND f.content_tsv @@ b.word
+        WHERE coalesce(v_idf_total, 0) > 0
+        GROUP BY f.id),
+    -- Only a bridged candidate is scored again.
+    ranked AS (
+        SELECT f.id, f.content, f.category, f.confidence, f.created_at, f.occurred_at, f.sem,
+               coalesce(b.lex, f.lex) AS lex, coalesce(r.relevance, f.relevance) AS relevance,
+               coalesce(r.recency, f.recency) AS recency, coalesce(r.usefulness, f.usefulness) AS usefulness,
+               coalesce(r.access_frequency, f.access_frequency) AS access_frequency,
+               coalesce(r.total, f.total) AS total
+        FROM first_pass f
+        LEFT JOIN bridged b ON b.id = f.id AND b.lex > f.lex
+        LEFT JOIN LATERAL (
+            SELECT sc.* FROM ibex_score_components(ibex_relevance(f.sem, b.lex), f.confidence, f.useful_count,
+                                                   f.not_useful_count, f.access_count,
+                                                   coalesce(f.last_accessed_at, f.occurred_at, f.created_at), now()) sc
+            WHERE b.id IS NOT NULL) r ON true
+        ORDER BY total DESC, f.id
         LIMIT p_k)
     SELECT r.id, r.content, r.category, r.confidence,
            ARRAY(SELECT t.name FROM ibex_core.memory_tags mt JOIN ibex_core.tags t ON t.org_id = mt.org_id AND t.id = mt.tag_id

@@ -15,7 +15,9 @@
 //! Environment (scripts/bench-memory.sh sets it): IBEX_BENCH_URL_10K, IBEX_BENCH_URL_100K,
 //! IBEX_BENCH_URL_QUALITY (superuser URLs of migrated databases), IBEX_BENCH_URL_LEARNING (the
 //! database the extraction workers serve), IBEX_BENCH_PARTS (default "scale,quality,conversations"), IBEX_BENCH_SIZES (default
-//! "10000,100000"), IBEX_BENCH_ROUNDS (default 3).
+//! "10000,100000"), IBEX_BENCH_ROUNDS (default 3), IBEX_BENCH_REUSE_LEARNED=1 (the conversational
+//! part measures what an earlier run learned instead of replaying the set: for tuning the
+//! ranking only), IBEX_BENCH_MISSES (IBEX misses listed per question kind, default 5).
 
 use std::time::Instant;
 
@@ -521,10 +523,25 @@ async fn conversational(url: &str, figures: &mut Figures) -> anyhow::Result<()> 
         conversations::SESSIONS,
         set.questions.len()
     );
-    let (learned, took) = learning::learn_set(&admin, &set, "bench-conversations").await?;
+    let slug = "bench-conversations";
+    let reused = if std::env::var("IBEX_BENCH_REUSE_LEARNED").is_ok_and(|v| v == "1") {
+        learning::reuse_set(&admin, &set, slug).await?
+    } else {
+        None
+    };
+    let learned = match reused {
+        Some(learned) => {
+            println!("  reusing what an earlier run learned (IBEX_BENCH_REUSE_LEARNED=1)");
+            learned
+        }
+        None => {
+            let (learned, took) = learning::learn_set(&admin, &set, slug).await?;
+            println!("  learned in {:.1} s", took.as_secs_f64());
+            learned
+        }
+    };
     let sources = learning::sources(&admin, &learned).await?;
     let coverage = learning::coverage(&set, &sources);
-    println!("  learned in {:.1} s", took.as_secs_f64());
     println!(
         "  {:<14} {:>7} {:>11} {:>9} {:>13} {:>9}",
         "conversation", "turns", "user turns", "memories", "needed turns", "covered"
@@ -593,6 +610,21 @@ async fn conversational(url: &str, figures: &mut Figures) -> anyhow::Result<()> 
                 &format!("conversations_recall_at_10_{name}_{}", kind.label().replace('-', "_")),
                 recall.of(r, Some(kind)),
             );
+        }
+    }
+    let shown: usize = std::env::var("IBEX_BENCH_MISSES").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    if !recall.ibex_misses.is_empty() && shown > 0 {
+        println!("  IBEX misses (IBEX_BENCH_MISSES={shown} shows that many per kind):");
+        for kind in Kind::ALL {
+            for miss in recall.ibex_misses.iter().filter(|m| m.kind == kind).take(shown) {
+                println!(
+                    "    {:<10} {} of {} turns found: {}",
+                    kind.label(),
+                    miss.found,
+                    miss.needed,
+                    miss.question
+                );
+            }
         }
     }
     println!(
