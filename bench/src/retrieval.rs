@@ -59,6 +59,8 @@ pub enum Ranker {
     Lexical,
     /// `ibex_core.search` as shipped.
     Ibex,
+    /// `ibex_core.search` with `ibex.search_bridging = off`: the ranking before bridging.
+    IbexUnbridged,
 }
 
 impl Ranker {
@@ -68,6 +70,7 @@ impl Ranker {
             Ranker::FullText => "full text (ts_rank_cd)",
             Ranker::Lexical => "full text (BM25-style idf)",
             Ranker::Ibex => "IBEX search",
+            Ranker::IbexUnbridged => "IBEX search, no bridging",
         }
     }
 }
@@ -81,6 +84,18 @@ pub async fn rank(
     query: &str,
     k: i32,
 ) -> sqlx::Result<Vec<Uuid>> {
+    Ok(rank_timed(conn, ranker, org, agent, query, k).await?.0)
+}
+
+/// [`rank`], with the time the ranking query took (not the settings around it).
+pub async fn rank_timed(
+    conn: &mut PgConnection,
+    ranker: Ranker,
+    org: Uuid,
+    agent: Uuid,
+    query: &str,
+    k: i32,
+) -> sqlx::Result<(Vec<Uuid>, std::time::Duration)> {
     let sql = match ranker {
         Ranker::Vector => {
             // The query vector is computed once (a STABLE call in the select list would run per row).
@@ -97,13 +112,19 @@ pub async fn rank(
              WHERE m.org_id = $1 AND m.agent_id = $2 AND m.status = 'active' AND m.content_tsv @@ q.q
              ORDER BY ts_rank_cd(m.content_tsv, q.q) DESC, m.id LIMIT $4"
         }
-        Ranker::Lexical | Ranker::Ibex => {
+        Ranker::Lexical | Ranker::Ibex | Ranker::IbexUnbridged => {
             "SELECT memory_id FROM ibex_core.search($1, $2, $3, $4, p_record_access => false)"
         }
     };
-    if ranker == Ranker::Lexical {
-        sqlx::query("SET ibex.lexical_weight = 1").execute(&mut *conn).await?;
+    let setting = match ranker {
+        Ranker::Lexical => Some("ibex.lexical_weight = 1"),
+        Ranker::IbexUnbridged => Some("ibex.search_bridging = off"),
+        _ => None,
+    };
+    if let Some(setting) = setting {
+        sqlx::query(&format!("SET {setting}")).execute(&mut *conn).await?;
     }
+    let started = std::time::Instant::now();
     let ids = sqlx::query_scalar(sql)
         .bind(org)
         .bind(agent)
@@ -111,10 +132,12 @@ pub async fn rank(
         .bind(k)
         .fetch_all(&mut *conn)
         .await;
-    if ranker == Ranker::Lexical {
-        sqlx::query("RESET ibex.lexical_weight").execute(&mut *conn).await?;
+    let took = started.elapsed();
+    if let Some(setting) = setting {
+        let name = setting.split(' ').next().unwrap_or_default();
+        sqlx::query(&format!("RESET {name}")).execute(&mut *conn).await?;
     }
-    ids
+    Ok((ids?, took))
 }
 
 /// recall@k per ranker, overall and per query style.

@@ -33,6 +33,8 @@ static MAX_QUERY_CHARS: GucSetting<i32> = GucSetting::<i32>::new(65_536);
 static MAX_METADATA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(65_536);
 /// Agents with at most this many active memories are searched exactly instead of through IVFFlat.
 static EXACT_SEARCH_MAX_MEMORIES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// Search bridges through names (docs/ARCHITECTURE.md, "Search"); read by the SQL function.
+static SEARCH_BRIDGING: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 // ---- Tenancy and history ---------------------------------------------------------------------
 /// The organisation this session acts for. Row-level security policies and every ibex_core
@@ -158,6 +160,12 @@ pub fn init() {
         &EXACT_SEARCH_MAX_MEMORIES,
         0,
         i32::MAX,
+        Userset,
+    );
+    flag(
+        c"ibex.search_bridging",
+        c"Search lends the best results' query terms to memories that share a name with them.",
+        &SEARCH_BRIDGING,
         Userset,
     );
     int(

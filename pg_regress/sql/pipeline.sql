@@ -177,6 +177,11 @@ SELECT r.path, count(*) FROM unnest(ARRAY[
     LATERAL ibex_core.remember(:org, :friend, c, 'episodic') r GROUP BY 1;
 SELECT content, round(lexical::numeric, 3) AS lexical
 FROM ibex_core.search(:org, :friend, 'What is the user''s cousin studying?', 4, p_record_access => false);
+-- ibex.search_bridging = off: the news keeps its own lexical evidence (none).
+SET ibex.search_bridging = off;
+SELECT content, round(lexical::numeric, 3) AS lexical
+FROM ibex_core.search(:org, :friend, 'What is the user''s cousin studying?', 2, p_record_access => false);
+RESET ibex.search_bridging;
 RESET ibex.org_id;
 RESET ROLE;
 

@@ -54,7 +54,9 @@ DECLARE
     v_any       tsquery;
     v_exact     boolean;
     v_found     uuid[] := '{}';
-    v_bridge_parents  integer := 3;
+    -- Bridging (below): how many first-pass results lend their terms, and how many of the
+    -- agent's memories a name may be in (more is a common word, not a name).
+    v_bridge_parents  integer := CASE WHEN current_setting('ibex.search_bridging')::boolean THEN 3 ELSE 0 END;
     v_bridge_max_docs integer := 8;
 BEGIN
     PERFORM ibex_core.assert_org(p_org);

@@ -578,7 +578,7 @@ async fn conversational(url: &str, figures: &mut Figures) -> anyhow::Result<()> 
         )
     );
 
-    let rankers = [Ranker::Vector, Ranker::FullText, Ranker::Ibex];
+    let rankers = [Ranker::Vector, Ranker::FullText, Ranker::IbexUnbridged, Ranker::Ibex];
     let recall = learning::recall(&admin, &learned, &set.questions, &sources, &rankers, 10).await?;
     println!(
         "  {:<30} {:>7} {:>9} {:>9} {:>9} {:>11}",
@@ -602,6 +602,7 @@ async fn conversational(url: &str, figures: &mut Figures) -> anyhow::Result<()> 
         let name = match ranker {
             Ranker::Vector => "vector",
             Ranker::FullText => "fulltext",
+            Ranker::IbexUnbridged => "ibex_unbridged",
             _ => "ibex",
         };
         figures.add(&format!("conversations_recall_at_10_{name}"), recall.of(r, None));
@@ -612,7 +613,10 @@ async fn conversational(url: &str, figures: &mut Figures) -> anyhow::Result<()> 
             );
         }
     }
-    let shown: usize = std::env::var("IBEX_BENCH_MISSES").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let shown: usize = std::env::var("IBEX_BENCH_MISSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     if !recall.ibex_misses.is_empty() && shown > 0 {
         println!("  IBEX misses (IBEX_BENCH_MISSES={shown} shows that many per kind):");
         for kind in Kind::ALL {
@@ -637,13 +641,28 @@ async fn conversational(url: &str, figures: &mut Figures) -> anyhow::Result<()> 
         "conversations_temporal_dated",
         recall.dated as f64 / recall.temporal.max(1) as f64,
     );
+    // The same questions searched without and with bridging, alternately (machine noise
+    // hits both alike): what bridging costs.
     let search = Samples(recall.ibex_ms.clone());
+    let unbridged = Samples(recall.unbridged_ms.clone());
     println!(
-        "  IBEX search on these agents: p50 {:.1} ms, p95 {:.1} ms ({} searches)",
+        "  IBEX search on these agents: p50 {:.1} ms, p95 {:.1} ms; without bridging p50 {:.1} ms, p95 {:.1} ms ({} searches each)",
         search.percentile(50.0),
         search.percentile(95.0),
+        unbridged.percentile(50.0),
+        unbridged.percentile(95.0),
         recall.ibex_ms.len()
     );
+    let slowdown = search.percentile(95.0) / unbridged.percentile(95.0).max(1e-9);
+    println!(
+        "{}",
+        verdict(
+            "bridging slows search p95 by at most 10%",
+            slowdown <= 1.10,
+            format!("{:+.1}%", 100.0 * (slowdown - 1.0))
+        )
+    );
+    figures.add("conversations_bridging_p95_ratio", slowdown);
     figures.add("conversations_coverage", share);
     figures.add("conversations_memories_per_turn", memories as f64 / turns as f64);
     figures.add("conversations_search_p95_ms", search.percentile(95.0));

@@ -177,15 +177,9 @@ async fn run_once(state: &AppState, value: &HeaderValue, request: Request, next:
         .map(|v| sha256_hex(v.as_bytes()))
         .unwrap_or_default();
     let (parts, body) = request.into_parts();
-    let bytes = to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
-        reject(ApiError::PayloadTooLarge {
-            message: format!(
-                "the request body is over the limit of {} bytes",
-                state.config.max_body_bytes
-            ),
-            details: None,
-        })
-    })?;
+    let bytes = crate::http::body::read_limited(body, state.config.max_body_bytes)
+        .await
+        .map_err(reject)?;
     let fingerprint = sha256_hex(format!("{} {}\n", parts.method, parts.uri.path()).as_bytes()) + &sha256_hex(&bytes);
     let redis_key = format!(
         "ibex:idem:v1:{}:{}",

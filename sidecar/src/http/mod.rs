@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, the shared middleware, and the handlers (one module per area).
 
+pub mod body;
 mod dashboard;
 mod embed;
 mod health;

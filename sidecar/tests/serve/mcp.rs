@@ -258,6 +258,21 @@ async fn mcp_refuses_requests_without_a_valid_token() {
     assert_eq!(listed.status().as_u16(), 200);
     let body: Value = listed.json().await.unwrap();
     assert_eq!(body["result"]["structuredContent"]["data"], json!([]), "{body}");
+    // A body over the limit is refused in the error envelope, like on the REST routes.
+    let huge = server
+        .client
+        .post(server.url("/mcp"))
+        .bearer_auth(&valid)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": { "name": "remember", "arguments": {
+                "agent_id": t.agent, "content": "x".repeat(config().max_body_bytes + 1) } }
+        }))
+        .send()
+        .await
+        .unwrap();
+    reply(huge).await.error(413, "payload_too_large");
     server.stop().await;
 }
 
