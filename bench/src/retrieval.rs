@@ -116,13 +116,16 @@ pub async fn rank_timed(
             "SELECT memory_id FROM ibex_core.search($1, $2, $3, $4, p_record_access => false)"
         }
     };
+    // The setting a variant of IBEX search runs with (constants, not input).
     let setting = match ranker {
-        Ranker::Lexical => Some("ibex.lexical_weight = 1"),
-        Ranker::IbexUnbridged => Some("ibex.search_bridging = off"),
+        Ranker::Lexical => Some(("ibex.lexical_weight", "1")),
+        Ranker::IbexUnbridged => Some(("ibex.search_bridging", "off")),
         _ => None,
     };
-    if let Some(setting) = setting {
-        sqlx::query(&format!("SET {setting}")).execute(&mut *conn).await?;
+    if let Some((name, value)) = setting {
+        sqlx::query(&format!("SET {name} = {value}"))
+            .execute(&mut *conn)
+            .await?;
     }
     let started = std::time::Instant::now();
     let ids = sqlx::query_scalar(sql)
@@ -133,8 +136,7 @@ pub async fn rank_timed(
         .fetch_all(&mut *conn)
         .await;
     let took = started.elapsed();
-    if let Some(setting) = setting {
-        let name = setting.split(' ').next().unwrap_or_default();
+    if let Some((name, _)) = setting {
         sqlx::query(&format!("RESET {name}")).execute(&mut *conn).await?;
     }
     Ok((ids?, took))

@@ -192,13 +192,19 @@ BEGIN
     -- memories): such a candidate's lexical coverage counts the terms it or that result has.
     parents AS (
         SELECT f.id, f.content, f.content_tsv FROM first_pass f ORDER BY f.total DESC, f.id LIMIT v_bridge_parents),
-    bridge_words AS (
-        SELECT p.id AS parent, p.content_tsv AS parent_tsv, ibex_core.lexeme_query(l.lexeme) AS word
+    -- The parents' names first, materialised: joined with the agent's statistics inside one
+    -- query, the planner may walk every statistics row and re-parse the parents for each.
+    parent_names AS MATERIALIZED (
+        SELECT p.id AS parent, p.content_tsv AS parent_tsv, l.lexeme
         FROM parents p,
              LATERAL (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', string_agg(w[1], ' ')))) AS lexeme
                       FROM regexp_matches(p.content, '\m[[:upper:]][[:alnum:]]+', 'g') AS w) l
-        JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = l.lexeme
-        WHERE st.doc_count BETWEEN 2 AND v_bridge_max_docs AND l.lexeme <> ALL (coalesce(v_terms, '{}'))),
+        WHERE l.lexeme <> ALL (coalesce(v_terms, '{}'))),
+    bridge_words AS (
+        SELECT n.parent, n.parent_tsv, ibex_core.lexeme_query(n.lexeme) AS word
+        FROM parent_names n
+        JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = n.lexeme
+        WHERE st.doc_count BETWEEN 2 AND v_bridge_max_docs),
     bridged AS (
         SELECT f.id,
                max((SELECT sum(w.idf) FROM unnest(v_terms, v_idf) AS w(term, idf)

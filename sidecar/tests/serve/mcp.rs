@@ -213,17 +213,18 @@ async fn mcp_refuses_requests_without_a_valid_token() {
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } }
     });
-    let post = |token: Option<&str>| {
+    let post_body = |token: Option<&str>, body: &Value| {
         let mut request = server
             .client
             .post(server.url("/mcp"))
             .header("accept", "application/json, text/event-stream")
-            .json(&initialize);
+            .json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         request.send()
     };
+    let post = |token: Option<&str>| post_body(token, &initialize);
     reply(post(None).await.unwrap()).await.error(401, "unauthenticated");
     let bad = format!("ibx_{}", "A".repeat(32));
     reply(post(Some(&bad)).await.unwrap())
@@ -243,36 +244,23 @@ async fn mcp_refuses_requests_without_a_valid_token() {
     let accepted = post(Some(&valid)).await.unwrap();
     assert_eq!(accepted.status().as_u16(), 200);
     // Stateless: a tool call needs no session (what the README's curl example does).
-    let listed = server
-        .client
-        .post(server.url("/mcp"))
-        .bearer_auth(&valid)
-        .header("accept", "application/json, text/event-stream")
-        .json(&json!({
-            "jsonrpc": "2.0", "id": 2, "method": "tools/call",
-            "params": { "name": "list_memories", "arguments": { "agent_id": t.agent } }
-        }))
-        .send()
-        .await
-        .unwrap();
+    let list = json!({
+        "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": { "name": "list_memories", "arguments": { "agent_id": t.agent } }
+    });
+    let listed = post_body(Some(&valid), &list).await.unwrap();
     assert_eq!(listed.status().as_u16(), 200);
     let body: Value = listed.json().await.unwrap();
     assert_eq!(body["result"]["structuredContent"]["data"], json!([]), "{body}");
     // A body over the limit is refused in the error envelope, like on the REST routes.
-    let huge = server
-        .client
-        .post(server.url("/mcp"))
-        .bearer_auth(&valid)
-        .header("accept", "application/json, text/event-stream")
-        .json(&json!({
-            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
-            "params": { "name": "remember", "arguments": {
-                "agent_id": t.agent, "content": "x".repeat(config().max_body_bytes + 1) } }
-        }))
-        .send()
+    let huge = json!({
+        "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": { "name": "remember", "arguments": {
+            "agent_id": t.agent, "content": "x".repeat(config().max_body_bytes + 1) } }
+    });
+    reply(post_body(Some(&valid), &huge).await.unwrap())
         .await
-        .unwrap();
-    reply(huge).await.error(413, "payload_too_large");
+        .error(413, "payload_too_large");
     server.stop().await;
 }
 
