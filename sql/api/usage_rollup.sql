@@ -31,7 +31,8 @@ $$;
 RESET ROLE;
 
 -- Rolls the events of one org in [p_from, p_to) (whole hours) up, in grains 'org', 'org_model',
--- 'agent' and 'agent_model'. Only roll_up_usage calls it, holding the org's mark row.
+-- 'agent' and 'agent_model', then adds the new 'agent' hours to their days' 'agent_day' rows.
+-- Only roll_up_usage calls it, holding the org's mark row, so no hour is added to a day twice.
 CREATE OR REPLACE FUNCTION ibex_core.roll_up_org_usage(p_org uuid, p_from timestamptz, p_to timestamptz)
 RETURNS void
 LANGUAGE sql
@@ -69,7 +70,41 @@ AS $$
            sum(g.prompt_tokens)::bigint, sum(g.completion_tokens)::bigint,
            array_agg(g.bucket ORDER BY g.bucket), array_agg(g.requests ORDER BY g.bucket)
     FROM grains g
-    GROUP BY g.grain, g.agent_id, g.model, g.hour
+    GROUP BY g.grain, g.agent_id, g.model, g.hour;
+
+    -- The day rows (a range may span days, and a day many ranges): sums add, histograms merge.
+    INSERT INTO ibex_core.usage_hourly AS d (org_id, grain, agent_id, model, hour, requests, errors,
+                                             prompt_tokens, completion_tokens, latency_buckets, latency_counts)
+    WITH hours AS (
+        SELECT h.agent_id, date_trunc('day', h.hour, 'UTC') AS day, h.requests, h.errors, h.prompt_tokens,
+               h.completion_tokens, h.latency_buckets, h.latency_counts
+        FROM ibex_core.usage_hourly h
+        WHERE h.org_id = p_org AND h.grain = 'agent' AND h.hour >= p_from AND h.hour < p_to),
+    sums AS (
+        SELECT agent_id, day, sum(requests)::bigint AS requests, sum(errors)::bigint AS errors,
+               sum(prompt_tokens)::bigint AS prompt_tokens, sum(completion_tokens)::bigint AS completion_tokens
+        FROM hours GROUP BY 1, 2),
+    histograms AS (
+        SELECT agent_id, day, array_agg(bucket ORDER BY bucket) AS latency_buckets,
+               array_agg(n ORDER BY bucket) AS latency_counts
+        FROM (SELECT agent_id, day, l.bucket, sum(l.n)::bigint AS n
+              FROM hours, unnest(latency_buckets, latency_counts) AS l(bucket, n)
+              GROUP BY 1, 2, 3) b
+        GROUP BY 1, 2)
+    SELECT p_org, 'agent_day', s.agent_id, '', s.day, s.requests, s.errors, s.prompt_tokens,
+           s.completion_tokens, h.latency_buckets, h.latency_counts
+    FROM sums s JOIN histograms h USING (agent_id, day)
+    ON CONFLICT (org_id, grain, agent_id, model, hour) DO UPDATE SET
+        requests = d.requests + excluded.requests,
+        errors = d.errors + excluded.errors,
+        prompt_tokens = d.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = d.completion_tokens + excluded.completion_tokens,
+        (latency_buckets, latency_counts) = (
+            SELECT array_agg(m.bucket ORDER BY m.bucket), array_agg(m.n ORDER BY m.bucket)
+            FROM (SELECT u.bucket, sum(u.n)::bigint AS n
+                  FROM unnest(d.latency_buckets || excluded.latency_buckets,
+                              d.latency_counts || excluded.latency_counts) AS u(bucket, n)
+                  GROUP BY u.bucket) m);
 $$;
 
 -- Rolls closed hours up for the orgs that are behind, oldest watermark first, at most

@@ -1,6 +1,7 @@
 //! The hourly usage rollup (`sql/api/usage_rollup.sql`) against the live test cluster: every
-//! grain adds up to the raw events, hours are rolled once, open hours wait, latency buckets match
-//! their bounds, and row-level security confines the rollup like the events.
+//! grain adds up to the raw events, hours are rolled once, open hours wait, day rows add up
+//! however the hours are rolled, latency buckets match their bounds, and row-level security
+//! confines the rollup like the events.
 
 use ibex_e2e::{admin, app_for, bound_login, org_with_agent};
 use sqlx::postgres::PgPoolOptions;
@@ -36,7 +37,8 @@ const ROLLED: &str = "SELECT grain, agent_id, model, extract(epoch FROM hour)::f
     FROM ibex_core.usage_hourly WHERE org_id = $1 ORDER BY 1, 2, 3, 4";
 const RAW: &str = "WITH e AS (
         SELECT coalesce(agent_id, '00000000-0000-0000-0000-000000000000') AS agent_id, model,
-               extract(epoch FROM date_trunc('hour', created_at, 'UTC'))::float8 AS hour, status_code,
+               extract(epoch FROM date_trunc('hour', created_at, 'UTC'))::float8 AS hour,
+               extract(epoch FROM date_trunc('day', created_at, 'UTC'))::float8 AS day, status_code,
                prompt_tokens, completion_tokens
         FROM ibex_core.usage_events
         WHERE org_id = $1 AND created_at < (SELECT rolled_until FROM ibex_core.usage_rollup_marks WHERE org_id = $1))
@@ -45,7 +47,8 @@ const RAW: &str = "WITH e AS (
     FROM (SELECT 'org' AS grain, '00000000-0000-0000-0000-000000000000'::uuid AS agent_id, '' AS model, hour, status_code, prompt_tokens, completion_tokens FROM e
           UNION ALL SELECT 'org_model', '00000000-0000-0000-0000-000000000000', model, hour, status_code, prompt_tokens, completion_tokens FROM e
           UNION ALL SELECT 'agent', agent_id, '', hour, status_code, prompt_tokens, completion_tokens FROM e
-          UNION ALL SELECT 'agent_model', agent_id, model, hour, status_code, prompt_tokens, completion_tokens FROM e) g
+          UNION ALL SELECT 'agent_model', agent_id, model, hour, status_code, prompt_tokens, completion_tokens FROM e
+          UNION ALL SELECT 'agent_day', agent_id, '', day, status_code, prompt_tokens, completion_tokens FROM e) g
     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4";
 
 async fn roll_up(pool: &PgPool, org: Uuid) -> i32 {
@@ -138,6 +141,68 @@ async fn every_grain_adds_up_to_the_raw_events_and_hours_roll_up_once() {
             assert_eq!(code.as_deref(), Some("42501"), "{statement}");
         }
     }
+}
+
+/// agent, day (Unix seconds), requests, errors, prompt and completion tokens, latency buckets and
+/// their counts.
+type DayRow = (Uuid, f64, i64, i64, i64, i64, Vec<i32>, Vec<i64>);
+
+const ROLLED_DAYS: &str = "SELECT agent_id, extract(epoch FROM hour)::float8, requests, errors, prompt_tokens,
+        completion_tokens, latency_buckets, latency_counts
+    FROM ibex_core.usage_hourly WHERE org_id = $1 AND grain = 'agent_day' ORDER BY 1, 2";
+const RAW_DAYS: &str = "WITH e AS (
+        SELECT coalesce(agent_id, '00000000-0000-0000-0000-000000000000') AS agent_id,
+               extract(epoch FROM date_trunc('day', created_at, 'UTC'))::float8 AS day,
+               ibex_core.usage_latency_bucket(latency_ms) AS bucket, status_code, prompt_tokens, completion_tokens
+        FROM ibex_core.usage_events
+        WHERE org_id = $1 AND created_at < (SELECT rolled_until FROM ibex_core.usage_rollup_marks WHERE org_id = $1)),
+    buckets AS (SELECT agent_id, day, bucket, count(*) AS n FROM e GROUP BY 1, 2, 3)
+    SELECT agent_id, day, count(*), count(*) FILTER (WHERE status_code >= 400), sum(prompt_tokens)::bigint,
+           sum(completion_tokens)::bigint,
+           (SELECT array_agg(b.bucket ORDER BY b.bucket) FROM buckets b WHERE b.agent_id = e.agent_id AND b.day = e.day),
+           (SELECT array_agg(b.n ORDER BY b.bucket) FROM buckets b WHERE b.agent_id = e.agent_id AND b.day = e.day)
+    FROM e GROUP BY 1, 2 ORDER BY 1, 2";
+
+#[tokio::test]
+async fn day_rows_add_up_however_the_hours_are_rolled() {
+    let admin = admin().await;
+    let (org, agent) = org_with_agent(&admin, "usage-rollup-days").await;
+    // 900 calls over the 3 days before the last 2 hours: every day boundary falls inside them.
+    sqlx::query(
+        "INSERT INTO ibex_core.usage_events (org_id, agent_id, model, prompt_tokens, completion_tokens,
+                                             latency_ms, status_code, created_at)
+         SELECT $1, CASE WHEN n % 4 = 0 THEN NULL ELSE $2 END, 'gpt-4o', n % 500, n % 90, (n * 67) % 40000,
+                CASE WHEN n % 13 = 0 THEN 502 ELSE 200 END,
+                date_trunc('hour', now(), 'UTC') - interval '74 hours' + make_interval(secs => n * 288)
+         FROM generate_series(0, 899) n",
+    )
+    .bind(org)
+    .bind(agent)
+    .execute(&admin)
+    .await
+    .unwrap();
+    // Five hours a step: most days are added to by several steps, and most steps cross midnight.
+    let sidecar = app_for(org).await;
+    let mut steps = 0;
+    while sqlx::query_scalar::<_, i32>("SELECT ibex_core.roll_up_usage($1, 1, 5, 300)")
+        .bind(org)
+        .fetch_one(&sidecar)
+        .await
+        .unwrap()
+        > 0
+    {
+        steps += 1;
+        assert!(steps < 100, "the rollup catches up");
+    }
+    assert!(steps >= 10, "{steps} steps");
+    let rolled: Vec<DayRow> = sqlx::query_as(ROLLED_DAYS).bind(org).fetch_all(&admin).await.unwrap();
+    let raw: Vec<DayRow> = sqlx::query_as(RAW_DAYS).bind(org).fetch_all(&admin).await.unwrap();
+    assert!(
+        rolled.len() >= 6,
+        "two agents (one the nil agent) over 3 or 4 days: {}",
+        rolled.len()
+    );
+    assert_eq!(rolled, raw, "day rows and their histograms add up to the raw events");
 }
 
 #[tokio::test]

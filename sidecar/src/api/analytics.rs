@@ -180,12 +180,24 @@ const MODELS: &str = "SELECT model, sum(requests)::bigint AS requests, sum(total
            SELECT model, count(*), sum(total_tokens) {RAW} GROUP BY model) m
      GROUP BY model ORDER BY requests DESC, model LIMIT 100";
 
-const AGENTS: &str = "SELECT nullif(agent_id, $7) AS agent_id, sum(requests)::bigint AS requests,
+/// Whole UTC days inside the rolled span come from the 'agent_day' rows (30 rows per agent over
+/// 30 days instead of 720), the hours before the first and after the last of them from 'agent'
+/// rows: `days` is [first midnight at or after $5, last midnight at or before $6), collapsed
+/// to one point inside the span when no whole day fits, so the three ranges tile [$5, $6).
+const AGENTS: &str = "WITH days AS MATERIALIZED (
+         SELECT lo, greatest(date_trunc('day', $6, 'UTC'), lo) AS hi
+         FROM (SELECT least(date_trunc('day', $5 - interval '1 microsecond', 'UTC') + interval '1 day', $6) AS lo) l)
+     SELECT nullif(agent_id, $7) AS agent_id, sum(requests)::bigint AS requests,
             sum(total_tokens)::bigint AS total_tokens
      FROM (SELECT agent_id, requests, prompt_tokens + completion_tokens AS total_tokens
            FROM ibex_core.usage_hourly
+           WHERE org_id = $1 AND grain = 'agent_day' AND ($4::uuid IS NULL OR agent_id = $4)
+             AND hour >= (SELECT lo FROM days) AND hour < (SELECT hi FROM days)
+           UNION ALL
+           SELECT agent_id, requests, prompt_tokens + completion_tokens
+           FROM ibex_core.usage_hourly
            WHERE org_id = $1 AND grain = 'agent' AND ($4::uuid IS NULL OR agent_id = $4)
-             AND hour >= $5 AND hour < $6
+             AND ((hour >= $5 AND hour < (SELECT lo FROM days)) OR (hour >= (SELECT hi FROM days) AND hour < $6))
            UNION ALL
            SELECT coalesce(agent_id, $7), count(*), sum(total_tokens) {RAW} GROUP BY 1) a
      GROUP BY 1 ORDER BY requests DESC, 1 LIMIT 1000";

@@ -887,6 +887,17 @@ async fn management_users_sessions_conflicts_and_usage() {
     .execute(&mut *tx)
     .await
     .unwrap();
+    // And one call three days ago, outside the last 24 hours: the month's answer takes its
+    // whole day from the rollup's day rows.
+    sqlx::query(
+        "INSERT INTO ibex_core.usage_events (org_id, agent_id, model, prompt_tokens, completion_tokens, latency_ms, status_code, created_at)
+         VALUES ($1, $2, 'gpt-4o', 7, 3, 12, 200, now() - interval '3 days')",
+    )
+    .bind(t.org)
+    .bind(t.agent)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     // The mark first: its row lock waits for a rollup of this org in flight.
     for reset in [
         "DELETE FROM ibex_core.usage_rollup_marks WHERE org_id = $1",
@@ -930,7 +941,7 @@ async fn management_users_sessions_conflicts_and_usage() {
     let p50 = usage["totals"]["latency_ms_p50"].as_f64().unwrap();
     assert!((150.0..=250.0).contains(&p50), "p50 {p50}");
     // (A test server's worker may get there first: either way the hours are rolled up once.)
-    sqlx::query("SELECT ibex_core.roll_up_usage($1, 100, 24, 0)")
+    sqlx::query("SELECT ibex_core.roll_up_usage($1, 100, 24 * 4, 0)")
         .bind(t.org)
         .execute(&admin_pool)
         .await
@@ -944,6 +955,11 @@ async fn management_users_sessions_conflicts_and_usage() {
     assert!(hourly >= 4, "{hourly} hours rolled up");
     let from_rollup = api.get(&month).await;
     assert_eq!(ok(&from_rollup, 200), raw, "the rollup answers what the raw events did");
+    assert_eq!(raw["totals"]["requests"], 11);
+    assert_eq!(
+        raw["agents"][0]["requests"], 11,
+        "whole days and edge hours add up per agent"
+    );
     let agent_only = api
         .get(&format!("/v1/analytics/usage?agent_id={}&bucket=hour", t.agent))
         .await;

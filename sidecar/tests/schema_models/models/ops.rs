@@ -72,7 +72,8 @@ crate::model! {
 }
 
 crate::model! {
-    /// The hourly usage rollup (migration 0020): one row per org, grain, agent, model and hour.
+    /// The hourly usage rollup (migration 0020; the `agent_day` grain, migration 0022): one row per
+    /// org, grain, agent, model and hour (a day row: its first hour).
     pub struct UsageHour in "usage_hourly" {
         org_id: Uuid,
         grain: String,
