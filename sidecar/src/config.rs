@@ -121,7 +121,8 @@ pub struct Config {
     pub max_context_chars: usize,
     /// Context calls that may wait for a slot; beyond them calls are refused at once.
     pub context_queue: usize,
-    /// Longest wait for a slot; it counts against the deadline.
+    /// Longest wait for a slot; it counts against the deadline, and is cut to what the deadline
+    /// leaves after a slow recent call (`context::admission`).
     #[serde(rename = "context_queue_wait_ms")]
     #[serde_as(as = "DurationMilliSeconds<u64>")]
     pub context_queue_wait: Duration,

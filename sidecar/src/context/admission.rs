@@ -18,9 +18,15 @@
 //! per core goodput at 300% of capacity stays at 1.1x capacity with admitted p99 under 40 ms; at 2
 //! per core it falls to 0.3x with p99 184 ms, at 4 per core to 0 (docs/ARCHITECTURE.md has the
 //! table). A machine with a different balance re-measures and sets the setting.
+//!
+//! The wait also adapts to how long calls take now: a call may wait only as long as the deadline
+//! leaves after a slow recent call (the 95th percentile of the last [`RECENT`] slot holds). At
+//! light load that is the whole `context_queue_wait`; near saturation, when a call itself takes
+//! most of the deadline, waiting would only push admitted calls past it, so the excess is shed
+//! sooner instead.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -36,17 +42,64 @@ pub struct AdmissionSettings {
     pub queue: usize,
     /// Longest wait for a slot.
     pub max_wait: Duration,
+    /// The call's deadline, which the wait counts against.
+    pub deadline: Duration,
 }
 
 impl AdmissionSettings {
     /// `per_core` slots for each core the process may use (at least one slot).
-    pub fn per_core(per_core: usize, queue: usize, max_wait: Duration) -> Self {
+    pub fn per_core(per_core: usize, queue: usize, max_wait: Duration, deadline: Duration) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             slots: (per_core * cores).max(1),
             queue,
             max_wait,
+            deadline,
         }
+    }
+}
+
+/// Slot holds remembered for the wait budget.
+const RECENT: usize = 128;
+/// Holds needed before they are trusted (until then a caller may wait `max_wait`).
+const MIN_SAMPLES: usize = 16;
+
+/// The last [`RECENT`] slot holds, in microseconds (a ring).
+#[derive(Default)]
+struct RecentHolds {
+    micros: Vec<u32>,
+    next: usize,
+}
+
+impl RecentHolds {
+    fn record(&mut self, held: Duration) {
+        let micros = u32::try_from(held.as_micros()).unwrap_or(u32::MAX);
+        if self.micros.len() < RECENT {
+            self.micros.push(micros);
+        } else {
+            self.micros[self.next] = micros;
+        }
+        self.next = (self.next + 1) % RECENT;
+    }
+
+    /// The 95th percentile, once there are enough holds to tell.
+    fn slow(&self) -> Option<Duration> {
+        if self.micros.len() < MIN_SAMPLES {
+            return None;
+        }
+        let mut sorted = self.micros.clone();
+        let rank = (sorted.len() * 95).div_ceil(100) - 1;
+        let (_, slow, _) = sorted.select_nth_unstable(rank);
+        Some(Duration::from_micros(u64::from(*slow)))
+    }
+}
+
+/// How long a call may wait for a slot: `max_wait`, cut to what the deadline leaves after a
+/// slow recent call (nothing, when such a call alone takes the whole deadline).
+fn wait_budget(settings: &AdmissionSettings, slow_hold: Option<Duration>) -> Duration {
+    match slow_hold {
+        Some(slow) => settings.max_wait.min(settings.deadline.saturating_sub(slow)),
+        None => settings.max_wait,
     }
 }
 
@@ -61,13 +114,24 @@ pub struct Admission {
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     settings: AdmissionSettings,
+    holds: Arc<Mutex<RecentHolds>>,
     metrics: Arc<Metrics>,
 }
 
 /// A slot, held for the whole assembly; freed when dropped, however the call ends (including a
-/// client that went away).
+/// client that went away), and its hold time is recorded.
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
+    taken: Instant,
+    holds: Arc<Mutex<RecentHolds>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // A poisoned lock only means another slot's record panicked: the ring is still valid.
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        holds.record(self.taken.elapsed());
+    }
 }
 
 /// Leaves the waiting count when the wait ends, however it ends (a cancelled call included).
@@ -86,8 +150,23 @@ impl Admission {
             slots: Arc::new(Semaphore::new(settings.slots.max(1))),
             waiting: AtomicUsize::new(0),
             settings,
+            holds: Arc::new(Mutex::new(RecentHolds::default())),
             metrics,
         }
+    }
+
+    fn slot(&self, permit: OwnedSemaphorePermit) -> Slot {
+        Slot {
+            _permit: permit,
+            taken: Instant::now(),
+            holds: Arc::clone(&self.holds),
+        }
+    }
+
+    /// How long the next caller may wait for a slot, now.
+    pub fn wait_budget(&self) -> Duration {
+        let slow = self.holds.lock().unwrap_or_else(|e| e.into_inner()).slow();
+        wait_budget(&self.settings, slow)
     }
 
     pub fn settings(&self) -> AdmissionSettings {
@@ -112,7 +191,11 @@ impl Admission {
     pub async fn admit(&self) -> Result<Slot, ApiError> {
         if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
             self.metrics.context_admission.with_label_values(&["admitted"]).inc();
-            return Ok(Slot { _permit: permit });
+            return Ok(self.slot(permit));
+        }
+        let budget = self.wait_budget();
+        if budget.is_zero() {
+            return Err(self.shed());
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.settings.queue {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -121,13 +204,13 @@ impl Admission {
         self.metrics.context_waiting.inc();
         let guard = Waiting(self);
         let started = Instant::now();
-        let acquired = tokio::time::timeout(self.settings.max_wait, Arc::clone(&self.slots).acquire_owned()).await;
+        let acquired = tokio::time::timeout(budget, Arc::clone(&self.slots).acquire_owned()).await;
         drop(guard);
         match acquired {
             Ok(Ok(permit)) => {
                 self.metrics.context_admission.with_label_values(&["queued"]).inc();
                 self.metrics.context_queue_wait.observe(started.elapsed().as_secs_f64());
-                Ok(Slot { _permit: permit })
+                Ok(self.slot(permit))
             }
             _ => Err(self.shed()),
         }
@@ -151,8 +234,75 @@ mod tests {
             slots,
             queue,
             max_wait: Duration::from_secs(60),
+            deadline: Duration::from_secs(120),
         };
         Admission::new(settings, Arc::new(Metrics::new().unwrap()))
+    }
+
+    #[test]
+    fn the_wait_shrinks_as_calls_take_more_of_the_deadline() {
+        let settings = AdmissionSettings {
+            slots: 2,
+            queue: 8,
+            max_wait: Duration::from_millis(5),
+            deadline: Duration::from_millis(40),
+        };
+        let mut holds = RecentHolds::default();
+        for _ in 0..MIN_SAMPLES - 1 {
+            holds.record(Duration::from_millis(39));
+        }
+        assert_eq!(holds.slow(), None, "too few holds to tell");
+        assert_eq!(wait_budget(&settings, holds.slow()), Duration::from_millis(5));
+        // 95 fast holds and 5 slow ones: the 95th percentile is still a fast one.
+        let mut holds = RecentHolds::default();
+        for i in 0..100 {
+            holds.record(Duration::from_millis(if i % 20 == 0 { 39 } else { 20 }));
+        }
+        assert_eq!(holds.slow(), Some(Duration::from_millis(20)));
+        assert_eq!(
+            wait_budget(&settings, holds.slow()),
+            Duration::from_millis(5),
+            "light load: the whole wait"
+        );
+        for _ in 0..RECENT {
+            holds.record(Duration::from_millis(37));
+        }
+        assert_eq!(holds.micros.len(), RECENT, "a ring: the oldest holds leave");
+        assert_eq!(
+            wait_budget(&settings, holds.slow()),
+            Duration::from_millis(3),
+            "what the deadline leaves"
+        );
+        for _ in 0..RECENT {
+            holds.record(Duration::from_millis(45));
+        }
+        assert_eq!(
+            wait_budget(&settings, holds.slow()),
+            Duration::ZERO,
+            "no time left to wait"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_no_time_left_to_wait_the_excess_is_shed_at_once() {
+        let settings = AdmissionSettings {
+            slots: 1,
+            queue: 8,
+            max_wait: Duration::from_secs(60),
+            deadline: Duration::from_millis(1),
+        };
+        let a = Admission::new(settings, Arc::new(Metrics::new().unwrap()));
+        for _ in 0..MIN_SAMPLES {
+            let slot = a.admit().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            drop(slot);
+        }
+        let _held = a.admit().await.unwrap();
+        let started = Instant::now();
+        let refused = a.admit().await.err().expect("shed");
+        assert_eq!(refused.grpc_code(), tonic::Code::ResourceExhausted);
+        assert!(started.elapsed() < Duration::from_secs(1), "refused without waiting");
+        assert_eq!(a.waiting.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]

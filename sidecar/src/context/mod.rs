@@ -90,6 +90,7 @@ impl EngineSettings {
                 config.context_slots_per_core,
                 config.context_queue,
                 config.context_queue_wait,
+                config.context_deadline,
             ),
             scoring: ContextSettings {
                 memory_share: config.memory_share,
