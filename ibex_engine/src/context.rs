@@ -509,6 +509,36 @@ pub fn assemble(input: AssemblyInput<'_>) -> Result<Assembly, ContextError> {
     })
 }
 
+/// What the memories of one context cost the caller: their tokens in the context message, how
+/// many were packed, and where they came from (`None`: no memory was packed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryCost {
+    pub tokens: usize,
+    pub count: usize,
+    pub source: Option<Source>,
+}
+
+impl MemoryCost {
+    /// The source as recorded: `none` when no memory was packed.
+    pub fn source_name(&self) -> &'static str {
+        self.source.map_or("none", Source::as_str)
+    }
+}
+
+/// The cost of an assembly's memories; `candidates` are the ones it was assembled from.
+pub fn memory_cost(assembly: &Assembly, candidates: &[ScoredCandidate]) -> MemoryCost {
+    let source = assembly
+        .chosen
+        .iter()
+        .filter_map(|&(i, _)| candidates.get(i).map(|c| c.source))
+        .reduce(|a, b| if a == b { a } else { Source::Both });
+    MemoryCost {
+        tokens: assembly.budget.memory_tokens,
+        count: assembly.chosen.len(),
+        source,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +692,38 @@ mod tests {
             a.total_tokens,
             a.budget.framing_tokens - 3 + a.directive_tokens + a.budget.memory_tokens + a.budget.history_tokens + 3
         );
+    }
+
+    #[test]
+    fn memory_cost_counts_what_was_packed_and_where_it_came_from() {
+        let with_source = |id: &str, source| ScoredCandidate {
+            source,
+            ..cand(id, Category::Declarative, "The user's dog is called Rex.", 0.5)
+        };
+        let messages = msgs(&[("user", "what is my dog called?")]);
+        let cost = |candidates: &[ScoredCandidate]| {
+            let a = assemble(AssemblyInput {
+                model: gpt4o(),
+                max_output_tokens: None,
+                directives: &[],
+                candidates,
+                messages: &messages,
+                settings: &settings(),
+            })
+            .unwrap();
+            (memory_cost(&a, candidates), a.budget.memory_tokens)
+        };
+        let (none, _) = cost(&[]);
+        assert_eq!((none.tokens, none.count, none.source_name()), (0, 0, "none"));
+        let (hot, tokens) = cost(&[with_source("a", Source::Hot), with_source("b", Source::Hot)]);
+        assert_eq!((hot.count, hot.source_name()), (2, "hot"));
+        assert!(hot.tokens > 0 && hot.tokens == tokens);
+        let (cold, _) = cost(&[with_source("a", Source::Cold)]);
+        assert_eq!(cold.source_name(), "cold");
+        let (mixed, _) = cost(&[with_source("a", Source::Hot), with_source("b", Source::Cold)]);
+        assert_eq!(mixed.source_name(), "both");
+        let (both, _) = cost(&[with_source("a", Source::Both)]);
+        assert_eq!(both.source_name(), "both");
     }
 
     #[test]

@@ -14,6 +14,10 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+/// Memory tokens per context: 0 (a greeting) up to the default cap of 4,096 and beyond.
+const MEMORY_TOKEN_BUCKETS: &[f64] = &[0.0, 100.0, 250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4096.0, 8192.0];
+/// Memories per context.
+const MEMORY_COUNT_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0];
 
 pub struct Metrics {
     registry: Registry,
@@ -43,6 +47,10 @@ pub struct Metrics {
     /// AssembleContext calls (gRPC and proxy) by outcome: ok, degraded, error.
     pub context_requests: IntCounterVec,
     pub context_duration: Histogram,
+    /// What each context's memories cost: tokens, count, and where they came from.
+    pub context_memory_tokens: Histogram,
+    pub context_memories: Histogram,
+    pub context_memory_source: IntCounterVec,
     /// Query embeddings asked for by context assembly: exactly one per call with a query.
     pub context_query_embeddings: IntCounter,
     /// Memory ids whose access context assembly recorded, by outcome: queued, recorded,
@@ -141,6 +149,24 @@ impl Metrics {
                 "context_duration_seconds",
                 "Context assembly latency (retrieval, scoring, packing)",
             ))?,
+            context_memory_tokens: Histogram::with_opts(
+                HistogramOpts::new(
+                    "context_memory_tokens",
+                    "Tokens of the memories packed into one context",
+                )
+                .buckets(MEMORY_TOKEN_BUCKETS.to_vec()),
+            )?,
+            context_memories: Histogram::with_opts(
+                HistogramOpts::new("context_memories", "Memories packed into one context")
+                    .buckets(MEMORY_COUNT_BUCKETS.to_vec()),
+            )?,
+            context_memory_source: IntCounterVec::new(
+                Opts::new(
+                    "context_memory_source_total",
+                    "Contexts by where their memories came from: hot, cold, both, none",
+                ),
+                &["source"],
+            )?,
             context_query_embeddings: IntCounter::new(
                 "context_query_embeddings_total",
                 "Query embeddings asked for by context assembly (one per call with a query)",
@@ -251,6 +277,9 @@ impl Metrics {
         r.register(Box::new(self.model_ready.clone()))?;
         r.register(Box::new(self.context_requests.clone()))?;
         r.register(Box::new(self.context_duration.clone()))?;
+        r.register(Box::new(self.context_memory_tokens.clone()))?;
+        r.register(Box::new(self.context_memories.clone()))?;
+        r.register(Box::new(self.context_memory_source.clone()))?;
         r.register(Box::new(self.context_query_embeddings.clone()))?;
         r.register(Box::new(self.context_access.clone()))?;
         r.register(Box::new(self.context_admission.clone()))?;

@@ -286,5 +286,25 @@ async fn a_shed_context_still_forwards_without_memories_flagged_and_counted() {
         support::counter(&server.metrics().await, "ibex_proxy_context_shed_total"),
         1.0
     );
+    // Its usage says no memory went with it (the warm-up call's had the cat's name).
+    let admin_ref = &admin;
+    fixtures::eventually(
+        Duration::from_secs(10),
+        "the shed call's usage is recorded",
+        || async move {
+            let sources: Vec<(Option<String>, Option<i32>, Option<i32>)> = sqlx::query_as(
+                "SELECT memory_source, memory_count, memory_tokens FROM ibex_core.usage_events
+             WHERE org_id = $1 ORDER BY created_at",
+            )
+            .bind(t.org)
+            .fetch_all(admin_ref)
+            .await
+            .unwrap();
+            sources.len() == 2
+                && sources[0].0.as_deref().is_some_and(|s| s != "none")
+                && sources[1] == (Some("none".to_string()), Some(0), Some(0))
+        },
+    )
+    .await;
     server.stop().await;
 }

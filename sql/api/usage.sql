@@ -19,7 +19,11 @@ CREATE OR REPLACE FUNCTION ibex_core.record_usage(
     p_completion_tokens integer,
     p_latency_ms        integer,
     p_status_code       integer,
-    p_streamed          boolean
+    p_streamed          boolean,
+    -- What the context's memories cost (NULL: unknown); see migration 0023.
+    p_memory_tokens     integer DEFAULT NULL,
+    p_memory_count      integer DEFAULT NULL,
+    p_memory_source     text DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql SECURITY INVOKER AS $$
 DECLARE
@@ -43,18 +47,32 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass a status between 100 and 599, or NULL.';
     END IF;
+    IF coalesce(p_memory_tokens, 0) < 0 OR coalesce(p_memory_count, 0) < 0 THEN
+        RAISE EXCEPTION 'memory tokens and count must not be negative'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('memory_tokens %s, memory_count %s.', p_memory_tokens, p_memory_count);
+    END IF;
+    IF p_memory_source IS NOT NULL AND p_memory_source NOT IN ('none', 'hot', 'cold', 'both') THEN
+        RAISE EXCEPTION 'memory source % is not one of none, hot, cold, both', p_memory_source
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass none, hot, cold or both, or NULL.';
+    END IF;
     INSERT INTO ibex_core.usage_events (org_id, agent_id, session_id, token_id, model, prompt_tokens,
-                                        completion_tokens, latency_ms, status_code, streamed)
+                                        completion_tokens, latency_ms, status_code, streamed,
+                                        memory_tokens, memory_count, memory_source)
     VALUES (p_org, p_agent, p_session, p_token, p_model, coalesce(p_prompt_tokens, 0),
             coalesce(p_completion_tokens, 0), coalesce(p_latency_ms, 0), p_status_code,
-            coalesce(p_streamed, false))
+            coalesce(p_streamed, false), p_memory_tokens, p_memory_count, p_memory_source)
     RETURNING id INTO v_id;
     RETURN v_id;
 END
 $$;
 
-ALTER FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean) SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
-REVOKE ALL ON FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean)
+ALTER FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean,
+                               integer, integer, text) SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+REVOKE ALL ON FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean,
+                               integer, integer, text)
     FROM PUBLIC, ibex_app;
-GRANT EXECUTE ON FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean)
+GRANT EXECUTE ON FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean,
+                               integer, integer, text)
     TO ibex_sidecar;

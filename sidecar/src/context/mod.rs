@@ -196,6 +196,13 @@ impl ContextEngine {
         self.metrics.context_requests.with_label_values(&[outcome]).inc();
         if let Ok(a) = &result {
             self.metrics.context_duration.observe(a.total.as_secs_f64());
+            let cost = engine::memory_cost(&a.assembly, &a.candidates);
+            self.metrics.context_memory_tokens.observe(cost.tokens as f64);
+            self.metrics.context_memories.observe(cost.count as f64);
+            self.metrics
+                .context_memory_source
+                .with_label_values(&[cost.source_name()])
+                .inc();
         }
         result
     }

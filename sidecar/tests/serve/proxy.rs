@@ -122,6 +122,20 @@ async fn a_round_trip_injects_context_and_records_turns_and_usage() {
     assert_eq!(model, "gpt-4o-mini");
     assert_eq!((*prompt, *completion), (123, 4), "the upstream's usage");
     assert_eq!((*code, *streamed, *usage_session), (Some(200), false, Some(session)));
+    // What the context's memories cost is recorded with the call.
+    let (memory_tokens, memory_count, memory_source): (Option<i32>, Option<i32>, Option<String>) = sqlx::query_as(
+        "SELECT memory_tokens, memory_count, memory_source FROM ibex_core.usage_events WHERE org_id = $1",
+    )
+    .bind(t.org)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(memory_count, Some(1), "the one memory was packed");
+    assert!(memory_tokens.is_some_and(|n| n > 0), "{memory_tokens:?}");
+    assert!(
+        matches!(memory_source.as_deref(), Some("cold" | "both")),
+        "found by the question's search: {memory_source:?}"
+    );
 
     // The next turn of the same conversation appends, then completes the session.
     let body = json!({

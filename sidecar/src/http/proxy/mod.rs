@@ -200,6 +200,7 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
         complete_session: complete,
         streamed: chat.stream,
         started,
+        memory: ibex_engine::context::memory_cost(&answer.assembly, &answer.candidates),
     };
     let extra = context_headers(session, &answer, shed);
 

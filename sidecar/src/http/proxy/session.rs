@@ -96,6 +96,8 @@ pub(super) struct CallRecord {
     pub complete_session: bool,
     pub streamed: bool,
     pub started: Instant,
+    /// What the context's memories cost (recorded with the call's usage).
+    pub memory: ibex_engine::context::MemoryCost,
 }
 
 /// How the call ended: the status recorded in `usage_events`, and the reply if there was one.
@@ -211,7 +213,7 @@ async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Resu
         }
         None => None,
     };
-    sqlx::query("SELECT ibex_core.record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+    sqlx::query("SELECT ibex_core.record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
         .bind(call.org)
         .bind(call.agent)
         .bind(call.session)
@@ -222,6 +224,9 @@ async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Resu
         .bind(latency_ms)
         .bind(i32::from(outcome.status))
         .bind(call.streamed)
+        .bind(clamp_i32(call.memory.tokens))
+        .bind(clamp_i32(call.memory.count))
+        .bind(call.memory.source_name())
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

@@ -68,6 +68,10 @@ crate::model! {
         status_code: Option<i32>,
         streamed: bool,
         created_at: DateTime<Utc>,
+        /// What the context's memories cost (migration 0023; NULL before it).
+        memory_tokens: Option<i32>,
+        memory_count: Option<i32>,
+        memory_source: Option<String>,
     }
 }
 
