@@ -57,6 +57,15 @@ impl AdmissionSettings {
             deadline,
         }
     }
+
+    /// How long a call may wait for a slot: `max_wait`, cut to what the deadline leaves after a
+    /// slow recent call (nothing, when such a call alone takes the whole deadline).
+    fn wait_budget(&self, slow_hold: Option<Duration>) -> Duration {
+        match slow_hold {
+            Some(slow) => self.max_wait.min(self.deadline.saturating_sub(slow)),
+            None => self.max_wait,
+        }
+    }
 }
 
 /// Slot holds remembered for the wait budget.
@@ -91,15 +100,6 @@ impl RecentHolds {
         let rank = (sorted.len() * 95).div_ceil(100) - 1;
         let (_, slow, _) = sorted.select_nth_unstable(rank);
         Some(Duration::from_micros(u64::from(*slow)))
-    }
-}
-
-/// How long a call may wait for a slot: `max_wait`, cut to what the deadline leaves after a
-/// slow recent call (nothing, when such a call alone takes the whole deadline).
-fn wait_budget(settings: &AdmissionSettings, slow_hold: Option<Duration>) -> Duration {
-    match slow_hold {
-        Some(slow) => settings.max_wait.min(settings.deadline.saturating_sub(slow)),
-        None => settings.max_wait,
     }
 }
 
@@ -164,9 +164,9 @@ impl Admission {
     }
 
     /// How long the next caller may wait for a slot, now.
-    pub fn wait_budget(&self) -> Duration {
+    fn wait_budget(&self) -> Duration {
         let slow = self.holds.lock().unwrap_or_else(|e| e.into_inner()).slow();
-        wait_budget(&self.settings, slow)
+        self.settings.wait_budget(slow)
     }
 
     pub fn settings(&self) -> AdmissionSettings {
@@ -252,7 +252,7 @@ mod tests {
             holds.record(Duration::from_millis(39));
         }
         assert_eq!(holds.slow(), None, "too few holds to tell");
-        assert_eq!(wait_budget(&settings, holds.slow()), Duration::from_millis(5));
+        assert_eq!(settings.wait_budget(holds.slow()), Duration::from_millis(5));
         // 95 fast holds and 5 slow ones: the 95th percentile is still a fast one.
         let mut holds = RecentHolds::default();
         for i in 0..100 {
@@ -260,7 +260,7 @@ mod tests {
         }
         assert_eq!(holds.slow(), Some(Duration::from_millis(20)));
         assert_eq!(
-            wait_budget(&settings, holds.slow()),
+            settings.wait_budget(holds.slow()),
             Duration::from_millis(5),
             "light load: the whole wait"
         );
@@ -269,7 +269,7 @@ mod tests {
         }
         assert_eq!(holds.micros.len(), RECENT, "a ring: the oldest holds leave");
         assert_eq!(
-            wait_budget(&settings, holds.slow()),
+            settings.wait_budget(holds.slow()),
             Duration::from_millis(3),
             "what the deadline leaves"
         );
@@ -277,7 +277,7 @@ mod tests {
             holds.record(Duration::from_millis(45));
         }
         assert_eq!(
-            wait_budget(&settings, holds.slow()),
+            settings.wait_budget(holds.slow()),
             Duration::ZERO,
             "no time left to wait"
         );
