@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar test-api-fuzz test-browser test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-api bench-archive bench-dashboard clean-data
+        test-pg test-regress test-sidecar test-api-fuzz test-browser test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-context bench-api bench-archive bench-dashboard clean-data
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -79,7 +79,7 @@ lint:
 fmt:
 	@cargo fmt --all
 
-bench: bench-embed bench-memory bench-sidecar bench-extraction bench-api bench-archive bench-dashboard
+bench: bench-embed bench-memory bench-sidecar bench-context bench-extraction bench-api bench-archive bench-dashboard
 
 bench-embed: build
 	@scripts/bench-embed.sh
@@ -97,6 +97,9 @@ bench-sidecar: build
 
 bench-context-load: build
 	@scripts/bench-sidecar.sh bench_context_load
+
+bench-context: build
+	@scripts/bench-context.sh
 
 bench-api: build
 	@scripts/bench-sidecar.sh bench_api

@@ -86,6 +86,7 @@ impl Setup {
             messages: conversation(query),
             max_output_tokens: Some(1024),
             session_id: None,
+            ..Default::default()
         });
         request
             .metadata_mut()

@@ -12,6 +12,11 @@ use uuid::Uuid;
 use crate::conversations::{Conversation, ConversationSet, Evidence, Kind, Question};
 use crate::retrieval::{self, Ranker};
 
+/// The seed of the conversational set every benchmark measures.
+pub const SET_SEED: u64 = 14;
+/// The org the set is learned into, in the dev database.
+pub const SET_SLUG: &str = "bench-conversations";
+
 /// One conversation's sessions as stored: external id `s<index>` on the conversation's agent.
 pub struct Learned {
     pub org: Uuid,

@@ -33,6 +33,12 @@
 //! ranked them highest, so a hot memory missing from its top k would rank below them anyway;
 //! treating its lexical part as 0 can only lower memories that were outside that top k.
 //!
+//! # Selection
+//!
+//! Before packing, [`crate::selection`] decides which candidates may go in at all (relevance
+//! floors, small talk, near-copies); the knapsack then packs those by composite score. Every
+//! candidate left out is in [`Assembly::left_out`] with its reason.
+//!
 //! # Tokens
 //!
 //! Counted with [`crate::tokens`] for the model. A section's count is the sum of its pieces
@@ -50,6 +56,8 @@ use crate::knapsack::{self, Item};
 use crate::models::{self, ModelSpec, TokenizerKind};
 use crate::relevance;
 use crate::score::{self, MemorySignals, ScoreBreakdown, ScoreParams};
+pub use crate::selection::{LeftOut, SelectionSettings};
+use crate::selection::{self, Candidate};
 use crate::tokens::{self, TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMER};
 
 /// Heading of the directive section.
@@ -64,6 +72,8 @@ pub struct ContextSettings {
     pub memory_share: f64,
     /// Absolute cap on memory tokens.
     pub max_memory_tokens: usize,
+    /// Which candidates may be packed at all ([`crate::selection`]).
+    pub selection: SelectionSettings,
 }
 
 impl Default for ContextSettings {
@@ -71,6 +81,7 @@ impl Default for ContextSettings {
         Self {
             memory_share: 0.5,
             max_memory_tokens: 4096,
+            selection: SelectionSettings::default(),
         }
     }
 }
@@ -125,6 +136,15 @@ pub fn output_reserve(model: &ModelSpec, requested: Option<usize>) -> Result<usi
     }
 }
 
+/// The most memory tokens a call can get before its messages are counted: the cap, or the
+/// memory share of the window left after the output reserve, whichever is less. The real
+/// budget ([`assemble`]) is never more; the cold pool is sized by this.
+pub fn memory_token_ceiling(model: &ModelSpec, output_reserve: usize, settings: &ContextSettings) -> usize {
+    let room = (model.context_window as usize).saturating_sub(output_reserve);
+    let share = (settings.memory_share.clamp(0.0, 1.0) * room as f64).floor() as usize;
+    settings.max_memory_tokens.min(share)
+}
+
 /// A directive, already ordered (priority, then name).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Directive {
@@ -141,6 +161,8 @@ pub struct HotCandidate {
     pub signals: MemorySignals,
     /// Cosine similarity of the memory's embedding and the query's; `None` without a query.
     pub semantic: Option<f64>,
+    /// The memory's embedding (for the near-copy rule).
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// A memory from the cold search, with the score Postgres computed (`ibex_core.search`): kept
@@ -151,6 +173,8 @@ pub struct ColdCandidate {
     pub category: Category,
     pub content: String,
     pub score: ScoreBreakdown,
+    /// The memory's embedding (for the near-copy rule).
+    pub embedding: Option<Vec<f32>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -178,6 +202,7 @@ pub struct ScoredCandidate {
     pub content: String,
     pub score: ScoreBreakdown,
     pub source: Source,
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// Merges hot and cold candidates (one entry per memory id, cold first, then hot-only ones in
@@ -186,20 +211,22 @@ pub fn merge_and_score(hot: Vec<HotCandidate>, cold: Vec<ColdCandidate>, params:
     let hot_ids: std::collections::HashSet<&str> = hot.iter().map(|h| h.id.as_str()).collect();
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(hot.len() + cold.len());
-    for c in &cold {
+    for c in cold {
         if !seen.insert(c.id.clone()) {
             continue;
         }
+        let source = if hot_ids.contains(c.id.as_str()) {
+            Source::Both
+        } else {
+            Source::Cold
+        };
         out.push(ScoredCandidate {
-            id: c.id.clone(),
+            id: c.id,
             category: c.category,
-            content: c.content.clone(),
+            content: c.content,
             score: c.score,
-            source: if hot_ids.contains(c.id.as_str()) {
-                Source::Both
-            } else {
-                Source::Cold
-            },
+            source,
+            embedding: c.embedding,
         });
     }
     for h in hot {
@@ -213,6 +240,7 @@ pub fn merge_and_score(hot: Vec<HotCandidate>, cold: Vec<ColdCandidate>, params:
             category: h.category,
             content: h.content,
             source: Source::Hot,
+            embedding: h.embedding,
         });
     }
     out
@@ -332,6 +360,10 @@ pub struct Assembly {
     pub memory_sections: Vec<MemorySection>,
     /// Chosen candidate indices in packing order, with their line tokens.
     pub chosen: Vec<(usize, usize)>,
+    /// Candidates considered and not packed, with the reason ([`crate::selection`]).
+    pub left_out: Vec<(usize, LeftOut)>,
+    /// Tokens of each candidate's line (chosen or not).
+    pub line_tokens: Vec<usize>,
     /// Kept message indices (ascending) with each message's tokens (framing included).
     pub history: Vec<(usize, usize)>,
     /// The system message: directive and memory sections.
@@ -412,13 +444,26 @@ pub fn assemble(input: AssemblyInput<'_>) -> Result<Assembly, ContextError> {
         .iter()
         .map(|c| count(kind, &memory_line(&c.content)))
         .collect();
-    let items: Vec<Item> = input
-        .candidates
+    let selected = selection::select(
+        &input
+            .candidates
+            .iter()
+            .map(|c| Candidate {
+                category: c.category,
+                relevance: c.score.relevance,
+                score: c.score.total,
+                embedding: c.embedding.as_deref(),
+            })
+            .collect::<Vec<_>>(),
+        &input.settings.selection,
+        query_text(input.messages).is_some_and(selection::is_small_talk),
+    );
+    let items: Vec<Item> = selected
+        .eligible
         .iter()
-        .zip(&line_tokens)
-        .map(|(c, &tokens)| Item {
-            score: c.score.total,
-            tokens,
+        .map(|&i| Item {
+            score: input.candidates[i].score.total,
+            tokens: line_tokens[i],
         })
         .collect();
     let packing = if memory_budget > heading_reserve {
@@ -429,7 +474,21 @@ pub fn assemble(input: AssemblyInput<'_>) -> Result<Assembly, ContextError> {
             tokens_used: 0,
         }
     };
-    let chosen: Vec<(usize, usize)> = packing.chosen.iter().map(|&i| (i, line_tokens[i])).collect();
+    let chosen: Vec<(usize, usize)> = packing
+        .chosen
+        .iter()
+        .map(|&k| selected.eligible[k])
+        .map(|i| (i, line_tokens[i]))
+        .collect();
+    let mut left_out = selected.left_out;
+    let packed: std::collections::HashSet<usize> = chosen.iter().map(|&(i, _)| i).collect();
+    left_out.extend(
+        selected
+            .eligible
+            .iter()
+            .filter(|i| !packed.contains(i))
+            .map(|&i| (i, LeftOut::Budget)),
+    );
 
     let mut memory_sections = Vec::with_capacity(3);
     for category in Category::ALL {
@@ -492,6 +551,8 @@ pub fn assemble(input: AssemblyInput<'_>) -> Result<Assembly, ContextError> {
         directive_item_tokens,
         memory_sections,
         chosen,
+        left_out,
+        line_tokens,
         history,
         context,
         budget: Budget {
@@ -544,8 +605,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Packing alone: these tests are about budgets and rendering, selection has its own.
     fn settings() -> ContextSettings {
-        ContextSettings::default()
+        ContextSettings {
+            selection: SelectionSettings::OFF,
+            ..ContextSettings::default()
+        }
     }
 
     fn msgs(v: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -566,6 +631,7 @@ mod tests {
                 total,
             },
             source: Source::Cold,
+            embedding: None,
         }
     }
 
@@ -611,6 +677,7 @@ mod tests {
                 content: "A".into(),
                 signals,
                 semantic: Some(0.5),
+                embedding: None,
             },
             HotCandidate {
                 id: "b".into(),
@@ -618,6 +685,7 @@ mod tests {
                 content: "B".into(),
                 signals,
                 semantic: Some(0.8),
+                embedding: None,
             },
         ];
         let cold = vec![ColdCandidate {
@@ -633,6 +701,7 @@ mod tests {
                 access_frequency: 0.3,
                 total: 0.123,
             },
+            embedding: None,
         }];
         let merged = merge_and_score(hot, cold, &ScoreParams::default());
         assert_eq!(merged.len(), 2, "one entry per memory");
@@ -724,6 +793,100 @@ mod tests {
         assert_eq!(mixed.source_name(), "both");
         let (both, _) = cost(&[with_source("a", Source::Both)]);
         assert_eq!(both.source_name(), "both");
+    }
+
+    #[test]
+    fn selection_decides_what_may_be_packed_and_says_why_the_rest_is_left_out() {
+        let with_relevance = |id: &str, category, relevance: f64, total: f64| {
+            let mut c = cand(id, category, &format!("Memory {id}."), total);
+            c.score.relevance = relevance;
+            c
+        };
+        let candidates = vec![
+            with_relevance("best", Category::Episodic, 0.8, 0.6),
+            with_relevance("weak", Category::Episodic, 0.1, 0.5),
+            with_relevance("tail", Category::Episodic, 0.2, 0.45),
+            with_relevance("rule", Category::Procedural, 0.0, 0.2),
+            with_relevance("good", Category::Declarative, 0.7, 0.4),
+            with_relevance("copy", Category::Episodic, 0.7, 0.3),
+        ];
+        let mut candidates = candidates;
+        candidates[0].embedding = Some(vec![1.0, 0.0]);
+        candidates[5].embedding = Some(vec![1.0, 0.01]);
+        let messages = msgs(&[("user", "what did I do last weekend?")]);
+        let run = |settings: ContextSettings| {
+            assemble(AssemblyInput {
+                model: gpt4o(),
+                max_output_tokens: None,
+                directives: &[],
+                candidates: &candidates,
+                messages: &messages,
+                settings: &settings,
+            })
+            .unwrap()
+        };
+        let a = run(ContextSettings::default());
+        let chosen: Vec<&str> = a.chosen.iter().map(|&(i, _)| candidates[i].id.as_str()).collect();
+        assert_eq!(chosen, ["best", "good", "rule"]);
+        let reasons: Vec<(&str, &str)> = a
+            .left_out
+            .iter()
+            .map(|(i, r)| (candidates[*i].id.as_str(), r.code()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("weak", "below_min_relevance"),
+                ("tail", "below_relative_floor"),
+                ("copy", "near_copy")
+            ]
+        );
+        assert!(matches!(a.left_out[2].1, LeftOut::NearCopy { of: 0, .. }));
+        assert_eq!(a.line_tokens.len(), candidates.len());
+
+        // A budget that holds only the best: the other eligible ones are left out for it.
+        let tight = ContextSettings {
+            max_memory_tokens: count(TokenizerKind::O200k, Category::Episodic.heading())
+                + count(TokenizerKind::O200k, Category::Declarative.heading())
+                + count(TokenizerKind::O200k, Category::Procedural.heading())
+                + a.line_tokens[0],
+            ..ContextSettings::default()
+        };
+        let b = run(tight);
+        assert_eq!(b.chosen.len(), 1);
+        let budget: Vec<&str> = b
+            .left_out
+            .iter()
+            .filter(|(_, r)| *r == LeftOut::Budget)
+            .map(|(i, _)| candidates[*i].id.as_str())
+            .collect();
+        assert_eq!(budget, ["good", "rule"]);
+
+        // Small talk: the standing instruction only.
+        let hello = msgs(&[("user", "Hi! Good morning.")]);
+        let greeted = assemble(AssemblyInput {
+            model: gpt4o(),
+            max_output_tokens: None,
+            directives: &[],
+            candidates: &candidates,
+            messages: &hello,
+            settings: &ContextSettings {
+                selection: SelectionSettings {
+                    small_talk_relevance: 0.9,
+                    ..SelectionSettings::default()
+                },
+                ..ContextSettings::default()
+            },
+        })
+        .unwrap();
+        let chosen: Vec<&str> = greeted.chosen.iter().map(|&(i, _)| candidates[i].id.as_str()).collect();
+        assert_eq!(chosen, ["rule"]);
+        assert!(greeted.left_out.iter().any(|(_, r)| r.code() == "small_talk"));
+
+        // Selection off: everything fits and is packed.
+        let all = run(settings());
+        assert_eq!(all.chosen.len(), candidates.len());
+        assert!(all.left_out.is_empty());
     }
 
     #[test]
@@ -865,7 +1028,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, &w)| (if i % 2 == 0 { "user" } else { "assistant" }.to_string(), "chat ".repeat(w)))
                 .collect();
-            let settings = ContextSettings { max_memory_tokens: cap, memory_share: share };
+            let settings = ContextSettings { max_memory_tokens: cap, memory_share: share, selection: SelectionSettings::OFF };
             let result = assemble(AssemblyInput {
                 model: gpt4,
                 max_output_tokens: Some(output),

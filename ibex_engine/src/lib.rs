@@ -15,6 +15,7 @@ pub mod models;
 pub mod pii;
 pub mod relevance;
 pub mod score;
+pub mod selection;
 pub mod tokens;
 pub mod usage;
 

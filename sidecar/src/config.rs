@@ -100,8 +100,25 @@ pub struct Config {
     pub context_deadline: Duration,
     /// Memories kept per agent in the Redis hot cache.
     pub hot_cache_size: usize,
-    /// Memories asked of the cold semantic search (`ibex_core.search`'s k), 1 to 200.
+    /// Fewest memories asked of the cold search (`ibex_core.search`'s k), 1 to 200. The pool
+    /// grows with the memory budget (`cold_tokens_per_memory`) up to `cold_k_max`.
     pub cold_k: usize,
+    /// Most memories asked of the cold search, `cold_k` to 200.
+    pub cold_k_max: usize,
+    /// Tokens of a typical memory line: the cold pool holds `memory budget / this` candidates
+    /// (within `cold_k`..`cold_k_max`), enough to fill the budget when they are all relevant.
+    pub cold_tokens_per_memory: usize,
+    /// Relevance (0 to 1) the best candidate must reach for a context to carry memories at all
+    /// (`ibex_engine::selection`): a greeting matches nothing that well.
+    pub small_talk_relevance: f64,
+    /// Relevance (0 to 1) below which a memory is never packed; a request may raise or lower it
+    /// with `min_relevance`.
+    pub min_relevance: f64,
+    /// Share (0 to 1) of the best candidate's relevance below which a memory is not packed.
+    pub relative_relevance: f64,
+    /// Cosine similarity (0 to 1) above which two candidates are near-copies and only the
+    /// better one is packed; 1 turns the rule off.
+    pub near_copy_similarity: f64,
     /// Largest share of the tokens left for memories and history that memories may take.
     pub memory_share: f64,
     /// Absolute cap on memory tokens in one context.
@@ -306,6 +323,12 @@ impl Default for Config {
             context_deadline: Duration::from_millis(40),
             hot_cache_size: 50,
             cold_k: 20,
+            cold_k_max: 50,
+            cold_tokens_per_memory: 24,
+            small_talk_relevance: ibex_engine::selection::SelectionSettings::default().small_talk_relevance,
+            min_relevance: ibex_engine::selection::SelectionSettings::default().min_relevance,
+            relative_relevance: ibex_engine::selection::SelectionSettings::default().relative_relevance,
+            near_copy_similarity: ibex_engine::selection::SelectionSettings::default().near_copy_similarity,
             memory_share: 0.5,
             max_memory_tokens: 4096,
             directive_cache_ttl: Duration::from_secs(5),
@@ -573,11 +596,26 @@ impl Config {
                 self.cold_k
             );
         }
-        if !(0.0..=1.0).contains(&self.memory_share) {
+        if !(self.cold_k..=200).contains(&self.cold_k_max) {
             bail!(
-                "setting memory_share must be between 0 and 1, got {}",
-                self.memory_share
+                "setting cold_k_max must be between cold_k ({}) and 200, got {}",
+                self.cold_k,
+                self.cold_k_max
             );
+        }
+        if self.cold_tokens_per_memory == 0 {
+            bail!("setting cold_tokens_per_memory must be at least 1");
+        }
+        for (name, value) in [
+            ("memory_share", self.memory_share),
+            ("small_talk_relevance", self.small_talk_relevance),
+            ("min_relevance", self.min_relevance),
+            ("relative_relevance", self.relative_relevance),
+            ("near_copy_similarity", self.near_copy_similarity),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                bail!("setting {name} must be between 0 and 1, got {value}");
+            }
         }
         if let Some(url) = &self.upstream_base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

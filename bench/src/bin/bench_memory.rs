@@ -507,7 +507,7 @@ async fn quality(url: &str, figures: &mut Figures) -> anyhow::Result<()> {
 
 /// The conversational set learned without an LLM, and retrieval of the turns its questions need.
 async fn conversational(url: &str, figures: &mut Figures) -> anyhow::Result<()> {
-    let set = conversations::generate(14);
+    let set = conversations::generate(learning::SET_SEED);
     let admin = PgPoolOptions::new().max_connections(2).connect(url).await?;
     let llm: String = sqlx::query_scalar("SELECT coalesce(current_setting('ibex.llm_base_url', true), '')")
         .fetch_one(&admin)
@@ -523,7 +523,7 @@ async fn conversational(url: &str, figures: &mut Figures) -> anyhow::Result<()> 
         conversations::SESSIONS,
         set.questions.len()
     );
-    let slug = "bench-conversations";
+    let slug = learning::SET_SLUG;
     let reused = if std::env::var("IBEX_BENCH_REUSE_LEARNED").is_ok_and(|v| v == "1") {
         learning::reuse_set(&admin, &set, slug).await?
     } else {

@@ -37,6 +37,15 @@ pub struct ContextArgs {
     session: Option<Uuid>,
     #[arg(long)]
     max_output_tokens: Option<u32>,
+    /// At most this many memory tokens in the context (the server's cap still applies).
+    #[arg(long)]
+    max_memory_tokens: Option<u32>,
+    /// Relevance (0 to 1) below which a memory is not packed, instead of the server's.
+    #[arg(long)]
+    min_relevance: Option<f64>,
+    /// Also list the candidates that were left out, and why.
+    #[arg(long)]
+    explain: bool,
     /// Print the whole answer as JSON.
     #[arg(long)]
     json: bool,
@@ -85,6 +94,9 @@ pub async fn run(args: ContextArgs) -> anyhow::Result<()> {
         messages,
         max_output_tokens: args.max_output_tokens,
         session_id: args.session.map(|s| s.to_string()),
+        max_memory_tokens: args.max_memory_tokens,
+        min_relevance: args.min_relevance,
+        explain: args.explain.then_some(true),
     });
     let bearer: MetadataValue<_> = format!("Bearer {token}")
         .parse()
@@ -143,6 +155,12 @@ pub fn to_json(a: &AssembleContextResponse) -> Value {
         "timings": a.timings.iter().map(|t| json!({
             "name": t.name, "millis": t.millis, "status": t.status, "detail": t.detail,
         })).collect::<Vec<_>>(),
+        "candidates_considered": a.candidates_considered,
+        "left_out": a.left_out.iter().map(|m| json!({
+            "memory_id": m.memory_id, "category": m.category, "score": m.score, "relevance": m.relevance,
+            "tokens": m.tokens, "source": m.source, "reason": m.reason, "threshold": m.threshold,
+            "near_copy_of": m.near_copy_of,
+        })).collect::<Vec<_>>(),
         "context": a.context,
     })
 }
@@ -187,6 +205,17 @@ fn print_for_people(a: &AssembleContextResponse) {
                     "tokens",
                     "source"
                 ]
+            )
+        );
+    }
+    let left_out = whole["left_out"].as_array().cloned().unwrap_or_default();
+    if !left_out.is_empty() {
+        println!("\n{} of {} candidates left out:", left_out.len(), a.candidates_considered);
+        println!(
+            "{}",
+            table(
+                &left_out,
+                &["memory_id", "category", "score", "relevance", "reason", "threshold", "near_copy_of"]
             )
         );
     }

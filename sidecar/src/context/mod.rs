@@ -12,8 +12,9 @@
 //!   embedding. If the cache lost its data (no `ready` marker) the set is read from Postgres
 //!   instead (`fallback`, not degraded: nothing failed). Without a redis_url the set always comes
 //!   from Postgres.
-//! * cold: `ibex_core.search_by_vector(org, agent, query, vector, cold_k, p_record_access =>
+//! * cold: `ibex_core.search_by_vector(org, agent, query, vector, k, p_record_access =>
 //!   false)`: semantic and lexical candidates scored in Postgres; their score is kept as it is.
+//!   k grows with the call's memory budget (`ibex_engine::selection::cold_pool_size`).
 //!
 //! The query is the latest user message, embedded once per call by the sidecar's model (through
 //! the Redis embedding cache) and shared by both sources (`sources`). Without one, hot and cold
@@ -30,8 +31,11 @@
 //! `context_statement_timeout`) and still refreshes the directive cache.
 //!
 //! Then the pure part (`ibex_engine::context`): candidates merged by memory id (cold ones keep
-//! the score Postgres computed; hot-only ones are scored with the same parameters), packed greedily into the memory budget, history trimmed
-//! newest-first into what is left, sections rendered in order.
+//! the score Postgres computed; hot-only ones are scored with the same parameters), selected by
+//! the question (`ibex_engine::selection`: relevance floors, small talk, near-copies), packed
+//! greedily into the memory budget, history trimmed newest-first into what is left, sections
+//! rendered in order. A request's [`MemoryControls`] adjust the budget and the floor for that
+//! call, and `explain` reports what was left out.
 
 mod access;
 pub mod admission;
@@ -42,10 +46,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ibex_engine::context::{
-    self as engine, AssemblyInput, ColdCandidate, ContextError, ContextSettings, Directive, HotCandidate,
-    ScoredCandidate,
+    self as engine, AssemblyInput, ColdCandidate, ContextError, ContextSettings, Directive, HotCandidate, LeftOut,
+    ScoredCandidate, SelectionSettings,
 };
 use ibex_engine::embed::cosine_similarity;
+use ibex_engine::selection;
 use ibex_engine::score::ScoreParams;
 use serde_json::json;
 use sqlx::PgPool;
@@ -55,7 +60,7 @@ use crate::embedding::EmbeddingCore;
 use crate::error::ApiError;
 use crate::hotcache::{HotEntry, HotStore};
 use crate::metrics::Metrics;
-use sources::{cold_source, embed_query, hot_source};
+use sources::{cold_source, embed_query, hot_source, ColdQuery};
 
 pub use access::AccessRecorder;
 pub use admission::{Admission, AdmissionLoad, AdmissionSettings};
@@ -68,7 +73,10 @@ pub const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"]
 pub struct EngineSettings {
     pub deadline: Duration,
     pub hot_cache_size: usize,
+    /// Bounds of the cold pool, and the line size that turns a memory budget into a pool size.
     pub cold_k: usize,
+    pub cold_k_max: usize,
+    pub cold_tokens_per_memory: usize,
     pub statement_timeout: Duration,
     pub directive_cache_ttl: Duration,
     pub scoring: ContextSettings,
@@ -83,6 +91,8 @@ impl EngineSettings {
             deadline: config.context_deadline,
             hot_cache_size: config.hot_cache_size,
             cold_k: config.cold_k,
+            cold_k_max: config.cold_k_max,
+            cold_tokens_per_memory: config.cold_tokens_per_memory,
             statement_timeout: config.context_statement_timeout,
             directive_cache_ttl: config.directive_cache_ttl,
             max_context_chars: config.max_context_chars,
@@ -95,6 +105,12 @@ impl EngineSettings {
             scoring: ContextSettings {
                 memory_share: config.memory_share,
                 max_memory_tokens: config.max_memory_tokens,
+                selection: SelectionSettings {
+                    small_talk_relevance: config.small_talk_relevance,
+                    min_relevance: config.min_relevance,
+                    relative_relevance: config.relative_relevance,
+                    near_copy_similarity: config.near_copy_similarity,
+                },
             },
         }
     }
@@ -109,6 +125,61 @@ pub struct ContextRequest {
     pub messages: Vec<(String, String)>,
     pub max_output_tokens: Option<u32>,
     pub session_id: Option<String>,
+    /// The caller's own limits for this call ([`MemoryControls`]).
+    pub controls: MemoryControls,
+}
+
+/// Per-request control of the memories (AssembleContext's optional fields, the proxy's
+/// `x-ibex-*` headers). Bounded by [`MemoryControls::validate`] before any work.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MemoryControls {
+    /// At most this many memory tokens (0: no memories); never above the server's
+    /// `max_memory_tokens`, which stays the cap.
+    pub max_memory_tokens: Option<u32>,
+    /// This call's absolute relevance floor, instead of the server's `min_relevance`; the
+    /// server's `small_talk_relevance` is lowered to it when higher, so a caller asking for
+    /// weaker matches gets them.
+    pub min_relevance: Option<f64>,
+    /// List the candidates that were considered and left out, with the reason.
+    pub explain: bool,
+}
+
+/// Largest `max_memory_tokens` a request may name: more than any context window, so a caller
+/// can say "no limit of mine" without knowing the server's cap.
+pub const MAX_REQUEST_MEMORY_TOKENS: u32 = 1 << 20;
+
+impl MemoryControls {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(n) = self.max_memory_tokens {
+            if n > MAX_REQUEST_MEMORY_TOKENS {
+                return Err(ApiError::InvalidRequest {
+                    message: format!("max_memory_tokens is at most {MAX_REQUEST_MEMORY_TOKENS}, got {n}"),
+                    details: Some(json!({ "max_memory_tokens": n, "max": MAX_REQUEST_MEMORY_TOKENS })),
+                });
+            }
+        }
+        if let Some(r) = self.min_relevance {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(ApiError::InvalidRequest {
+                    message: format!("min_relevance must be between 0 and 1, got {r}"),
+                    details: Some(json!({ "min_relevance": r.to_string() })),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's settings with this call's limits applied.
+    pub fn apply(&self, mut settings: ContextSettings) -> ContextSettings {
+        if let Some(n) = self.max_memory_tokens {
+            settings.max_memory_tokens = settings.max_memory_tokens.min(n as usize);
+        }
+        if let Some(r) = self.min_relevance {
+            settings.selection.min_relevance = r;
+            settings.selection.small_talk_relevance = settings.selection.small_talk_relevance.min(r);
+        }
+        settings
+    }
 }
 
 /// How one source did.
@@ -132,6 +203,8 @@ pub struct ContextAnswer {
     pub timings: Vec<DependencyReport>,
     pub total: Duration,
     pub session_id: Option<String>,
+    /// The caller asked which candidates were left out and why (`assembly.left_out`).
+    pub explain: bool,
 }
 
 pub struct ContextEngine {
@@ -232,6 +305,7 @@ impl ContextEngine {
             timings: vec![report("admission", started.elapsed(), "shed", String::new())],
             total: started.elapsed(),
             session_id: request.session_id,
+            explain: request.controls.explain,
         })
     }
 
@@ -242,13 +316,31 @@ impl ContextEngine {
     ) -> Result<ContextAnswer, ApiError> {
         let started = Instant::now();
         validate_messages(&request.messages, self.settings.max_context_chars)?;
+        request.controls.validate()?;
         let model = engine::resolve_model(&request.model).map_err(context_error)?;
-        engine::output_reserve(model, request.max_output_tokens.map(|n| n as usize)).map_err(context_error)?;
+        let output =
+            engine::output_reserve(model, request.max_output_tokens.map(|n| n as usize)).map_err(context_error)?;
         let db = self.db.clone().ok_or_else(|| ApiError::Unavailable {
             public: "context assembly needs the database, and none is configured".into(),
             detail: "no database_url".into(),
         })?;
+        let scoring = request.controls.apply(self.settings.scoring);
+        // The cold pool is sized by the most memory tokens this call can take: enough
+        // candidates to fill it when they are all relevant.
+        let memory_ceiling = engine::memory_token_ceiling(model, output, &scoring);
+        let cold_k = selection::cold_pool_size(
+            memory_ceiling,
+            self.settings.cold_tokens_per_memory,
+            self.settings.cold_k,
+            self.settings.cold_k_max,
+        );
         let query = engine::query_text(&request.messages).map(str::to_string);
+        let skip_reason = match (&query, memory_ceiling) {
+            (None, _) => "no user message to search with",
+            (_, 0) => "no memory tokens for this call (max_memory_tokens)",
+            _ => "",
+        };
+        let query = query.filter(|_| memory_ceiling > 0);
         let (org, agent) = (request.org, request.agent);
 
         let directive_task = {
@@ -273,12 +365,15 @@ impl ContextEngine {
                 ));
                 let cold = tokio::spawn(cold_source(
                     db.clone(),
-                    org,
-                    agent,
-                    q.clone(),
+                    ColdQuery {
+                        org,
+                        agent,
+                        text: q.clone(),
+                        k: cold_k,
+                    },
                     embedding.clone(),
                     deadline,
-                    self.settings.clone(),
+                    self.settings.statement_timeout,
                 ));
                 (Some(AbortOnDrop(hot)), Some(AbortOnDrop(cold)), Some(embedding))
             }
@@ -321,7 +416,7 @@ impl ContextEngine {
 
         let mut hot_entries: Vec<HotEntry> = Vec::new();
         match hot_task {
-            None => timings.push(skipped("hot")),
+            None => timings.push(skipped("hot", skip_reason)),
             Some(mut task) => match tokio::time::timeout_at(deadline, &mut task.0).await {
                 Ok(Ok((Ok(entries), took, status))) => {
                     hot_entries = entries;
@@ -346,7 +441,7 @@ impl ContextEngine {
         let mut cold: Vec<ColdCandidate> = Vec::new();
         let mut params = ScoreParams::default();
         match cold_task {
-            None => timings.push(skipped("cold")),
+            None => timings.push(skipped("cold", skip_reason)),
             Some(mut task) => match tokio::time::timeout_at(deadline, &mut task.0).await {
                 Ok(Ok((Ok((found, used)), took, status))) => {
                     (cold, params) = (found, used);
@@ -384,6 +479,7 @@ impl ContextEngine {
                             semantic: Some(f64::from(cosine_similarity(&vector, &e.embedding))),
                             signals: e.signals(now),
                             content: e.content,
+                            embedding: Some(e.embedding),
                         })
                         .collect();
                 }
@@ -412,7 +508,7 @@ impl ContextEngine {
             directives,
             candidates,
             request.messages,
-            self.settings.scoring,
+            scoring,
         )
         .await?;
         match &degraded {
@@ -435,7 +531,57 @@ impl ContextEngine {
             timings,
             total: started.elapsed(),
             session_id: request.session_id,
+            explain: request.controls.explain,
         })
+    }
+}
+
+/// A candidate that was considered and not packed, as `explain` reports it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LeftOutMemory {
+    pub memory_id: String,
+    pub category: &'static str,
+    pub score: f64,
+    pub relevance: f64,
+    pub tokens: usize,
+    pub source: &'static str,
+    pub reason: &'static str,
+    /// The floor it missed, or the similarity to the copy kept.
+    pub threshold: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_copy_of: Option<String>,
+}
+
+impl ContextAnswer {
+    /// The candidates left out, in the order the assembly set them aside.
+    pub fn left_out(&self) -> Vec<LeftOutMemory> {
+        self.assembly
+            .left_out
+            .iter()
+            .filter_map(|&(i, reason)| {
+                let c = self.candidates.get(i)?;
+                let (threshold, near_copy_of) = match reason {
+                    LeftOut::SmallTalk { floor, .. }
+                    | LeftOut::BelowMinRelevance { floor, .. }
+                    | LeftOut::BelowRelativeFloor { floor, .. } => (floor, None),
+                    LeftOut::NearCopy { of, similarity } => {
+                        (similarity, self.candidates.get(of).map(|k| k.id.clone()))
+                    }
+                    LeftOut::Budget => (0.0, None),
+                };
+                Some(LeftOutMemory {
+                    memory_id: c.id.clone(),
+                    category: c.category.as_str(),
+                    score: c.score.total,
+                    relevance: c.score.relevance,
+                    tokens: self.assembly.line_tokens.get(i).copied().unwrap_or(0),
+                    source: c.source.as_str(),
+                    reason: reason.code(),
+                    threshold,
+                    near_copy_of,
+                })
+            })
+            .collect()
     }
 }
 
@@ -483,8 +629,8 @@ fn report(name: &'static str, took: Duration, status: &'static str, detail: Stri
     }
 }
 
-fn skipped(name: &'static str) -> DependencyReport {
-    report(name, Duration::ZERO, "skipped", "no user message to search with".into())
+fn skipped(name: &'static str, why: &str) -> DependencyReport {
+    report(name, Duration::ZERO, "skipped", why.into())
 }
 
 fn validate_messages(messages: &[(String, String)], max_chars: usize) -> Result<(), ApiError> {

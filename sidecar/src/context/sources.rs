@@ -142,6 +142,7 @@ struct ColdRow {
     usefulness: Option<f64>,
     confidence: Option<f32>,
     access_frequency: Option<f64>,
+    embedding: Option<pgvector::Vector>,
 }
 
 impl ColdRow {
@@ -158,42 +159,52 @@ impl ColdRow {
                 access_frequency: self.access_frequency?,
                 total: self.score?,
             },
+            embedding: self.embedding.map(|v| v.to_vec()),
         })
     }
 }
 
 /// Access is not recorded here: only the memories packed into the answer count as read, and the
-/// context core records them after packing (see `access`).
+/// context core records them after packing (see `access`). Each memory's embedding comes with it
+/// (a primary-key lookup per result row, under the same RLS): the near-copy rule compares them.
 const COLD_SQL: &str = "SELECT p.lexical_weight, p.half_life_hours, s.memory_id, s.content, s.category, s.score,
-       s.relevance, s.recency, s.usefulness, s.confidence, s.access_frequency
+       s.relevance, s.recency, s.usefulness, s.confidence, s.access_frequency, m.embedding
 FROM (SELECT current_setting('ibex.lexical_weight')::float8 AS lexical_weight,
              current_setting('ibex.recency_half_life_hours')::float8 AS half_life_hours) p
-LEFT JOIN LATERAL ibex_core.search_by_vector($1, $2, $3, $4, $5, p_record_access => false) s ON true";
+LEFT JOIN LATERAL ibex_core.search_by_vector($1, $2, $3, $4, $5, p_record_access => false) s ON true
+LEFT JOIN ibex_core.memories m ON m.org_id = $1 AND m.id = s.memory_id";
 
 /// The cold candidates with the score Postgres computed, and the score parameters it used.
 pub(super) type ColdOutcome = (Vec<ColdCandidate>, ScoreParams);
 
+/// What the cold source searches for: the org and agent, the query's text and how many
+/// candidates to ask for.
+pub(super) struct ColdQuery {
+    pub org: Uuid,
+    pub agent: Uuid,
+    pub text: String,
+    pub k: usize,
+}
+
 pub(super) async fn cold_source(
     db: PgPool,
-    org: Uuid,
-    agent: Uuid,
-    query: String,
+    query: ColdQuery,
     embedding: QueryEmbedding,
     deadline: tokio::time::Instant,
-    settings: EngineSettings,
+    statement_cap: Duration,
 ) -> Timed<ColdOutcome> {
     let started = Instant::now();
     let run = async {
         let (vector, _) = embedding.await?;
-        let (cap, k) = (settings.statement_timeout, settings.cold_k as i32);
+        let ColdQuery { org, agent, text, k } = query;
         let search = async move {
-            let mut tx = db::begin_for_org_until(&db, org, deadline, cap).await?;
+            let mut tx = db::begin_for_org_until(&db, org, deadline, statement_cap).await?;
             let rows: Vec<ColdRow> = sqlx::query_as(COLD_SQL)
                 .bind(org)
                 .bind(agent)
-                .bind(&query)
+                .bind(&text)
                 .bind(pgvector::Vector::from(vector.as_ref().clone()))
-                .bind(k)
+                .bind(k as i32)
                 .fetch_all(&mut *tx)
                 .await?;
             tx.commit().await?;

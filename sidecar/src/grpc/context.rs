@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::proto::context::v1 as pb;
 use crate::auth::{Authenticator, SCOPE_CONTEXT};
-use crate::context::{ContextAnswer, ContextEngine, ContextRequest};
+use crate::context::{ContextAnswer, ContextEngine, ContextRequest, MemoryControls};
 use crate::error::ApiError;
 
 pub use pb::context_service_server::ContextServiceServer;
@@ -54,6 +54,11 @@ impl pb::context_service_server::ContextService for ContextService {
                 messages: body.messages.into_iter().map(|m| (m.role, m.content)).collect(),
                 max_output_tokens: body.max_output_tokens,
                 session_id: body.session_id,
+                controls: MemoryControls {
+                    max_memory_tokens: body.max_memory_tokens,
+                    min_relevance: body.min_relevance,
+                    explain: body.explain.unwrap_or(false),
+                },
             })
             .await?;
         Ok(Response::new(to_proto(answer)))
@@ -171,5 +176,25 @@ pub fn to_proto(answer: ContextAnswer) -> pb::AssembleContextResponse {
         model: a.model.name.to_string(),
         exact_token_counts: a.exact_token_counts,
         session_id: answer.session_id.clone().unwrap_or_default(),
+        left_out: if answer.explain {
+            answer
+                .left_out()
+                .into_iter()
+                .map(|m| pb::LeftOutMemory {
+                    memory_id: m.memory_id,
+                    category: m.category.to_string(),
+                    score: m.score,
+                    relevance: m.relevance,
+                    tokens: m.tokens as u32,
+                    source: m.source.to_string(),
+                    reason: m.reason.to_string(),
+                    threshold: m.threshold,
+                    near_copy_of: m.near_copy_of.unwrap_or_default(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        candidates_considered: answer.candidates.len() as u32,
     }
 }

@@ -495,3 +495,182 @@ async fn calls_beyond_the_slots_and_queue_are_shed_with_a_retry_hint() {
     assert!(labelled(&page, "ibex_context_admission_total{outcome=\"shed\"}") >= 1.0);
     assert!(labelled(&page, "ibex_context_requests_total{outcome=\"shed\"}") >= 1.0);
 }
+
+/// A tenant for selection: a directive, a standing instruction, a fact with a near-copy, and
+/// facts unrelated to the questions asked.
+async fn selection_tenant(label: &str) -> (Tenant, [uuid::Uuid; 4]) {
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, label).await;
+    fixtures::directive(&admin, t, "tone", "Answer briefly.", 0).await;
+    let rule = fixtures::remember(&admin, t, "Always answer in British English.", "procedural").await;
+    let dog = fixtures::remember(&admin, t, "The user's dog is a beagle called Pepper.", "declarative").await;
+    let copy = fixtures::remember(&admin, t, "The user's dog is a beagle named Pepper.", "declarative").await;
+    let car = fixtures::remember(&admin, t, "The user's car is a blue 2014 Volvo estate.", "declarative").await;
+    for fact in [
+        "The user drinks their coffee black, without sugar.",
+        "Last spring the user ran a half marathon in Porto.",
+    ] {
+        fixtures::remember(&admin, t, fact, "episodic").await;
+    }
+    let redis = support::redis().await;
+    eventually(Duration::from_secs(15), "memories reach the hot cache", || {
+        let mut redis = redis.clone();
+        async move { fixtures::hot_members(&mut redis, t).await.len() == 6 }
+    })
+    .await;
+    (t, [rule, dog, copy, car])
+}
+
+fn ask(t: Tenant, text: &str) -> pb::AssembleContextRequest {
+    request(t, "gpt-4o-mini", vec![message("user", text)])
+}
+
+fn reasons(r: &pb::AssembleContextResponse) -> Vec<(String, String)> {
+    r.left_out
+        .iter()
+        .map(|m| (m.memory_id.clone(), m.reason.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memories_are_chosen_by_the_question() {
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        ..support::selecting()
+    })
+    .await;
+    let (t, [rule, dog, copy, car]) = selection_tenant("ctx-select").await;
+    let token = fixtures::token(t.org, "context:assemble", None).await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let ids = |r: &pb::AssembleContextResponse| -> Vec<String> { r.memories.iter().map(|m| m.memory_id.clone()).collect() };
+
+    // A greeting: the directive and the standing instruction, no other memory.
+    let hello = assemble(&mut client, &token, ask(t, "Hi! Good morning.")).await.unwrap();
+    assert!(!hello.degraded, "{}", hello.degraded_reason);
+    assert_eq!(ids(&hello), [rule.to_string()], "{:?}", hello.memories);
+    assert!(hello.context.contains("Answer briefly."));
+    assert!(hello.left_out.is_empty(), "no explain asked");
+    assert_eq!(hello.candidates_considered, 6);
+
+    // A precise question, explained: the dog (one of the two copies) and the standing rule.
+    let mut body = ask(t, "What is the name of the user's beagle?");
+    body.explain = Some(true);
+    let r = assemble(&mut client, &token, body).await.unwrap();
+    let chosen = ids(&r);
+    assert!(chosen.contains(&rule.to_string()), "{chosen:?}");
+    let (kept, dropped) = if chosen.contains(&dog.to_string()) {
+        (dog, copy)
+    } else {
+        (copy, dog)
+    };
+    assert!(chosen.contains(&kept.to_string()), "{chosen:?}");
+    let why = reasons(&r);
+    let near = r.left_out.iter().find(|m| m.memory_id == dropped.to_string()).expect("copy left out");
+    assert_eq!(near.reason, "near_copy", "{why:?}");
+    assert_eq!(near.near_copy_of, kept.to_string());
+    assert!(near.threshold > 0.95 && near.tokens > 0);
+    let floored = r
+        .left_out
+        .iter()
+        .filter(|m| ["below_min_relevance", "below_relative_floor"].contains(&m.reason.as_str()))
+        .count();
+    assert!(floored >= 2, "coffee and running do not answer it: {why:?}");
+    // Every packed memory but the standing rule clears both floors (defaults 0.15 and 0.35 x best).
+    let best = r
+        .memories
+        .iter()
+        .map(|m| (m.category.clone(), m.relevance))
+        .chain(r.left_out.iter().map(|m| (m.category.clone(), m.relevance)))
+        .filter(|(c, _)| c != "procedural")
+        .map(|(_, r)| r)
+        .fold(0.0_f64, f64::max);
+    for m in r.memories.iter().filter(|m| m.category != "procedural") {
+        assert!(m.relevance >= 0.15 && m.relevance >= 0.35 * best, "{m:?} (best {best})");
+    }
+    if let Some(m) = r.left_out.iter().find(|m| m.memory_id == car.to_string()) {
+        assert_ne!(m.reason, "budget", "the car is left out by relevance, not room");
+    }
+    assert_eq!(r.left_out.len() + r.memories.len(), r.candidates_considered as usize);
+    assert_eq!(r.candidates_considered, 6);
+
+    // Explained greeting: everything but the rule is left out as small talk.
+    let mut body = ask(t, "Thanks, bye!");
+    body.explain = Some(true);
+    let bye = assemble(&mut client, &token, body).await.unwrap();
+    assert_eq!(ids(&bye), [rule.to_string()]);
+    assert!(bye.left_out.iter().all(|m| m.reason == "small_talk"), "{:?}", reasons(&bye));
+    assert_eq!(bye.left_out.len(), 5);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_memory_controls_and_their_bounds() {
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        ..support::selecting()
+    })
+    .await;
+    let (t, [rule, ..]) = selection_tenant("ctx-controls").await;
+    let token = fixtures::token(t.org, "context:assemble", None).await;
+    let mut client = fixtures::grpc(server.server.grpc_addr).await;
+    let question = "Tell me about the user's dog, car, coffee and running.";
+
+    // No memory tokens: no memories, and hot and cold are not even asked.
+    let mut body = ask(t, question);
+    body.max_memory_tokens = Some(0);
+    let none = assemble(&mut client, &token, body).await.unwrap();
+    assert!(none.memories.is_empty());
+    assert_eq!(none.budget.unwrap().memory_budget, 0);
+    for name in ["hot", "cold"] {
+        assert_eq!(timing(&none, name).status, "skipped");
+        assert!(timing(&none, name).detail.contains("max_memory_tokens"));
+    }
+    assert!(none.context.contains("Answer briefly."), "directives stay");
+
+    // A small cap holds.
+    let mut body = ask(t, question);
+    body.max_memory_tokens = Some(40);
+    let small = assemble(&mut client, &token, body).await.unwrap();
+    let budget = small.budget.unwrap();
+    assert_eq!(budget.memory_budget, 40);
+    assert!(budget.memory_tokens <= 40 && !small.memories.is_empty());
+    // A cap above the server's is the server's (4096).
+    let mut body = ask(t, question);
+    body.max_memory_tokens = Some(1 << 20);
+    assert_eq!(assemble(&mut client, &token, body).await.unwrap().budget.unwrap().memory_budget, 4096);
+
+    // A high floor: only the standing instruction. A zero floor: more than the default gives.
+    let mut body = ask(t, question);
+    body.min_relevance = Some(0.99);
+    let strict = assemble(&mut client, &token, body).await.unwrap();
+    assert_eq!(
+        strict.memories.iter().map(|m| m.memory_id.clone()).collect::<Vec<_>>(),
+        [rule.to_string()]
+    );
+    let default = assemble(&mut client, &token, ask(t, "Hi there")).await.unwrap();
+    let mut body = ask(t, "Hi there");
+    body.min_relevance = Some(0.0);
+    let loose = assemble(&mut client, &token, body).await.unwrap();
+    assert!(
+        loose.memories.len() > default.memories.len(),
+        "a caller's lower floor applies to small talk too: {} vs {}",
+        loose.memories.len(),
+        default.memories.len()
+    );
+
+    // Out of bounds: INVALID_ARGUMENT, naming the field.
+    for (tokens, relevance, field) in [
+        (Some((1 << 20) + 1), None, "max_memory_tokens"),
+        (None, Some(1.5), "min_relevance"),
+        (None, Some(-0.1), "min_relevance"),
+        (None, Some(f64::NAN), "min_relevance"),
+    ] {
+        let mut body = ask(t, question);
+        body.max_memory_tokens = tokens;
+        body.min_relevance = relevance;
+        let status = assemble(&mut client, &token, body).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+    server.stop().await;
+}

@@ -141,6 +141,7 @@ pub fn request(t: Tenant, model: &str, messages: Vec<pb::ChatMessage>) -> pb::As
         messages,
         max_output_tokens: None,
         session_id: None,
+        ..Default::default()
     }
 }
 

@@ -325,3 +325,62 @@ async fn the_proxy_checks_tokens_scopes_and_agents() {
     assert!(seen.lock().unwrap().is_empty(), "nothing reached the upstream");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_controls_come_from_x_ibex_headers() {
+    let (addr, _seen) = upstream().await;
+    let server = TestServer::start_ready(ibex_sidecar::Config {
+        upstream_base_url: Some(format!("http://{addr}/v1")),
+        upstream_api_key: Some(Secret("sk-upstream-test".into())),
+        upstream_timeout: Duration::from_millis(700),
+        context_deadline: fixtures::RELAXED_DEADLINE,
+        ..support::selecting()
+    })
+    .await;
+    let admin = fixtures::admin().await;
+    let t = fixtures::tenant(&admin, "proxy-controls").await;
+    fixtures::remember(&admin, t, "The user's boat is called Sea Biscuit.", "declarative").await;
+    fixtures::remember(&admin, t, "The user plays the cello on Sundays.", "episodic").await;
+    let token = fixtures::token(t.org, "proxy", Some(t.agent)).await;
+    let body = json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "What is my boat called?"}]
+    });
+
+    let plain = call(&server, &token, &body, &[]).await;
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(plain.headers()["x-ibex-memories"], "1", "the boat, not the cello");
+    assert!(!plain.headers().contains_key("x-ibex-context-explain"));
+
+    let none = call(&server, &token, &body, &[("x-ibex-max-memory-tokens", "0")]).await;
+    assert_eq!(none.status(), StatusCode::OK);
+    assert_eq!(none.headers()["x-ibex-memories"], "0");
+
+    let explained = call(&server, &token, &body, &[("x-ibex-explain", "true")]).await;
+    assert_eq!(explained.status(), StatusCode::OK);
+    let explain: Value = serde_json::from_str(explained.headers()["x-ibex-context-explain"].to_str().unwrap()).unwrap();
+    assert_eq!(explain["considered"], 2);
+    assert_eq!(explain["more"], 0);
+    let left_out = explain["left_out"].as_array().unwrap();
+    assert_eq!(left_out.len(), 1, "{explain}");
+    assert!(left_out[0]["reason"].as_str().unwrap().starts_with("below_"), "{explain}");
+
+    let loose = call(&server, &token, &body, &[("x-ibex-min-relevance", "0"), ("x-ibex-explain", "false")]).await;
+    assert_eq!(loose.status(), StatusCode::OK);
+
+    for (name, value) in [
+        ("x-ibex-max-memory-tokens", "-1"),
+        ("x-ibex-max-memory-tokens", "lots"),
+        ("x-ibex-max-memory-tokens", "1048577"),
+        ("x-ibex-min-relevance", "1.5"),
+        ("x-ibex-min-relevance", "NaN"),
+        ("x-ibex-explain", "yes"),
+    ] {
+        let reply = support::reply(call(&server, &token, &body, &[(name, value)]).await).await;
+        let error = reply.error(400, "invalid_request");
+        let message = error["message"].as_str().unwrap();
+        let field = name.trim_start_matches("x-ibex-").replace('-', "_");
+        assert!(message.contains(name) || message.contains(&field), "{error}");
+    }
+    server.stop().await;
+}

@@ -49,7 +49,26 @@ pub fn config() -> Config {
         ort_library,
         embed_workers: 1,
         embed_threads: 1,
+        // Selection by the question off: the tests of packing, degradation, the hot cache and
+        // the proxy seed a few memories and expect every one the budget fits. Selection itself
+        // is tested with the production defaults ([`selecting`], serve/context.rs).
+        min_relevance: 0.0,
+        relative_relevance: 0.0,
+        small_talk_relevance: 0.0,
+        near_copy_similarity: 1.0,
         ..Config::default()
+    }
+}
+
+/// [`config`] with the production defaults of selection by the question.
+pub fn selecting() -> Config {
+    let defaults = Config::default();
+    Config {
+        min_relevance: defaults.min_relevance,
+        relative_relevance: defaults.relative_relevance,
+        small_talk_relevance: defaults.small_talk_relevance,
+        near_copy_similarity: defaults.near_copy_similarity,
+        ..config()
     }
 }
 

@@ -46,7 +46,7 @@ use uuid::Uuid;
 
 use super::json::ApiJson;
 use crate::auth::{Principal, SCOPE_PROXY};
-use crate::context::{ContextAnswer, ContextRequest};
+use crate::context::{ContextAnswer, ContextRequest, MemoryControls};
 use crate::error::ApiError;
 use crate::state::AppState;
 pub use session::new_message_indices;
@@ -64,6 +64,15 @@ pub static X_CONTEXT_TOKENS: HeaderName = HeaderName::from_static("x-ibex-contex
 pub static X_MEMORIES: HeaderName = HeaderName::from_static("x-ibex-memories");
 /// `shed`: context assembly was at capacity and the call went upstream without memories.
 pub static X_CONTEXT: HeaderName = HeaderName::from_static("x-ibex-context");
+/// Request headers: this call's memory controls (`crate::context::MemoryControls`).
+pub static X_MAX_MEMORY_TOKENS: HeaderName = HeaderName::from_static("x-ibex-max-memory-tokens");
+pub static X_MIN_RELEVANCE: HeaderName = HeaderName::from_static("x-ibex-min-relevance");
+pub static X_EXPLAIN: HeaderName = HeaderName::from_static("x-ibex-explain");
+/// Response header with `x-ibex-explain: true`: the candidates left out, as compact JSON
+/// (`{"considered":N,"left_out":[...],"more":M}`, at most [`EXPLAIN_HEADER_ITEMS`] listed so the
+/// header stays within what HTTP clients accept).
+pub static X_CONTEXT_EXPLAIN: HeaderName = HeaderName::from_static("x-ibex-context-explain");
+pub const EXPLAIN_HEADER_ITEMS: usize = 20;
 /// Longest `x-ibex-session-id`: it is stored as the session's `external_id`.
 const MAX_EXTERNAL_SESSION_ID: usize = 200;
 
@@ -88,6 +97,41 @@ fn resolve_agent(principal: &Principal, headers: &HeaderMap) -> Result<Uuid, Api
     }
 }
 
+/// This call's memory controls from the `x-ibex-*` request headers, checked before any work.
+fn memory_controls(headers: &HeaderMap) -> Result<MemoryControls, ApiError> {
+    let invalid = |name: &HeaderName, expected: &str, got: &str| ApiError::InvalidRequest {
+        message: format!("{name} must be {expected}, got {got:?}"),
+        details: Some(serde_json::json!({ "header": name.as_str() })),
+    };
+    let max_memory_tokens = match header_text(headers, &X_MAX_MEMORY_TOKENS) {
+        Some(v) => Some(
+            v.parse::<u32>()
+                .map_err(|_| invalid(&X_MAX_MEMORY_TOKENS, "a whole number of tokens", v))?,
+        ),
+        None => None,
+    };
+    let min_relevance = match header_text(headers, &X_MIN_RELEVANCE) {
+        Some(v) => Some(
+            v.parse::<f64>()
+                .map_err(|_| invalid(&X_MIN_RELEVANCE, "a number between 0 and 1", v))?,
+        ),
+        None => None,
+    };
+    let explain = match header_text(headers, &X_EXPLAIN) {
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => return Err(invalid(&X_EXPLAIN, "true or false", v)),
+        None => false,
+    };
+    let controls = MemoryControls {
+        max_memory_tokens,
+        min_relevance,
+        explain,
+    };
+    controls.validate()?;
+    Ok(controls)
+}
+
 /// The response headers that describe the context given to the upstream.
 fn context_headers(session: Uuid, answer: &ContextAnswer, shed: bool) -> HeaderMap {
     let mut headers = HeaderMap::new();
@@ -99,6 +143,17 @@ fn context_headers(session: Uuid, answer: &ContextAnswer, shed: bool) -> HeaderM
     ];
     if shed {
         values.push((&X_CONTEXT, "shed".to_string()));
+    }
+    if answer.explain {
+        let left_out = answer.left_out();
+        let more = left_out.len().saturating_sub(EXPLAIN_HEADER_ITEMS);
+        let listed = &left_out[..left_out.len() - more];
+        let explain = serde_json::json!({
+            "considered": answer.candidates.len(),
+            "left_out": listed,
+            "more": more,
+        });
+        values.push((&X_CONTEXT_EXPLAIN, explain.to_string()));
     }
     for (name, value) in values {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -138,6 +193,7 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
         .ok_or(ApiError::UpstreamNotConfigured)?;
     let agent = resolve_agent(&principal, headers)?;
     let chat = parse_request(&body)?;
+    let controls = memory_controls(headers)?;
     let external = header_text(headers, &X_SESSION).filter(|s| !s.is_empty());
     if external.is_some_and(|s| s.len() > MAX_EXTERNAL_SESSION_ID) {
         return Err(ApiError::invalid("x-ibex-session-id is at most 200 characters"));
@@ -158,6 +214,7 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
             .collect(),
         max_output_tokens: chat.max_output_tokens,
         session_id: Some(session.to_string()),
+        controls,
     };
     // Shed at admission: the LLM call still goes upstream, without memories, flagged and counted.
     let (answer, shed) = match state.context.assemble(context_request.clone()).await {
