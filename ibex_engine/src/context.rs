@@ -56,8 +56,8 @@ use crate::knapsack::{self, Item};
 use crate::models::{self, ModelSpec, TokenizerKind};
 use crate::relevance;
 use crate::score::{self, MemorySignals, ScoreBreakdown, ScoreParams};
-pub use crate::selection::{LeftOut, SelectionSettings};
 use crate::selection::{self, Candidate};
+pub use crate::selection::{LeftOut, SelectionSettings};
 use crate::tokens::{self, TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMER};
 
 /// Heading of the directive section.

@@ -185,8 +185,7 @@ fn evidence_found(answer: &pb::AssembleContextResponse, sources: &Sources, conve
 fn record(p: &mut Packing, answer: &pb::AssembleContextResponse, took: Duration) {
     p.latency.push(took);
     p.degraded += usize::from(answer.degraded);
-    p.tokens
-        .push(answer.budget.map_or(0, |b| b.memory_tokens) as f64);
+    p.tokens.push(answer.budget.map_or(0, |b| b.memory_tokens) as f64);
     p.memories.push(answer.memories.len() as f64);
 }
 
@@ -234,9 +233,10 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let sources = learning::sources(&admin, &learned).await?;
-    let token = ibex_sidecar::admin::create_token(&url, learned.org, "bench-context", "context:assemble", None, Some(1))
-        .await?
-        .token;
+    let token =
+        ibex_sidecar::admin::create_token(&url, learned.org, "bench-context", "context:assemble", None, Some(1))
+            .await?
+            .token;
     let mut callers = [
         Caller {
             client: connect(&env("IBEX_BENCH_GRPC_OLD")?).await?,

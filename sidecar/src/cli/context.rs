@@ -210,12 +210,24 @@ fn print_for_people(a: &AssembleContextResponse) {
     }
     let left_out = whole["left_out"].as_array().cloned().unwrap_or_default();
     if !left_out.is_empty() {
-        println!("\n{} of {} candidates left out:", left_out.len(), a.candidates_considered);
+        println!(
+            "\n{} of {} candidates left out:",
+            left_out.len(),
+            a.candidates_considered
+        );
         println!(
             "{}",
             table(
                 &left_out,
-                &["memory_id", "category", "score", "relevance", "reason", "threshold", "near_copy_of"]
+                &[
+                    "memory_id",
+                    "category",
+                    "score",
+                    "relevance",
+                    "reason",
+                    "threshold",
+                    "near_copy_of"
+                ]
             )
         );
     }

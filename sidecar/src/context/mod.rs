@@ -50,8 +50,8 @@ use ibex_engine::context::{
     ScoredCandidate, SelectionSettings,
 };
 use ibex_engine::embed::cosine_similarity;
-use ibex_engine::selection;
 use ibex_engine::score::ScoreParams;
+use ibex_engine::selection;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -564,9 +564,7 @@ impl ContextAnswer {
                     LeftOut::SmallTalk { floor, .. }
                     | LeftOut::BelowMinRelevance { floor, .. }
                     | LeftOut::BelowRelativeFloor { floor, .. } => (floor, None),
-                    LeftOut::NearCopy { of, similarity } => {
-                        (similarity, self.candidates.get(of).map(|k| k.id.clone()))
-                    }
+                    LeftOut::NearCopy { of, similarity } => (similarity, self.candidates.get(of).map(|k| k.id.clone())),
                     LeftOut::Budget => (0.0, None),
                 };
                 Some(LeftOutMemory {

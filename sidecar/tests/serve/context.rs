@@ -542,10 +542,13 @@ async fn memories_are_chosen_by_the_question() {
     let (t, [rule, dog, copy, car]) = selection_tenant("ctx-select").await;
     let token = fixtures::token(t.org, "context:assemble", None).await;
     let mut client = fixtures::grpc(server.server.grpc_addr).await;
-    let ids = |r: &pb::AssembleContextResponse| -> Vec<String> { r.memories.iter().map(|m| m.memory_id.clone()).collect() };
+    let ids =
+        |r: &pb::AssembleContextResponse| -> Vec<String> { r.memories.iter().map(|m| m.memory_id.clone()).collect() };
 
     // A greeting: the directive and the standing instruction, no other memory.
-    let hello = assemble(&mut client, &token, ask(t, "Hi! Good morning.")).await.unwrap();
+    let hello = assemble(&mut client, &token, ask(t, "Hi! Good morning."))
+        .await
+        .unwrap();
     assert!(!hello.degraded, "{}", hello.degraded_reason);
     assert_eq!(ids(&hello), [rule.to_string()], "{:?}", hello.memories);
     assert!(hello.context.contains("Answer briefly."));
@@ -565,7 +568,11 @@ async fn memories_are_chosen_by_the_question() {
     };
     assert!(chosen.contains(&kept.to_string()), "{chosen:?}");
     let why = reasons(&r);
-    let near = r.left_out.iter().find(|m| m.memory_id == dropped.to_string()).expect("copy left out");
+    let near = r
+        .left_out
+        .iter()
+        .find(|m| m.memory_id == dropped.to_string())
+        .expect("copy left out");
     assert_eq!(near.reason, "near_copy", "{why:?}");
     assert_eq!(near.near_copy_of, kept.to_string());
     assert!(near.threshold > 0.95 && near.tokens > 0);
@@ -598,7 +605,11 @@ async fn memories_are_chosen_by_the_question() {
     body.explain = Some(true);
     let bye = assemble(&mut client, &token, body).await.unwrap();
     assert_eq!(ids(&bye), [rule.to_string()]);
-    assert!(bye.left_out.iter().all(|m| m.reason == "small_talk"), "{:?}", reasons(&bye));
+    assert!(
+        bye.left_out.iter().all(|m| m.reason == "small_talk"),
+        "{:?}",
+        reasons(&bye)
+    );
     assert_eq!(bye.left_out.len(), 5);
     server.stop().await;
 }
@@ -637,7 +648,15 @@ async fn per_request_memory_controls_and_their_bounds() {
     // A cap above the server's is the server's (4096).
     let mut body = ask(t, question);
     body.max_memory_tokens = Some(1 << 20);
-    assert_eq!(assemble(&mut client, &token, body).await.unwrap().budget.unwrap().memory_budget, 4096);
+    assert_eq!(
+        assemble(&mut client, &token, body)
+            .await
+            .unwrap()
+            .budget
+            .unwrap()
+            .memory_budget,
+        4096
+    );
 
     // A high floor: only the standing instruction. A zero floor: more than the default gives.
     let mut body = ask(t, question);

@@ -363,9 +363,18 @@ async fn memory_controls_come_from_x_ibex_headers() {
     assert_eq!(explain["more"], 0);
     let left_out = explain["left_out"].as_array().unwrap();
     assert_eq!(left_out.len(), 1, "{explain}");
-    assert!(left_out[0]["reason"].as_str().unwrap().starts_with("below_"), "{explain}");
+    assert!(
+        left_out[0]["reason"].as_str().unwrap().starts_with("below_"),
+        "{explain}"
+    );
 
-    let loose = call(&server, &token, &body, &[("x-ibex-min-relevance", "0"), ("x-ibex-explain", "false")]).await;
+    let loose = call(
+        &server,
+        &token,
+        &body,
+        &[("x-ibex-min-relevance", "0"), ("x-ibex-explain", "false")],
+    )
+    .await;
     assert_eq!(loose.status(), StatusCode::OK);
 
     for (name, value) in [
