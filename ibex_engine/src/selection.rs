@@ -336,11 +336,13 @@ fn near_copy(candidates: &[Candidate<'_>], kept: &[usize], c: &Candidate<'_>, th
 }
 
 /// How many candidates to ask of the cold search for a memory budget of `memory_tokens`:
-/// enough lines of `tokens_per_memory` to fill it, at least `min` and at most `max`.
+/// enough lines of `tokens_per_memory` to fill it, at least `min` and at most `max`. A `min`
+/// above `max` wins: a deployment that set a large fixed pool (`cold_k`) before the pool grew
+/// with the budget keeps it.
 pub fn cold_pool_size(memory_tokens: usize, tokens_per_memory: usize, min: usize, max: usize) -> usize {
     memory_tokens
         .div_ceil(tokens_per_memory.max(1))
-        .clamp(min.min(max), max)
+        .clamp(min, max.max(min))
 }
 
 #[cfg(test)]
@@ -474,6 +476,6 @@ mod tests {
         assert_eq!(cold_pool_size(1200, 24, 20, 100), 50);
         assert_eq!(cold_pool_size(100, 24, 20, 100), 20);
         assert_eq!(cold_pool_size(0, 0, 20, 100), 20);
-        assert_eq!(cold_pool_size(5000, 24, 200, 100), 100, "max wins over a larger min");
+        assert_eq!(cold_pool_size(10, 24, 120, 50), 120, "a larger min wins over max");
     }
 }

@@ -103,7 +103,7 @@ pub struct Config {
     /// Fewest memories asked of the cold search (`ibex_core.search`'s k), 1 to 200. The pool
     /// grows with the memory budget (`cold_tokens_per_memory`) up to `cold_k_max`.
     pub cold_k: usize,
-    /// Most memories asked of the cold search, `cold_k` to 200.
+    /// Most memories asked of the cold search, 1 to 200; a larger `cold_k` wins (a fixed pool).
     pub cold_k_max: usize,
     /// Tokens of a typical memory line: the cold pool holds `memory budget / this` candidates
     /// (within `cold_k`..`cold_k_max`), enough to fill the budget when they are all relevant.
@@ -596,10 +596,9 @@ impl Config {
                 self.cold_k
             );
         }
-        if !(self.cold_k..=200).contains(&self.cold_k_max) {
+        if !(1..=200).contains(&self.cold_k_max) {
             bail!(
-                "setting cold_k_max must be between cold_k ({}) and 200, got {}",
-                self.cold_k,
+                "setting cold_k_max must be between 1 and 200 (ibex_core.search's limit), got {}",
                 self.cold_k_max
             );
         }
@@ -707,6 +706,29 @@ mod tests {
             assert_eq!(format!("{:?}", config.upstream_api_key), "Some(Secret(..))");
             Ok(())
         });
+    }
+
+    #[test]
+    fn selection_settings_are_bounded() {
+        let bad: [(&str, fn(&mut Config)); 6] = [
+            ("min_relevance", |c| c.min_relevance = 1.5),
+            ("relative_relevance", |c| c.relative_relevance = -0.1),
+            ("small_talk_relevance", |c| c.small_talk_relevance = f64::NAN),
+            ("near_copy_similarity", |c| c.near_copy_similarity = 2.0),
+            ("cold_k_max", |c| c.cold_k_max = 201),
+            ("cold_tokens_per_memory", |c| c.cold_tokens_per_memory = 0),
+        ];
+        for (name, set) in bad {
+            let mut config = Config::default();
+            set(&mut config);
+            assert!(config.validate().unwrap_err().to_string().contains(name), "{name}");
+        }
+        // A fixed pool larger than cold_k_max is allowed: it wins (selection::cold_pool_size).
+        let fixed = Config {
+            cold_k: 120,
+            ..Config::default()
+        };
+        assert!(fixed.validate().is_ok());
     }
 
     #[test]
