@@ -710,7 +710,8 @@ mod tests {
 
     #[test]
     fn selection_settings_are_bounded() {
-        let bad: [(&str, fn(&mut Config)); 6] = [
+        type Break = fn(&mut Config);
+        let bad: [(&str, Break); 6] = [
             ("min_relevance", |c| c.min_relevance = 1.5),
             ("relative_relevance", |c| c.relative_relevance = -0.1),
             ("small_talk_relevance", |c| c.small_talk_relevance = f64::NAN),
