@@ -20,8 +20,8 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 HTTP = os.environ["IBEX_HTTP"]
@@ -89,6 +89,27 @@ class Checks:
         self.page(name)
 
 
+def gone(element):
+    """A wait condition: true once `element` has left the document. Chrome reports a node of a
+    page being replaced either as a stale element or, in the middle of the navigation, as an
+    inspector error on a node that "does not belong to the document": both mean the old page is
+    gone (selenium's staleness_of only knows the first, and failed the suite on the second)."""
+
+    def check(_driver):
+        try:
+            element.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            message = str(error)
+            if "does not belong to the document" in message or "No node with given id" in message:
+                return True
+            raise
+
+    return check
+
+
 def follow(driver, element):
     """Clicks a link or a submit button and waits for the page it loads. The click returns
     before the navigation ends, so a lookup right after it may read the old page, or an
@@ -96,7 +117,7 @@ def follow(driver, element):
     old = driver.find_element(By.TAG_NAME, "html")
     element.click()
     wait = WebDriverWait(driver, 30)
-    wait.until(expected_conditions.staleness_of(old))
+    wait.until(gone(old))
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
