@@ -814,17 +814,18 @@ mod tests {
         candidates[0].embedding = Some(vec![1.0, 0.0]);
         candidates[5].embedding = Some(vec![1.0, 0.01]);
         let messages = msgs(&[("user", "what did I do last weekend?")]);
-        let run = |settings: ContextSettings| {
+        let ask = |messages: &[(String, String)], settings: ContextSettings| {
             assemble(AssemblyInput {
                 model: gpt4o(),
                 max_output_tokens: None,
                 directives: &[],
                 candidates: &candidates,
-                messages: &messages,
+                messages,
                 settings: &settings,
             })
             .unwrap()
         };
+        let run = |settings: ContextSettings| ask(&messages, settings);
         let a = run(ContextSettings::default());
         let chosen: Vec<&str> = a.chosen.iter().map(|&(i, _)| candidates[i].id.as_str()).collect();
         assert_eq!(chosen, ["best", "good", "rule"]);
@@ -864,21 +865,16 @@ mod tests {
 
         // Small talk: the standing instruction only.
         let hello = msgs(&[("user", "Hi! Good morning.")]);
-        let greeted = assemble(AssemblyInput {
-            model: gpt4o(),
-            max_output_tokens: None,
-            directives: &[],
-            candidates: &candidates,
-            messages: &hello,
-            settings: &ContextSettings {
+        let greeted = ask(
+            &hello,
+            ContextSettings {
                 selection: SelectionSettings {
                     small_talk_relevance: 0.9,
                     ..SelectionSettings::default()
                 },
                 ..ContextSettings::default()
             },
-        })
-        .unwrap();
+        );
         let chosen: Vec<&str> = greeted.chosen.iter().map(|&(i, _)| candidates[i].id.as_str()).collect();
         assert_eq!(chosen, ["rule"]);
         assert!(greeted.left_out.iter().any(|(_, r)| r.code() == "small_talk"));

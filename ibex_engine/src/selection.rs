@@ -31,8 +31,6 @@
 //! if they are all relevant, so a large budget is not starved by a fixed k and a small one does
 //! not pay for a large search.
 
-use serde::Serialize;
-
 use crate::category::Category;
 use crate::embed::cosine_similarity;
 
@@ -74,8 +72,7 @@ impl Default for SelectionSettings {
 }
 
 /// Why a candidate was not packed.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LeftOut {
     /// The message is small talk and the memory's relevance is below `small_talk_relevance`.
     SmallTalk { relevance: f64, floor: f64 },

@@ -86,8 +86,6 @@ struct Packing {
     /// The best candidate's relevance per question and per greeting (explain answers).
     best_question: Vec<f64>,
     best_greeting: Vec<f64>,
-    lift_question: Vec<f64>,
-    lift_greeting: Vec<f64>,
 }
 
 /// The best relevance among the candidates of an explain answer.
@@ -98,18 +96,6 @@ fn best_relevance(answer: &pb::AssembleContextResponse) -> f64 {
         .map(|m| m.relevance)
         .chain(answer.left_out.iter().map(|m| m.relevance))
         .fold(0.0_f64, f64::max)
-}
-
-/// How far the best candidate stands out: best relevance minus the 10th best.
-fn lift(answer: &pb::AssembleContextResponse) -> f64 {
-    let mut r: Vec<f64> = answer
-        .memories
-        .iter()
-        .map(|m| m.relevance)
-        .chain(answer.left_out.iter().map(|m| m.relevance))
-        .collect();
-    r.sort_by(|a, b| b.total_cmp(a));
-    r.first().copied().unwrap_or(0.0) - r.get(9).or(r.last()).copied().unwrap_or(0.0)
 }
 
 impl Packing {
@@ -200,7 +186,6 @@ fn note_evidence_left_out(
 ) {
     let best = best_relevance(answer);
     p.best_question.push(best);
-    p.lift_question.push(lift(answer));
     for m in &answer.left_out {
         let Some(turns) = Uuid::parse_str(&m.memory_id).ok().and_then(|id| sources.get(&id)) else {
             continue;
@@ -299,7 +284,6 @@ async fn main() -> anyhow::Result<()> {
                 let (answer, _) = caller.ask(agent, greeting, p == 1).await?;
                 packings[p].greeting_memories.push(answer.memories.len() as f64);
                 packings[p].best_greeting.push(best_relevance(&answer));
-                packings[p].lift_greeting.push(lift(&answer));
             }
         }
     }
@@ -348,16 +332,6 @@ async fn main() -> anyhow::Result<()> {
         questions.p50(),
         greetings.p50(),
         greetings.percentile(100.0)
-    );
-    let (ql, gl) = (Samples(new.lift_question.clone()), Samples(new.lift_greeting.clone()));
-    println!(
-        "  new: lift per question p1 {:.3} p5 {:.3} p10 {:.3} p50 {:.3}; per greeting p50 {:.3} max {:.3}",
-        ql.percentile(1.0),
-        ql.percentile(5.0),
-        ql.percentile(10.0),
-        ql.p50(),
-        gl.p50(),
-        gl.percentile(100.0)
     );
     for (reason, seen) in &new.evidence_left_out {
         let relevance: Vec<f64> = seen.iter().map(|s| s.0).collect();
