@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar test-api-fuzz test-browser test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-context bench-api bench-archive bench-dashboard clean-data
+        test-pg test-regress test-sidecar test-api-fuzz test-browser test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-context bench-api bench-archive bench-dashboard clean-data fuzz
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -15,6 +15,7 @@ help:
 	@echo "make db-migrate apply sql/migrations and sql/api to the dev database"
 	@echo "make bench      all benchmarks (bench-embed, ...)"
 	@echo "make lint       cargo fmt --check and clippy"
+	@echo "make fuzz       libFuzzer on every fuzz target, FUZZ_SECONDS each (default 60)"
 
 setup:
 	@scripts/setup.sh
@@ -71,6 +72,10 @@ test-browser: setup
 
 test-security: setup
 	@scripts/test.sh security
+
+# Bounded: FUZZ_SECONDS per target (default 60); finds are merged into fuzz/corpus/.
+fuzz: setup
+	@scripts/fuzz.sh
 
 lint:
 	@cargo fmt --all -- --check

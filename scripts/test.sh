@@ -8,14 +8,17 @@
 #   upgrade   a database of the previous release, migrated in place, equals a fresh one
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
 #   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
-#             and the test stack's Redis and Garage (S3)
+#             and the test stack's Redis and Garage (S3); the fuzz corpus replayed as regression
+#             tests (fuzz/tests/corpus.rs)
 #   api-fuzz  schemathesis against /openapi.json of a release `ibex serve` on the test stack
 #             (scripts/schemathesis.sh): no 5xx, answers as documented
 #   browser   the operator dashboard in Debian's Chromium through chromedriver
 #             (scripts/browser-test.sh, tests/browser/dashboard.py): sign in, create an agent,
 #             search and forget a memory, replay a session from S3, read a chart, at 1280 and
 #             390 px; fails on any console error; screenshots in .ibex/screenshots/
-#   e2e       tests/ against the running test stack (background workers, retrieval quality)
+#   e2e       tests/ against the running test stack (background workers, retrieval quality), and
+#             the SQL fuzzer (tests/tests/sql_fuzz.rs: every ibex function, generated arguments,
+#             no backend crash)
 #   security  one named test per item of the security issue (item<N>_...), run as the roles a
 #             deployment uses: tests/tests/security_tenancy.rs (database logins) and
 #             sidecar/tests/security_surface.rs (HTTP/gRPC clients); other tiers skip them
@@ -95,7 +98,9 @@ tier_sidecar() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
   export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL \
     IBEX_S3_ENDPOINT IBEX_S3_REGION IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY
-  cargo test --release -p ibex_sidecar -- "${SECURITY_TESTS[@]}"
+  # ibex_fuzz: the fuzz corpus replayed through its targets (their code is the sidecar's and the
+  # engine's, built here anyway).
+  cargo test --release -p ibex_sidecar -p ibex_fuzz -- "${SECURITY_TESTS[@]}"
 }
 
 tier_api_fuzz() {
@@ -108,7 +113,7 @@ tier_browser() {
 
 tier_e2e() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
-  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL \
+  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL IBEX_PG_LOG \
     IBEX_S3_ENDPOINT IBEX_S3_REGION IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY
   cargo test --release -p ibex_e2e -- "${SECURITY_TESTS[@]}"
 }

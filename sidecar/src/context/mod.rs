@@ -631,7 +631,8 @@ fn skipped(name: &'static str, why: &str) -> DependencyReport {
     report(name, Duration::ZERO, "skipped", why.into())
 }
 
-fn validate_messages(messages: &[(String, String)], max_chars: usize) -> Result<(), ApiError> {
+/// The conversation's bounds: not empty, at most `max_chars` characters, known roles.
+pub fn validate_messages(messages: &[(String, String)], max_chars: usize) -> Result<(), ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid("messages must not be empty"));
     }

@@ -23,6 +23,30 @@ fn parse_uuid(field: &str, value: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(value.trim()).map_err(|_| ApiError::invalid(format!("{field} must be a UUID, got {value:?}")))
 }
 
+/// The wire request as the context engine takes it: ids parsed, the model named, the optional
+/// memory controls gathered. Bounds that need the server's settings (message size, the controls'
+/// ranges) are checked by the engine before any work.
+pub fn context_request(body: pb::AssembleContextRequest) -> Result<ContextRequest, ApiError> {
+    let org = parse_uuid("org_id", &body.org_id)?;
+    let agent = parse_uuid("agent_id", &body.agent_id)?;
+    if body.model.trim().is_empty() {
+        return Err(ApiError::invalid("model must not be empty"));
+    }
+    Ok(ContextRequest {
+        org,
+        agent,
+        model: body.model,
+        messages: body.messages.into_iter().map(|m| (m.role, m.content)).collect(),
+        max_output_tokens: body.max_output_tokens,
+        session_id: body.session_id,
+        controls: MemoryControls {
+            max_memory_tokens: body.max_memory_tokens,
+            min_relevance: body.min_relevance,
+            explain: body.explain.unwrap_or(false),
+        },
+    })
+}
+
 #[tonic::async_trait]
 impl pb::context_service_server::ContextService for ContextService {
     async fn assemble_context(
@@ -37,29 +61,10 @@ impl pb::context_service_server::ContextService for ContextService {
         let source = super::auth::peer_source(&request);
         let principal = self.auth.authenticate_from(authorization.as_deref(), &source).await?;
         principal.require_scope(SCOPE_CONTEXT)?;
-        let body = request.into_inner();
-        let org = parse_uuid("org_id", &body.org_id)?;
-        let agent = parse_uuid("agent_id", &body.agent_id)?;
-        principal.require_org(org)?;
-        principal.require_agent(agent)?;
-        if body.model.trim().is_empty() {
-            return Err(ApiError::invalid("model must not be empty").into());
-        }
-        let answer = self
-            .engine
-            .assemble(ContextRequest {
-                org,
-                agent,
-                model: body.model,
-                messages: body.messages.into_iter().map(|m| (m.role, m.content)).collect(),
-                max_output_tokens: body.max_output_tokens,
-                session_id: body.session_id,
-                controls: MemoryControls {
-                    max_memory_tokens: body.max_memory_tokens,
-                    min_relevance: body.min_relevance,
-                    explain: body.explain.unwrap_or(false),
-                },
-            })
+        let context_request = context_request(request.into_inner())?;
+        principal.require_org(context_request.org)?;
+        principal.require_agent(context_request.agent)?;
+        let answer = self.engine.assemble(context_request)
             .await?;
         Ok(Response::new(to_proto(answer)))
     }

@@ -34,7 +34,7 @@
 mod session;
 mod stream;
 mod upstream;
-mod wire;
+pub mod wire;
 
 use std::time::Instant;
 
