@@ -11,6 +11,9 @@
 #   stack.sh s3-stop dev|test   stop only Garage, returning once its process is gone (tests use
 #                               it to simulate an S3 outage)
 #   stack.sh s3-start dev|test  start only Garage, returning once its S3 API answers
+#   stack.sh replica-up dev|test    start a streaming replica (hot standby) of Postgres on the
+#                               next port, made afresh by pg_basebackup
+#   stack.sh replica-down dev|test
 #
 # Garage (S3, built once per machine by setup.sh) keeps its data under .ibex/data/<stack>/s3. Its
 # first start sets the single node up: a layout, and an access key allowed to create buckets,
@@ -32,6 +35,10 @@ REDIS_DIR=$IBEX_DATA/$stack/redis
 SECRETS=$IBEX_DATA/$stack/secrets.env
 PG_LOG=$IBEX_DATA/$stack/postgres.log
 S3_DIR=$IBEX_DATA/$stack/s3
+REPLICA_PORT=$((PG_PORT + 1))
+REPLICA_DIR=$IBEX_DATA/$stack/pg-replica
+REPLICA_SOCKET_DIR=$IBEX_DATA/$stack/run-replica
+REPLICA_LOG=$IBEX_DATA/$stack/postgres-replica.log
 GARAGE_TOML=$S3_DIR/garage.toml
 GARAGE_PID=$S3_DIR/garage.pid
 GARAGE_LOG=$S3_DIR/garage.log
@@ -57,13 +64,16 @@ ensure_secrets() {
   source "$SECRETS"
 }
 
+# write_pg_config [data dir] [port] [socket dir]: the primary's by default; the replica's differ
+# only in where they listen.
 write_pg_config() {
+  local dir=${1:-$PGDATA_DIR} port=${2:-$PG_PORT} socket=${3:-$SOCKET_DIR}
   # Regenerated at every start so changed settings apply; postgresql.conf only includes it.
-  cat > "$PGDATA_DIR/ibex.conf.tmp" <<CONF
+  cat > "$dir/ibex.conf.tmp" <<CONF
 # Written by scripts/stack.sh; edits are overwritten at the next start.
-port = $PG_PORT
+port = $port
 listen_addresses = '127.0.0.1'
-unix_socket_directories = '$SOCKET_DIR'
+unix_socket_directories = '$socket'
 shared_preload_libraries = 'ibex_pg'
 max_connections = 200
 shared_buffers = 512MB
@@ -77,8 +87,8 @@ ibex.extraction_workers = 2
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = info
 CONF
-  as_pg cp "$PGDATA_DIR/ibex.conf.tmp" "$PGDATA_DIR/ibex.conf"
-  rm -f "$PGDATA_DIR/ibex.conf.tmp"
+  as_pg cp "$dir/ibex.conf.tmp" "$dir/ibex.conf"
+  rm -f "$dir/ibex.conf.tmp"
 }
 
 pg_init() {
@@ -114,6 +124,34 @@ SQL
   psql_admin -d postgres -v pw="$IBEX_SIDECAR_PASSWORD" <<'SQL'
 SELECT format('ALTER ROLE ibex_sidecar PASSWORD %L', :'pw') WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ibex_sidecar') \gexec
 SQL
+}
+
+# A streaming replica of the stack's cluster (hot standby, read-only on the next port). Each
+# start makes it afresh from a base backup (pg_basebackup, seconds for a test cluster): the
+# replica holds nothing of its own, and a copy left from an earlier run could not catch up once
+# the primary has recycled its WAL. It replays everything the primary writes, databases dropped
+# and created included, so it follows `reset-db`. Its background workers wait for promotion
+# (they start at RecoveryFinished), so it only serves reads.
+replica_running() { [ -f "$REPLICA_DIR/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$REPLICA_DIR" status >/dev/null 2>&1; }
+
+replica_start() {
+  pg_running || die "$stack: the replica needs the primary running (stack.sh up $stack)"
+  if replica_running; then return; fi
+  log "$stack: creating a streaming replica in $REPLICA_DIR (pg_basebackup)"
+  rm -rf "$REPLICA_DIR"
+  install -d -o "$IBEX_PG_OS_USER" -m 700 "$REPLICA_DIR" "$REPLICA_SOCKET_DIR"
+  # -R writes standby.signal and primary_conninfo; the local replication connection is trusted.
+  as_pg "$PG_BIN/pg_basebackup" -h "$SOCKET_DIR" -p "$PG_PORT" -U postgres -D "$REPLICA_DIR" -R -X stream -c fast ||
+    { rm -rf "$REPLICA_DIR"; die "$stack: pg_basebackup failed"; }
+  write_pg_config "$REPLICA_DIR" "$REPLICA_PORT" "$REPLICA_SOCKET_DIR"
+  touch "$REPLICA_LOG" && chown "$IBEX_PG_OS_USER" "$REPLICA_LOG"
+  as_pg "$PG_BIN/pg_ctl" -D "$REPLICA_DIR" -l "$REPLICA_LOG" -w -t 60 start >/dev/null ||
+    { tail -20 "$REPLICA_LOG" >&2; die "$stack: the replica failed to start (log: $REPLICA_LOG)"; }
+  log "$stack: streaming replica running on 127.0.0.1:$REPLICA_PORT"
+}
+
+replica_stop() {
+  if replica_running; then as_pg "$PG_BIN/pg_ctl" -D "$REPLICA_DIR" -m fast -w stop >/dev/null; log "$stack: replica stopped"; fi
 }
 
 pg_stop() {
@@ -378,6 +416,8 @@ IBEX_PG_SOCKET_DIR='$SOCKET_DIR'
 IBEX_PG_PORT_ACTIVE='$PG_PORT'
 IBEX_DB='$DB'
 IBEX_PG_LOG='$PG_LOG'
+IBEX_REPLICA_DATABASE_URL='postgres://ibex_sidecar:$IBEX_SIDECAR_PASSWORD@127.0.0.1:$REPLICA_PORT/$DB'
+IBEX_REPLICA_MIGRATE_URL='postgres://postgres@localhost/$DB?host=$REPLICA_SOCKET_DIR&port=$REPLICA_PORT'
 IBEX_S3_ENDPOINT='http://127.0.0.1:$S3_PORT'
 IBEX_S3_REGION='$S3_REGION'
 IBEX_S3_ACCESS_KEY_ID='${IBEX_S3_ACCESS_KEY_ID:-}'
@@ -388,10 +428,13 @@ URLS
 case "${1:-}" in
   # (Without Garage nothing is started: the stack would be incomplete.)
   up) require_garage; pg_start; pg_ensure_database; redis_start; garage_start ;;
-  down) redis_stop; garage_stop; pg_stop ;;
+  down) redis_stop; garage_stop; replica_stop; pg_stop ;;
+  replica-up) replica_start ;;
+  replica-down) replica_stop ;;
   restart-pg) pg_stop; pg_start ;;
   status)
     pg_running && echo "postgres: running on $PG_PORT" || echo "postgres: stopped"
+    replica_running && echo "replica: running on $REPLICA_PORT"
     redis_running && echo "redis: running on $REDIS_PORT" || echo "redis: stopped"
     if pid=$(garage_pid); then
       if garage_ready; then health=healthy; else health="not ready"; fi
@@ -410,5 +453,5 @@ case "${1:-}" in
   set-sidecar-password | set-app-password) pg_ensure_database ;;
   urls) urls ;;
   psql) shift 2; psql_admin -d "$DB" "$@" ;;
-  *) die "usage: stack.sh up|down|status|reset-db|urls|psql|s3-start|s3-stop dev|test" ;;
+  *) die "usage: stack.sh up|down|status|reset-db|urls|psql|s3-start|s3-stop|replica-up|replica-down dev|test" ;;
 esac

@@ -9,7 +9,8 @@
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
 #   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
 #             and the test stack's Redis and Garage (S3); the fuzz corpus replayed as regression
-#             tests (fuzz/tests/corpus.rs)
+#             tests (fuzz/tests/corpus.rs); a streaming replica (stack.sh replica-up) serves the
+#             reads of read_database_url
 #   api-fuzz  schemathesis against /openapi.json of a release `ibex serve` on the test stack
 #             (scripts/schemathesis.sh): no 5xx, answers as documented
 #   browser   the operator dashboard in Debian's Chromium through chromedriver
@@ -98,9 +99,15 @@ tier_sidecar() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
   export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL \
     IBEX_S3_ENDPOINT IBEX_S3_REGION IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY
+  export IBEX_REPLICA_DATABASE_URL IBEX_REPLICA_MIGRATE_URL
+  # A streaming replica for the tests of reads on a replica (read_database_url).
+  "$IBEX_ROOT/scripts/stack.sh" replica-up test
   # ibex_fuzz: the fuzz corpus replayed through its targets (their code is the sidecar's and the
   # engine's, built here anyway).
-  cargo test --release -p ibex_sidecar -p ibex_fuzz -- "${SECURITY_TESTS[@]}"
+  local rc=0
+  cargo test --release -p ibex_sidecar -p ibex_fuzz -- "${SECURITY_TESTS[@]}" || rc=$?
+  "$IBEX_ROOT/scripts/stack.sh" replica-down test
+  return $rc
 }
 
 tier_api_fuzz() {

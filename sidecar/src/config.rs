@@ -43,6 +43,12 @@ pub struct Config {
     /// API does not need the database, and the pool connects lazily, so a database outage never
     /// blocks start-up or readiness.
     pub database_url: Option<String>,
+    /// A streaming replica for the hot path's reads (AssembleContext's directives, hot-cache
+    /// rebuilds and semantic search), same role and password as `database_url`. Writes (access
+    /// counts, sessions, usage) still go to `database_url`. A memory written on the primary
+    /// reaches answers once the replica has replayed it (its replay lag). Default: none, reads
+    /// go to `database_url`.
+    pub read_database_url: Option<String>,
     /// Database pool size.
     pub db_max_connections: u32,
     /// Connections opened and warmed at start (the model loaded in their backends), and kept.
@@ -295,6 +301,7 @@ impl Default for Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8780)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8781)),
             database_url: None,
+            read_database_url: None,
             db_max_connections: 16,
             db_warm_connections: 4,
             redis_url: None,
@@ -404,6 +411,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// A streaming replica for the hot path's reads [default: none, reads use database_url].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_database_url: Option<String>,
     /// Redis, e.g. redis://127.0.0.1:6379/ [default: none, caches off].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

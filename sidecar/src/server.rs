@@ -127,6 +127,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         ),
         None => None,
     };
+    // The hot path's reads: a replica's pool when one is configured, else the primary's.
+    let reads = match &config.read_database_url {
+        Some(url) => Some(
+            db::connect_lazy_warm(url, config.db_max_connections, config.db_warm_connections)
+                .context("setting read_database_url")?,
+        ),
+        None => db.clone(),
+    };
     let core = Arc::new(EmbeddingCore::new(
         CoreSettings {
             max_inflight: config.max_inflight,
@@ -139,6 +147,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let hot = Arc::new(HotStore::new(config.redis_url.as_deref(), config.redis_timeout).context("setting redis_url")?);
     let context = Arc::new(ContextEngine::new(
         db.clone(),
+        reads.clone(),
         Arc::clone(&hot),
         Arc::clone(&core),
         EngineSettings::from_config(&config),
@@ -212,6 +221,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     };
 
     if let Some(pool) = &db {
+        let (pool, warm) = (pool.clone(), config.db_warm_connections);
+        tokio::spawn(async move { db::warm_up(&pool, warm).await });
+    }
+    if let (Some(pool), Some(_)) = (&reads, &config.read_database_url) {
         let (pool, warm) = (pool.clone(), config.db_warm_connections);
         tokio::spawn(async move { db::warm_up(&pool, warm).await });
     }

@@ -208,7 +208,9 @@ pub struct ContextAnswer {
 }
 
 pub struct ContextEngine {
-    db: Option<PgPool>,
+    /// Where the reads of an assembly go (directives, hot-cache rebuilds, semantic search): a
+    /// replica when `read_database_url` is set, else the primary.
+    reads: Option<PgPool>,
     hot: Arc<HotStore>,
     embed: Arc<EmbeddingCore>,
     directives: Arc<DirectiveCache>,
@@ -223,17 +225,20 @@ fn millis(d: Duration) -> f64 {
 }
 
 impl ContextEngine {
+    /// `db` is the primary (access counts are written there); `reads` serves the assembly's
+    /// queries.
     pub fn new(
         db: Option<PgPool>,
+        reads: Option<PgPool>,
         hot: Arc<HotStore>,
         embed: Arc<EmbeddingCore>,
         settings: EngineSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            access: AccessRecorder::start(db.clone(), Arc::clone(&metrics)),
+            access: AccessRecorder::start(db, Arc::clone(&metrics)),
             admission: Admission::new(settings.admission, Arc::clone(&metrics)),
-            db,
+            reads,
             hot,
             embed,
             directives: Arc::new(DirectiveCache::new(settings.directive_cache_ttl)),
@@ -320,7 +325,7 @@ impl ContextEngine {
         let model = engine::resolve_model(&request.model).map_err(context_error)?;
         let output =
             engine::output_reserve(model, request.max_output_tokens.map(|n| n as usize)).map_err(context_error)?;
-        let db = self.db.clone().ok_or_else(|| ApiError::Unavailable {
+        let db = self.reads.clone().ok_or_else(|| ApiError::Unavailable {
             public: "context assembly needs the database, and none is configured".into(),
             detail: "no database_url".into(),
         })?;
