@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar test-api-fuzz test-browser test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-context bench-api bench-archive bench-dashboard clean-data fuzz
+        test-pg test-regress test-sidecar test-api-fuzz test-browser test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-context bench-api bench-archive bench-dashboard clean-data fuzz bench-load soak
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -84,7 +84,7 @@ lint:
 fmt:
 	@cargo fmt --all
 
-bench: bench-embed bench-memory bench-sidecar bench-context bench-extraction bench-api bench-archive bench-dashboard
+bench: bench-embed bench-memory bench-sidecar bench-context bench-extraction bench-api bench-archive bench-dashboard bench-load
 
 bench-embed: build
 	@scripts/bench-embed.sh
@@ -102,6 +102,14 @@ bench-sidecar: build
 
 bench-context-load: build
 	@scripts/bench-sidecar.sh bench_context_load
+
+# Mixed workload at 1, 8, 32 and 128 clients, 60 s each (IBEX_BENCH_LOAD_SECONDS).
+bench-load: build
+	@scripts/bench-sidecar.sh bench_load
+
+# 10 minutes at 32 clients: memory, open files and connections must not grow.
+soak: build
+	@IBEX_BENCH_SOAK_SECONDS=$${IBEX_BENCH_SOAK_SECONDS:-600} scripts/bench-sidecar.sh bench_load
 
 bench-context: build
 	@scripts/bench-context.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench-sidecar` (bench/src/bin/bench_sidecar.rs); with the argument bench_context_load,
 # `make bench-context-load` (bench/src/bin/bench_context_load.rs); with bench_api, `make bench-api`
-# (bench/src/bin/bench_api.rs). Runs against the dev cluster's
+# (bench/src/bin/bench_api.rs); with bench_load, `make bench-load` and `make soak`
+# (bench/src/bin/bench_load.rs). Runs against the dev cluster's
 # ibex_bench_100k database (100k memories, seeded by `make bench-memory`; seeded here through it
 # when missing) and the dev Redis (logical database 2, so the dev sidecar's hot cache is not
 # mixed with the benchmark's) and the dev Garage (S3; the same bucket as the dev sidecar, under
@@ -70,5 +71,6 @@ done
 [ -n "$(redis-cli -p "$IBEX_REDIS_PORT" -n 2 GET ibex:hot:v1:ready)" ] || die "the hot cache was not built within 120 s"
 
 IBEX_BENCH_URL_100K=$SUPER_URL IBEX_BENCH_GRPC=$GRPC_ADDR IBEX_BENCH_HTTP=$HTTP_ADDR \
+IBEX_BENCH_APP_URL=$APP_URL IBEX_BENCH_SIDECAR_PID=$SIDECAR_PID \
 IBEX_MODEL_DIR=$IBEX_MODEL_DIR IBEX_ORT_LIB=$IBEX_ORT_LIB \
   "$CARGO_TARGET_DIR/release/$BENCH"

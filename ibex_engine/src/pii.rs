@@ -230,27 +230,66 @@ fn detect_bytes(text: &str) -> Vec<(usize, usize, PiiKind)> {
     claims.0.into_iter().map(|(s, (e, kind))| (s, e, kind)).collect()
 }
 
-/// Most redaction passes over one text. Each pass that finds something removes at least one
-/// `@` or digit (every kind of PII holds one, no placeholder does), so the passes end by
-/// themselves; the cap bounds the work on hostile input all the same.
-const MAX_REDACTION_PASSES: usize = 16;
+/// Redaction passes over one text before the conservative fallback.
+const MAX_REDACTION_PASSES: usize = 8;
 
 /// Replaces every detected span with its placeholder. `spans` are those found in `text`.
 ///
 /// Redaction repeats until detection finds nothing more: removing one span can expose another
-/// that overlapped it (`x-e@ae.Coa55-e@ae.Coa` hides its second address behind the first). Found
-/// by the `pii` fuzz target.
+/// that overlapped it or leaned on it (`x-e@ae.Coa55-e@ae.Coa` hides its second address behind
+/// the first, which the placeholder's bracket then sets free). Found by the `pii` fuzz target.
+/// Hostile text can chain such exposures one per pass, so after [`MAX_REDACTION_PASSES`] every
+/// word still holding an `@` or a digit is replaced whole: every kind of PII holds one, so
+/// nothing detectable is left, and the work stays linear.
 pub fn redact(text: &str) -> Redaction {
     let spans = detect(text);
     let mut out = replace_spans(text, &spans);
-    for _ in 1..MAX_REDACTION_PASSES {
+    let mut passes = 1;
+    loop {
         let exposed = detect(&out);
         if exposed.is_empty() {
             break;
         }
+        if passes == MAX_REDACTION_PASSES {
+            out = redact_suspicious_words(&out);
+            break;
+        }
         out = replace_spans(&out, &exposed);
+        passes += 1;
     }
     Redaction { text: out, spans }
+}
+
+/// The placeholder of the fallback: not one kind, since the text defeated detection.
+const SUSPICIOUS_WORD: &str = "[REDACTED]";
+
+/// Every run of non-space characters holding a character read as `@` or a digit becomes
+/// [`SUSPICIOUS_WORD`]; placeholders already in the text stay.
+fn redact_suspicious_words(text: &str) -> String {
+    let could_be_pii = |c: char| {
+        c == '@' || c.is_numeric() || matches!(reading(c), Reading::Ascii(a) if a == '@' || a.is_ascii_digit())
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut word_start = None;
+    let flush = |out: &mut String, word: &str| {
+        out.push_str(if word.chars().any(could_be_pii) { SUSPICIOUS_WORD } else { word });
+    };
+    for (at, c) in text.char_indices() {
+        match (c.is_whitespace(), word_start) {
+            (true, Some(start)) => {
+                flush(&mut out, &text[start..at]);
+                word_start = None;
+                out.push(c);
+            }
+            (true, None) => out.push(c),
+            (false, None) => word_start = Some(at),
+            (false, Some(_)) => {}
+        }
+    }
+    if let Some(start) = word_start {
+        flush(&mut out, &text[start..]);
+    }
+    out
 }
 
 fn replace_spans(text: &str, spans: &[PiiSpan]) -> String {
@@ -557,6 +596,19 @@ mod tests {
         assert!(detect(&r.text).is_empty(), "{:?} still holds PII", r.text);
         assert!(!r.text.contains('@'), "{:?}", r.text);
         assert_eq!(r.spans, detect(text), "spans are those of the original text");
+    }
+
+    #[test]
+    fn chained_exposures_end_in_the_fallback() {
+        // The second fuzz finding: each pass sets one more address free. The cascade is cut
+        // after a few passes, and every word with an `@` or a digit goes.
+        let link = "-@aee.Cge55-e@ae.Cga55-@ae.Cgaga55-";
+        let text = format!("{} tail 42 words", link.repeat(40));
+        let r = redact(&text);
+        assert!(detect(&r.text).is_empty(), "{:?} still holds PII", r.text);
+        assert!(!r.text.contains('@'), "{:?}", r.text);
+        assert!(r.text.ends_with(" tail [REDACTED] words"), "{:?}", r.text);
+        assert_eq!(redact_suspicious_words("call ５５５ or a@b now\u{A0}9"), "call [REDACTED] or [REDACTED] now\u{A0}[REDACTED]");
     }
 
     #[test]
