@@ -10,8 +10,11 @@ mod targets;
 
 pub use targets::{chat_request_json, content, context_request_proto, extraction_json, knapsack, pii, tokens};
 
+/// A target's body: arbitrary bytes in, a panic when a promise breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target by name: the names of the corpus directories and of the libFuzzer binaries.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("pii", pii),
     ("tokens", tokens),
     ("extraction_json", extraction_json),

@@ -23,17 +23,35 @@ pub fn pii(data: &[u8]) {
     let spans = pii_spans::detect(&text);
     let mut end_of_previous = 0;
     for span in &spans {
-        assert!(span.byte_start >= end_of_previous, "spans overlap or are out of order: {spans:?}");
-        assert!(span.byte_start < span.byte_end && span.byte_end <= text.len(), "span out of bounds: {span:?}");
+        assert!(
+            span.byte_start >= end_of_previous,
+            "spans overlap or are out of order: {spans:?}"
+        );
+        assert!(
+            span.byte_start < span.byte_end && span.byte_end <= text.len(),
+            "span out of bounds: {span:?}"
+        );
         assert!(text.is_char_boundary(span.byte_start) && text.is_char_boundary(span.byte_end));
-        assert_eq!(text[..span.byte_start].chars().count(), span.start, "character offset of {span:?}");
-        assert_eq!(text[..span.byte_end].chars().count(), span.end, "character offset of {span:?}");
+        assert_eq!(
+            text[..span.byte_start].chars().count(),
+            span.start,
+            "character offset of {span:?}"
+        );
+        assert_eq!(
+            text[..span.byte_end].chars().count(),
+            span.end,
+            "character offset of {span:?}"
+        );
         end_of_previous = span.byte_end;
     }
     let redaction = pii_spans::redact(&text);
     assert_eq!(redaction.spans.len(), spans.len(), "redact and detect disagree");
     let again = pii_spans::detect(&redaction.text);
-    assert!(again.is_empty(), "redacted text {:?} still holds {again:?}", redaction.text);
+    assert!(
+        again.is_empty(),
+        "redacted text {:?} still holds {again:?}",
+        redaction.text
+    );
 }
 
 /// Token counting with every tokenizer: empty text is 0 tokens, and no text counts more tokens
@@ -45,7 +63,11 @@ pub fn tokens(data: &[u8]) {
         if text.is_empty() {
             assert_eq!(count, 0, "{kind:?} counts tokens in empty text");
         }
-        assert!(count <= text.len() + text.len() / 10 + 1, "{kind:?}: {count} tokens in {} bytes", text.len());
+        assert!(
+            count <= text.len() + text.len() / 10 + 1,
+            "{kind:?}: {count} tokens in {} bytes",
+            text.len()
+        );
     }
 }
 
@@ -62,10 +84,22 @@ pub fn extraction_json(data: &[u8]) {
     for memory in &parsed.kept {
         assert!(!memory.content.trim().is_empty(), "an empty memory was kept");
         assert!(memory.content.chars().count() <= MAX_CONTENT_CHARS);
-        assert!((0.0..=1.0).contains(&memory.confidence), "confidence {}", memory.confidence);
+        assert!(
+            (0.0..=1.0).contains(&memory.confidence),
+            "confidence {}",
+            memory.confidence
+        );
         assert!(!memory.turns.is_empty() && memory.turns.len() <= MAX_TURNS_PER_MEMORY);
-        assert!(memory.turns.windows(2).all(|w| w[0] < w[1]), "turns not ascending: {:?}", memory.turns);
-        assert!(memory.turns.iter().all(|t| batch.contains(t)), "turn outside the batch: {:?}", memory.turns);
+        assert!(
+            memory.turns.windows(2).all(|w| w[0] < w[1]),
+            "turns not ascending: {:?}",
+            memory.turns
+        );
+        assert!(
+            memory.turns.iter().all(|t| batch.contains(t)),
+            "turn outside the batch: {:?}",
+            memory.turns
+        );
     }
 }
 
@@ -106,7 +140,11 @@ pub fn knapsack(data: &[u8]) {
 pub fn content(data: &[u8]) {
     let text = text(data);
     let once = content_hash::normalise(&text);
-    assert_eq!(content_hash::normalise(&once), once, "normalise is not idempotent on {text:?}");
+    assert_eq!(
+        content_hash::normalise(&once),
+        once,
+        "normalise is not idempotent on {text:?}"
+    );
     assert_eq!(content_hash::content_hash(&text), content_hash::content_hash(&once));
 }
 
@@ -137,7 +175,10 @@ pub fn context_request_proto(data: &[u8]) {
     }) else {
         return;
     };
-    assert!(assembly.history.windows(2).all(|w| w[0].0 < w[1].0), "history out of order");
+    assert!(
+        assembly.history.windows(2).all(|w| w[0].0 < w[1].0),
+        "history out of order"
+    );
     assert!(assembly.history.iter().all(|&(i, _)| i < request.messages.len()));
     let reserve = engine::output_reserve(model, max_output_tokens).expect("accepted above");
     assert!(

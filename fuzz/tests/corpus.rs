@@ -32,6 +32,10 @@ fn every_target_has_a_libfuzzer_binary() {
     for &(name, _) in ibex_fuzz::TARGETS {
         let source = targets.join(format!("{name}.rs"));
         let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
-        assert!(text.contains(&format!("ibex_fuzz::{name}(")), "{} does not call ibex_fuzz::{name}", source.display());
+        assert!(
+            text.contains(&format!("ibex_fuzz::{name}(")),
+            "{} does not call ibex_fuzz::{name}",
+            source.display()
+        );
     }
 }

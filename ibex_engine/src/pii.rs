@@ -272,7 +272,11 @@ fn redact_suspicious_words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut word_start = None;
     let flush = |out: &mut String, word: &str| {
-        out.push_str(if word.chars().any(could_be_pii) { SUSPICIOUS_WORD } else { word });
+        out.push_str(if word.chars().any(could_be_pii) {
+            SUSPICIOUS_WORD
+        } else {
+            word
+        });
     };
     for (at, c) in text.char_indices() {
         match (c.is_whitespace(), word_start) {
@@ -608,7 +612,10 @@ mod tests {
         assert!(detect(&r.text).is_empty(), "{:?} still holds PII", r.text);
         assert!(!r.text.contains('@'), "{:?}", r.text);
         assert!(r.text.ends_with(" tail [REDACTED] words"), "{:?}", r.text);
-        assert_eq!(redact_suspicious_words("call ５５５ or a@b now\u{A0}9"), "call [REDACTED] or [REDACTED] now\u{A0}[REDACTED]");
+        assert_eq!(
+            redact_suspicious_words("call ５５５ or a@b now\u{A0}9"),
+            "call [REDACTED] or [REDACTED] now\u{A0}[REDACTED]"
+        );
     }
 
     #[test]

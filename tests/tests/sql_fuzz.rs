@@ -113,7 +113,10 @@ fn pool(type_name: &str, fixture: &Fixture) -> Vec<Arg> {
             p(r#"{"email": "jane@example.com", "nested": {"phone": "+1 415 555 0132"}}"#),
             p(deep_json(5_000)),
             p(format!(r#"{{"big": "{}"}}"#, "x".repeat(1 << 20))),
-            p(format!("[{}]", vec![r#"{"role":"user","content":"hi"}"#; 20_000].join(","))),
+            p(format!(
+                "[{}]",
+                vec![r#"{"role":"user","content":"hi"}"#; 20_000].join(",")
+            )),
         ],
         "timestamp with time zone" => vec![
             NULL,
@@ -179,10 +182,15 @@ fn push(mut values: Vec<Arg>, value: Arg) -> Vec<Arg> {
 /// pool's third value.
 fn typical(name: &str, type_name: &str, pool: &[Arg], fixture: &Fixture) -> Arg {
     if type_name == "uuid" {
-        let id = [("org", fixture.org), ("agent", fixture.agent), ("memory", fixture.memory), ("session", fixture.session)]
-            .into_iter()
-            .find(|(key, _)| name.contains(key))
-            .map(|(_, id)| id);
+        let id = [
+            ("org", fixture.org),
+            ("agent", fixture.agent),
+            ("memory", fixture.memory),
+            ("session", fixture.session),
+        ]
+        .into_iter()
+        .find(|(key, _)| name.contains(key))
+        .map(|(_, id)| id);
         if let Some(id) = id {
             return p(id.to_string());
         }
@@ -244,7 +252,11 @@ fn call_sql(function: &Function, tuple: &[Arg]) -> String {
         })
         .collect();
     // count(r) uses the result, so even an immutable function is really called.
-    format!("SELECT count(r) FROM (SELECT {}({}) AS r) s", function.name, args.join(", "))
+    format!(
+        "SELECT count(r) FROM (SELECT {}({}) AS r) s",
+        function.name,
+        args.join(", ")
+    )
 }
 
 fn describe(function: &Function, tuple: &[Arg]) -> String {
@@ -323,12 +335,13 @@ async fn fixture() -> Fixture {
     let admin = admin().await;
     let (org, agent) = org_with_agent(&admin, "sql-fuzz").await;
     let app = app_for(org).await;
-    let memory: Uuid = sqlx::query_scalar("SELECT memory_id FROM ibex_core.remember($1, $2, 'The user plays the cello.')")
-        .bind(org)
-        .bind(agent)
-        .fetch_one(&app)
-        .await
-        .expect("remember");
+    let memory: Uuid =
+        sqlx::query_scalar("SELECT memory_id FROM ibex_core.remember($1, $2, 'The user plays the cello.')")
+            .bind(org)
+            .bind(agent)
+            .fetch_one(&app)
+            .await
+            .expect("remember");
     let session: Uuid = sqlx::query_scalar("SELECT ibex_core.ensure_session($1, $2, 'sql-fuzz', NULL, '{}')")
         .bind(org)
         .bind(agent)
@@ -415,24 +428,37 @@ async fn fuzz_as(url: &str, functions: &[Function], fixture: &Fixture, rng: &mut
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ibex_function_survives_generated_arguments() {
-    let owner_url = std::env::var("IBEX_MIGRATE_DATABASE_URL").expect("IBEX_MIGRATE_DATABASE_URL (run through make test)");
+    let owner_url =
+        std::env::var("IBEX_MIGRATE_DATABASE_URL").expect("IBEX_MIGRATE_DATABASE_URL (run through make test)");
     let log = std::env::var("IBEX_PG_LOG").expect("IBEX_PG_LOG (run through make test)");
-    let seed: u64 = std::env::var("IBEX_SQL_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x1BE7);
+    let seed: u64 = std::env::var("IBEX_SQL_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x1BE7);
     let fixture = fixture().await;
     let admin = admin().await;
     // The superuser reaches every function past RLS and grants; the application login, bound to
     // the fixture's org as a deployment binds one, is the hostile caller.
     let (_, app_url) = bound_login(&admin, fixture.org, "sqlfuzz").await;
-    let started_at: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT pg_postmaster_start_time()").fetch_one(&admin).await.expect("uptime");
+    let started_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT pg_postmaster_start_time()")
+        .fetch_one(&admin)
+        .await
+        .expect("uptime");
     let log_from = log_size(&log);
     let mut catalog = PgConnection::connect(&owner_url).await.expect("connect");
     let functions = functions(&mut catalog).await;
-    assert!(functions.len() > 100, "only {} functions found: is the database migrated?", functions.len());
+    assert!(
+        functions.len() > 100,
+        "only {} functions found: is the database migrated?",
+        functions.len()
+    );
 
     let mut rng = Rng(seed | 1);
     let mut problems = Vec::new();
-    for (login, url) in [("superuser", owner_url.as_str()), ("application login", app_url.as_str())] {
+    for (login, url) in [
+        ("superuser", owner_url.as_str()),
+        ("application login", app_url.as_str()),
+    ] {
         let t0 = Instant::now();
         let found = fuzz_as(url, &functions, &fixture, &mut rng).await;
         eprintln!(
@@ -454,8 +480,10 @@ async fn every_ibex_function_survives_generated_arguments() {
         note("calls ran into the 5 s statement timeout", &found.timeouts);
     }
 
-    let restarted_at: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT pg_postmaster_start_time()").fetch_one(&admin).await.expect("uptime");
+    let restarted_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT pg_postmaster_start_time()")
+        .fetch_one(&admin)
+        .await
+        .expect("uptime");
     let server_log = log_since(&log, log_from);
     let crashes: Vec<&str> = server_log
         .lines()
@@ -465,7 +493,9 @@ async fn every_ibex_function_survives_generated_arguments() {
         problems.push(format!("the server log reports crashes:\n  {}", crashes.join("\n  ")));
     }
     if started_at != restarted_at {
-        problems.push(format!("the postmaster restarted during the run (started {started_at}, now {restarted_at})"));
+        problems.push(format!(
+            "the postmaster restarted during the run (started {started_at}, now {restarted_at})"
+        ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -141,7 +141,8 @@ impl Load {
             Op::Remember => {
                 let content = format!("Load note {n}: the user mentioned {question}");
                 let sql = "SELECT count(*) FROM ibex_core.remember($1, $2, $3)";
-                self.sql(self.write_org, sql, (self.write_agent, content), started).await
+                self.sql(self.write_org, sql, (self.write_agent, content), started)
+                    .await
             }
         }
     }
@@ -235,7 +236,12 @@ fn postgres_pss_mib() -> f64 {
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
         .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres"))
-        .map(|e| kib_field(&std::fs::read_to_string(e.path().join("smaps_rollup")).unwrap_or_default(), "Pss:"))
+        .map(|e| {
+            kib_field(
+                &std::fs::read_to_string(e.path().join("smaps_rollup")).unwrap_or_default(),
+                "Pss:",
+            )
+        })
         .sum::<f64>()
         / 1024.0
 }
@@ -273,7 +279,10 @@ fn print_step(step: &Step, before: (f64, f64), after: (f64, f64)) {
         before.1,
         after.1
     );
-    println!("  {:<16} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6}", "operation", "answered", "p50 ms", "p99 ms", "degraded", "shed", "errors");
+    println!(
+        "  {:<16} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6}",
+        "operation", "answered", "p50 ms", "p99 ms", "degraded", "shed", "errors"
+    );
     for (op, s) in &step.ops {
         println!(
             "  {:<16} {:>8} {:>9.2} {:>9.2} {:>9} {:>6} {:>6}",
@@ -296,20 +305,26 @@ async fn write_org(admin: &mut PgConnection) -> anyhow::Result<(Uuid, Uuid)> {
         .bind(format!("bench-load-{}", &Uuid::new_v4().simple().to_string()[..10]))
         .fetch_one(&mut *admin)
         .await?;
-    let agent: Uuid = sqlx::query_scalar("INSERT INTO ibex_core.agents (org_id, name) VALUES ($1, 'writer') RETURNING id")
-        .bind(org)
-        .fetch_one(&mut *admin)
-        .await?;
+    let agent: Uuid =
+        sqlx::query_scalar("INSERT INTO ibex_core.agents (org_id, name) VALUES ($1, 'writer') RETURNING id")
+            .bind(org)
+            .fetch_one(&mut *admin)
+            .await?;
     Ok((org, agent))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin_url = std::env::var("IBEX_BENCH_URL_100K").context("IBEX_BENCH_URL_100K (run through make bench-load)")?;
+    let admin_url =
+        std::env::var("IBEX_BENCH_URL_100K").context("IBEX_BENCH_URL_100K (run through make bench-load)")?;
     let app_url = std::env::var("IBEX_BENCH_APP_URL").context("IBEX_BENCH_APP_URL")?;
     let grpc_addr = std::env::var("IBEX_BENCH_GRPC").context("IBEX_BENCH_GRPC")?;
-    let sidecar: u32 = std::env::var("IBEX_BENCH_SIDECAR_PID").context("IBEX_BENCH_SIDECAR_PID")?.parse()?;
-    let soak = std::env::var("IBEX_BENCH_SOAK_SECONDS").ok().and_then(|v| v.parse::<u64>().ok());
+    let sidecar: u32 = std::env::var("IBEX_BENCH_SIDECAR_PID")
+        .context("IBEX_BENCH_SIDECAR_PID")?
+        .parse()?;
+    let soak = std::env::var("IBEX_BENCH_SOAK_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
     let length = env_seconds("IBEX_BENCH_LOAD_SECONDS", 60);
     let levels: Vec<usize> = std::env::var("IBEX_BENCH_LOAD_CLIENTS")
         .unwrap_or_else(|_| "1,8,32,128".into())
@@ -373,7 +388,11 @@ async fn main() -> anyhow::Result<()> {
             )
         );
         // Admitted calls past the admission threshold against the last step that shed nothing.
-        let baseline = p99_by_clients.iter().take_while(|(_, _, shed)| *shed == 0).last().or(p99_by_clients.first());
+        let baseline = p99_by_clients
+            .iter()
+            .take_while(|(_, _, shed)| *shed == 0)
+            .last()
+            .or(p99_by_clients.first());
         let worst = p99_by_clients
             .iter()
             .filter(|(_, _, shed)| *shed > 0)
@@ -390,7 +409,10 @@ async fn main() -> anyhow::Result<()> {
         }
         figures.add("load_errors_below_admission", errors_below_admission as f64);
     }
-    sqlx::query("SELECT ibex_ops.platform_delete_org($1)").bind(write_org).execute(&mut admin).await?;
+    sqlx::query("SELECT ibex_ops.platform_delete_org($1)")
+        .bind(write_org)
+        .execute(&mut admin)
+        .await?;
     print!("{}", figures.render());
     Ok(())
 }
@@ -404,7 +426,10 @@ async fn soak_run(load: &Arc<Load>, admin: &mut PgConnection, sidecar: u32, leng
     };
     let started = Instant::now();
     let mut samples = Vec::new();
-    println!("\n{:>6} {:>12} {:>11} {:>12} {:>12}", "s", "sidecar MiB", "open files", "connections", "Postgres MiB");
+    println!(
+        "\n{:>6} {:>12} {:>11} {:>12} {:>12}",
+        "s", "sidecar MiB", "open files", "connections", "Postgres MiB"
+    );
     while started.elapsed() < length {
         tokio::time::sleep(SAMPLE.min(length.saturating_sub(started.elapsed()))).await;
         let sample = (
@@ -414,11 +439,18 @@ async fn soak_run(load: &Arc<Load>, admin: &mut PgConnection, sidecar: u32, leng
             connections(admin).await as f64,
             postgres_pss_mib(),
         );
-        println!("{:>6.0} {:>12.1} {:>11.0} {:>12.0} {:>12.1}", sample.0, sample.1, sample.2, sample.3, sample.4);
+        println!(
+            "{:>6.0} {:>12.1} {:>11.0} {:>12.0} {:>12.1}",
+            sample.0, sample.1, sample.2, sample.3, sample.4
+        );
         samples.push(sample);
     }
     let step = runner.await.expect("soak step");
-    print_step(&step, (samples[0].1, samples[0].4), (samples[samples.len() - 1].1, samples[samples.len() - 1].4));
+    print_step(
+        &step,
+        (samples[0].1, samples[0].4),
+        (samples[samples.len() - 1].1, samples[samples.len() - 1].4),
+    );
     let third = samples[samples.len() / 3];
     let last = samples[samples.len() - 1];
     let growth = |a: f64, b: f64| if a > 0.0 { (b - a) / a } else { 0.0 };
@@ -434,7 +466,12 @@ async fn soak_run(load: &Arc<Load>, admin: &mut PgConnection, sidecar: u32, leng
             verdict(
                 &format!("{label} does not grow"),
                 growth(from, to) <= limit,
-                format!("{from:.1} at {:.0} s -> {to:.1} at {:.0} s ({:+.1}%)", third.0, last.0, 100.0 * growth(from, to)),
+                format!(
+                    "{from:.1} at {:.0} s -> {to:.1} at {:.0} s ({:+.1}%)",
+                    third.0,
+                    last.0,
+                    100.0 * growth(from, to)
+                ),
             )
         );
     }

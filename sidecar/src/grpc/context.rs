@@ -64,8 +64,7 @@ impl pb::context_service_server::ContextService for ContextService {
         let context_request = context_request(request.into_inner())?;
         principal.require_org(context_request.org)?;
         principal.require_agent(context_request.agent)?;
-        let answer = self.engine.assemble(context_request)
-            .await?;
+        let answer = self.engine.assemble(context_request).await?;
         Ok(Response::new(to_proto(answer)))
     }
 }

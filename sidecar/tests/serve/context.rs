@@ -715,7 +715,13 @@ async fn reads_come_from_a_streaming_replica() {
     assert!(in_recovery, "IBEX_REPLICA_MIGRATE_URL is not a standby");
     let admin = fixtures::admin().await;
     let t = fixtures::tenant(&admin, "ctx-replica").await;
-    let boat = fixtures::remember(&admin, t, "The user's boat is a sloop called Sea Breeze.", "declarative").await;
+    let boat = fixtures::remember(
+        &admin,
+        t,
+        "The user's boat is a sloop called Sea Breeze.",
+        "declarative",
+    )
+    .await;
     let replayed = |id: uuid::Uuid| {
         let replica = replica_admin.clone();
         async move {
@@ -726,7 +732,10 @@ async fn reads_come_from_a_streaming_replica() {
                 .unwrap()
         }
     };
-    fixtures::eventually(Duration::from_secs(20), "the replica replays the boat", || replayed(boat)).await;
+    fixtures::eventually(Duration::from_secs(20), "the replica replays the boat", || {
+        replayed(boat)
+    })
+    .await;
 
     let server = TestServer::start_ready(ibex_sidecar::Config {
         context_deadline: fixtures::RELAXED_DEADLINE,
@@ -737,9 +746,13 @@ async fn reads_come_from_a_streaming_replica() {
     .await;
     let token = fixtures::token(t.org, "context:assemble", None).await;
     let mut client = fixtures::grpc(server.server.grpc_addr).await;
-    let packed = |r: &pb::AssembleContextResponse| -> Vec<String> { r.memories.iter().map(|m| m.memory_id.clone()).collect() };
+    let packed =
+        |r: &pb::AssembleContextResponse| -> Vec<String> { r.memories.iter().map(|m| m.memory_id.clone()).collect() };
 
-    sqlx::query("SELECT pg_wal_replay_pause()").execute(&replica_admin).await.unwrap();
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&replica_admin)
+        .await
+        .unwrap();
     let cello = fixtures::remember(&admin, t, "The user's cello is named Bach.", "declarative").await;
     let paused = assemble(&mut client, &token, ask(t, "What is my boat called, and my cello?"))
         .await
@@ -747,31 +760,47 @@ async fn reads_come_from_a_streaming_replica() {
     assert!(!paused.degraded, "{}", paused.degraded_reason);
     let seen = packed(&paused);
     assert!(seen.contains(&boat.to_string()), "{seen:?}");
-    assert!(!seen.contains(&cello.to_string()), "read from the primary, not the paused replica: {seen:?}");
+    assert!(
+        !seen.contains(&cello.to_string()),
+        "read from the primary, not the paused replica: {seen:?}"
+    );
     // The packed memory's access is written on the primary.
-    fixtures::eventually(Duration::from_secs(10), "the boat's access recorded on the primary", || {
-        let admin = admin.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT (SELECT count(*) FROM ibex_core.memory_access WHERE memory_id = $1)
+    fixtures::eventually(
+        Duration::from_secs(10),
+        "the boat's access recorded on the primary",
+        || {
+            let admin = admin.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT (SELECT count(*) FROM ibex_core.memory_access WHERE memory_id = $1)
                       + (SELECT access_count FROM ibex_core.memories WHERE id = $1)",
-            )
-            .bind(boat)
-            .fetch_one(&admin)
-            .await
-            .unwrap()
-                > 0
-        }
-    })
+                )
+                .bind(boat)
+                .fetch_one(&admin)
+                .await
+                .unwrap()
+                    > 0
+            }
+        },
+    )
     .await;
 
-    sqlx::query("SELECT pg_wal_replay_resume()").execute(&replica_admin).await.unwrap();
-    fixtures::eventually(Duration::from_secs(20), "the replica replays the cello", || replayed(cello)).await;
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&replica_admin)
+        .await
+        .unwrap();
+    fixtures::eventually(Duration::from_secs(20), "the replica replays the cello", || {
+        replayed(cello)
+    })
+    .await;
     let resumed = assemble(&mut client, &token, ask(t, "What is my boat called, and my cello?"))
         .await
         .unwrap();
     let seen = packed(&resumed);
-    assert!(seen.contains(&cello.to_string()) && seen.contains(&boat.to_string()), "{seen:?}");
+    assert!(
+        seen.contains(&cello.to_string()) && seen.contains(&boat.to_string()),
+        "{seen:?}"
+    );
     server.stop().await;
 
     // In SQL, as the application role on the replica: search without recording access runs;
@@ -784,14 +813,13 @@ async fn reads_come_from_a_streaming_replica() {
         .execute(&mut replica)
         .await
         .unwrap();
-    let found: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT memory_id FROM ibex_core.search($1, $2, 'boat name', 5, p_record_access => false)",
-    )
-    .bind(t.org)
-    .bind(t.agent)
-    .fetch_all(&mut replica)
-    .await
-    .unwrap();
+    let found: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT memory_id FROM ibex_core.search($1, $2, 'boat name', 5, p_record_access => false)")
+            .bind(t.org)
+            .bind(t.agent)
+            .fetch_all(&mut replica)
+            .await
+            .unwrap();
     assert_eq!(found.first(), Some(&boat), "{found:?}");
     let refused = sqlx::query("SELECT * FROM ibex_core.search($1, $2, 'boat name', 5)")
         .bind(t.org)
@@ -799,6 +827,9 @@ async fn reads_come_from_a_streaming_replica() {
         .fetch_all(&mut replica)
         .await
         .unwrap_err();
-    let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    let code = refused
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
     assert_eq!(code.as_deref(), Some("25006"), "{refused}");
 }
