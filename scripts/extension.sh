@@ -29,7 +29,9 @@ build() {
 # Copies the packaged files that differ from the installed ones; prints how many changed.
 copy_changed() {
   local changed=0 src dest
-  for src in "$PKG_DIR$LIBDIR"/ibex_pg.so "$PKG_DIR$EXTDIR"/ibex_pg*; do
+  # pgrx packages the current version's script; the frozen earlier versions and the upgrade
+  # scripts between them are kept in ibex_pg/sql/.
+  for src in "$PKG_DIR$LIBDIR"/ibex_pg.so "$PKG_DIR$EXTDIR"/ibex_pg* "$IBEX_ROOT"/ibex_pg/sql/ibex_pg--*.sql; do
     case "$src" in *.so) dest=$LIBDIR/$(basename "$src") ;; *) dest=$EXTDIR/$(basename "$src") ;; esac
     if ! cmp -s "$src" "$dest"; then
       cp --remove-destination "$src" "$dest"

@@ -5,7 +5,8 @@
 #   unit      cargo test of ibex_engine (pure logic, real model files) and dashboard_ssr (sessions,
 #             CSRF, formatting)
 #   pg        #[pg_test]s of ibex_pg in a pgrx-managed cluster
-#   upgrade   a database of the previous release, migrated in place, equals a fresh one
+#   upgrade   a database of the previous release, migrated in place, equals a fresh one; every
+#             earlier ibex_pg version, upgraded by ALTER EXTENSION UPDATE, equals a fresh install
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
 #   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
 #             and the test stack's Redis and Garage (S3); the fuzz corpus replayed as regression
@@ -65,6 +66,12 @@ fresh_database() {
   second=$("$IBEX_BIN" migrate --database-url "$IBEX_MIGRATE_DATABASE_URL" 2>&1)
   grep -q "nothing to apply" <<<"$second" || die "second migrate was not a no-op: $second"
   "$IBEX_ROOT/scripts/stack.sh" set-sidecar-password test
+}
+
+# The database upgrade (migrations) and the extension upgrade (ALTER EXTENSION ibex_pg UPDATE).
+tier_upgrade() {
+  "$IBEX_ROOT/scripts/upgrade-check.sh"
+  "$IBEX_ROOT/scripts/extension-upgrade-check.sh"
 }
 
 tier_regress() {
@@ -141,7 +148,7 @@ summary() {
 case "${1:-all}" in
   unit) timed unit tier_unit ;;
   pg) timed pg_test tier_pg ;;
-  upgrade) timed build build_all; "$IBEX_ROOT/scripts/stack.sh" up test; timed upgrade "$IBEX_ROOT/scripts/upgrade-check.sh" ;;
+  upgrade) timed build build_all; "$IBEX_ROOT/scripts/stack.sh" up test; timed upgrade tier_upgrade ;;
   regress) timed build build_all; timed fresh-database fresh_database; timed regress tier_regress ;;
   sidecar) timed build build_all; timed fresh-database fresh_database; timed sidecar tier_sidecar ;;
   # Its own fresh org on the test stack as it is: no database reset.
@@ -155,7 +162,7 @@ case "${1:-all}" in
     timed pg_test tier_pg
     timed build build_all
     timed fresh-database fresh_database
-    timed upgrade "$IBEX_ROOT/scripts/upgrade-check.sh"
+    timed upgrade tier_upgrade
     timed regress tier_regress
     timed sidecar tier_sidecar
     timed api-fuzz tier_api_fuzz

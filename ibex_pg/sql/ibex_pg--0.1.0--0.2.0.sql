@@ -1,0 +1,11 @@
+-- ibex_pg 0.1.0 -> 0.2.0 (ALTER EXTENSION ibex_pg UPDATE; migration 0024 runs it).
+--
+-- 0.2.0 changes behaviour behind unchanged signatures, so no object of the extension changes:
+-- * ibex_content_hash: NFKC is applied again after lower-casing, so canonically equal texts
+--   hash the same (a combining mark below after a dotted capital I). Hashes change only for
+--   texts with such marks.
+-- * ibex_redact_pii: redaction repeats until nothing is detected in its own output, with a
+--   word fallback for hostile text.
+-- Both were found by the fuzz targets (fuzz/). scripts/extension-upgrade-check.sh installs 0.1.0,
+-- runs this script and compares the extension's objects with a fresh 0.2.0.
+\echo Use "ALTER EXTENSION ibex_pg UPDATE" to load this file. \quit
