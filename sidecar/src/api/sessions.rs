@@ -376,17 +376,25 @@ pub async fn delete(
     let mut tx = for_org(&state, caller.org_id).await?;
     let session = fetch(&mut tx, &caller, id).await?;
     // The texts whose embeddings Redis may hold: what the session said, and what was learnt.
-    let mut texts: Vec<String> = sqlx::query_scalar(
-        "SELECT content FROM ibex_core.session_turns WHERE org_id = $1 AND session_id = $2 AND content <> ''
-         UNION SELECT content FROM ibex_core.memories WHERE org_id = $1 AND source_session_id = $2",
+    // Read in one statement with the session's archive state, so in one snapshot: the retention
+    // may clear the turn contents meanwhile, and then they are read back from the archive.
+    let held: Option<HeldTexts> = sqlx::query_as(
+        "SELECT s.turns_cleared_at IS NOT NULL AS cleared, s.archive_key, s.archive_sha256,
+                ARRAY(SELECT content FROM ibex_core.session_turns WHERE org_id = $1 AND session_id = $2 AND content <> ''
+                      UNION SELECT content FROM ibex_core.memories WHERE org_id = $1 AND source_session_id = $2) AS texts
+           FROM ibex_core.sessions s WHERE s.org_id = $1 AND s.id = $2",
     )
     .bind(caller.org_id)
     .bind(id)
-    .fetch_all(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(|e| from_sqlx("reading the session's texts", e))?;
-    if session.turns_cleared_at.is_some() {
-        texts.extend(archived_texts(&state, &session).await);
+    let mut texts = Vec::new();
+    if let Some(held) = held {
+        texts = held.texts;
+        if held.cleared {
+            texts.extend(archived_texts(&state, session.id, held.archive_key, held.archive_sha256).await);
+        }
     }
     let deleted: Value = sqlx::query_scalar("SELECT ibex_core.delete_session($1, $2)")
         .bind(caller.org_id)
@@ -434,18 +442,26 @@ pub async fn delete(
 
 /// What a session whose turn contents were cleared said, read back from its archive. A failure
 /// is logged: the cache entries then expire with their TTL.
-async fn archived_texts(state: &AppState, session: &Session) -> Vec<String> {
-    let (Some(archives), Some(key), Some(sha256)) = (&state.archives, &session.archive_key, &session.archive_sha256)
-    else {
+/// What a session to delete still holds in Postgres, and where its archive is.
+#[derive(sqlx::FromRow)]
+struct HeldTexts {
+    cleared: bool,
+    archive_key: Option<String>,
+    archive_sha256: Option<String>,
+    texts: Vec<String>,
+}
+
+async fn archived_texts(state: &AppState, session: Uuid, key: Option<String>, sha256: Option<String>) -> Vec<String> {
+    let (Some(archives), Some(key), Some(sha256)) = (&state.archives, key, sha256) else {
         return Vec::new();
     };
-    match read_archive(archives, key, sha256).await {
+    match read_archive(archives, &key, &sha256).await {
         Ok(lines) => lines
             .into_iter()
             .flat_map(|line| line.turns.into_iter().map(|turn| turn.content))
             .collect(),
         Err(e) => {
-            tracing::warn!(session = %session.id, error = %e,
+            tracing::warn!(session = %session, error = %e,
                 "the deleted session's archive could not be read; its cached embeddings expire with their TTL");
             Vec::new()
         }
