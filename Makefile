@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ibex/target
 IBEX := $(CARGO_TARGET_DIR)/release/ibex
 
 .PHONY: help setup build build-sidecar extension run stop status db-migrate psql test test-unit bench-memory \
-        test-pg test-regress test-sidecar test-api-fuzz test-browser test-e2e test-security lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-context bench-api bench-archive bench-dashboard clean-data fuzz bench-load soak
+        test-pg test-regress test-sidecar test-api-fuzz test-browser test-e2e test-security test-faults test-image lint fmt bench bench-embed bench-extraction bench-sidecar bench-context-load bench-context bench-api bench-archive bench-dashboard clean-data fuzz bench-load soak
 
 help:
 	@echo "make run        bring up Postgres+ibex_pg and Redis (dev stack), apply migrations"
@@ -15,7 +15,9 @@ help:
 	@echo "make db-migrate apply sql/migrations and sql/api to the dev database"
 	@echo "make bench      all benchmarks (bench-embed, ...)"
 	@echo "make lint       cargo fmt --check and clippy"
+	@echo "make test-faults kill -9 of each component under load; every acknowledged write checked"
 	@echo "make fuzz       libFuzzer on every fuzz target, FUZZ_SECONDS each (default 60)"
+	@echo "make test-image the PostgreSQL image's install (Dockerfile.postgres) in a debootstrap root, then pg_regress"
 
 setup:
 	@scripts/setup.sh
@@ -72,6 +74,15 @@ test-browser: setup
 
 test-security: setup
 	@scripts/test.sh security
+
+# kill -9 of each component under load; nothing acknowledged may be lost (tests/tests/faults.rs).
+test-faults: setup
+	@scripts/test.sh faults
+
+# Dockerfile.postgres's install script in a clean debootstrap root (cached), then the regress
+# suite against the server it installed (scripts/test-image.sh).
+test-image: build
+	@scripts/test-image.sh
 
 # Bounded: FUZZ_SECONDS per target (default 60); finds are merged into fuzz/corpus/.
 fuzz: setup

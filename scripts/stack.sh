@@ -68,25 +68,16 @@ ensure_secrets() {
 # only in where they listen.
 write_pg_config() {
   local dir=${1:-$PGDATA_DIR} port=${2:-$PG_PORT} socket=${3:-$SOCKET_DIR}
-  # Regenerated at every start so changed settings apply; postgresql.conf only includes it.
-  cat > "$dir/ibex.conf.tmp" <<CONF
+  # Regenerated at every start so changed settings apply; postgresql.conf only includes it. The
+  # IBEX settings come from pg-conf.sh, which the PostgreSQL image (Dockerfile.postgres) uses too.
+  { cat <<CONF
 # Written by scripts/stack.sh; edits are overwritten at the next start.
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$socket'
-shared_preload_libraries = 'ibex_pg'
-max_connections = 200
-shared_buffers = 512MB
-maintenance_work_mem = 512MB
-work_mem = 16MB
-max_worker_processes = 16
-ibex.model_dir = '$IBEX_MODEL_DIR'
-ibex.ort_library_path = '$IBEX_ORT_LIB'
-ibex.database = '$DB'
-ibex.extraction_workers = 2
-log_line_prefix = '%m [%p] %q%u@%d '
-log_min_messages = info
 CONF
+    "$IBEX_ROOT/scripts/pg-conf.sh" "$IBEX_MODEL_DIR" "$IBEX_ORT_LIB" "$DB"
+  } > "$dir/ibex.conf.tmp"
   as_pg cp "$dir/ibex.conf.tmp" "$dir/ibex.conf"
   rm -f "$dir/ibex.conf.tmp"
 }
@@ -113,6 +104,25 @@ pg_start() {
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 60 start >/dev/null ||
     { tail -20 "$PG_LOG" >&2; die "$stack: PostgreSQL failed to start (log: $PG_LOG)"; }
   log "$stack: PostgreSQL running on 127.0.0.1:$PG_PORT"
+}
+
+# Starts PostgreSQL after its postmaster was killed. Until the killed process is reaped it is a
+# zombie that `pg_ctl status` takes for a running server, and until its orphaned backends have
+# exited a new postmaster refuses the old shared memory: so wait for the one, retry the other,
+# and call it running only when it accepts connections. Up to 60 s.
+pg_recover() {
+  local pid
+  for _ in $(seq 200); do
+    if "$PG_BIN/pg_isready" -q -h "$SOCKET_DIR" -p "$PG_PORT"; then
+      log "$stack: PostgreSQL running on 127.0.0.1:$PG_PORT"; return 0
+    fi
+    pid=$(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)
+    # A postmaster still there (starting, recovering, or a zombie not reaped yet): wait.
+    if [ -n "$pid" ] && [ -n "$(ps -o stat= -p "$pid" 2>/dev/null)" ]; then sleep 0.3; continue; fi
+    as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 10 start >/dev/null 2>&1 || sleep 0.3
+  done
+  tail -20 "$PG_LOG" >&2
+  die "$stack: PostgreSQL did not start again within 60 s (log: $PG_LOG)"
 }
 
 pg_ensure_database() {
@@ -442,6 +452,18 @@ case "${1:-}" in
     elif [ -x "$IBEX_GARAGE_BIN" ]; then echo "garage: stopped"
     else echo "garage: not installed (make setup)"; fi ;;
   s3-start) garage_start ;;
+  # The fault suite (tests/tests/faults.rs) kills these processes and brings them back.
+  pids)
+    echo "postmaster $(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null)"
+    echo "redis $(cat "$REDIS_DIR/redis.pid" 2>/dev/null)"
+    echo "garage $(garage_pid || true)" ;;
+  pg-recover) pg_recover ;;
+  redis-start) redis_start ;;
+  # The S3 server's data directory read-only (a bind mount over itself), and writable again.
+  s3-readonly)
+    mountpoint -q "$S3_DIR/data" || mount --bind "$S3_DIR/data" "$S3_DIR/data"
+    mount -o remount,ro,bind "$S3_DIR/data" ;;
+  s3-writable) while mountpoint -q "$S3_DIR/data"; do umount "$S3_DIR/data"; done ;;
   s3-stop) garage_stop ;;
   running) pg_running ;;
   reset-db)
@@ -453,5 +475,5 @@ case "${1:-}" in
   set-sidecar-password | set-app-password) pg_ensure_database ;;
   urls) urls ;;
   psql) shift 2; psql_admin -d "$DB" "$@" ;;
-  *) die "usage: stack.sh up|down|status|reset-db|urls|psql|s3-start|s3-stop|replica-up|replica-down dev|test" ;;
+  *) die "usage: stack.sh up|down|status|reset-db|urls|psql|s3-start|s3-stop|s3-readonly|s3-writable|redis-start|pg-recover|pids|replica-up|replica-down dev|test" ;;
 esac

@@ -8,6 +8,8 @@
 #   upgrade   a database of the previous release, migrated in place, equals a fresh one; every
 #             earlier ibex_pg version, upgraded by ALTER EXTENSION UPDATE, equals a fresh install
 #   regress   pg_regress golden files against a freshly migrated database on the test stack
+#   image     the PostgreSQL image's install script (Dockerfile.postgres) in a clean debootstrap
+#             root, then the same golden files against the server it installed (test-image.sh)
 #   sidecar   sidecar tests against the migrated test database (schema/model agreement, tenancy)
 #             and the test stack's Redis and Garage (S3); the fuzz corpus replayed as regression
 #             tests (fuzz/tests/corpus.rs); a streaming replica (stack.sh replica-up) serves the
@@ -24,6 +26,8 @@
 #   security  one named test per item of the security issue (item<N>_...), run as the roles a
 #             deployment uses: tests/tests/security_tenancy.rs (database logins) and
 #             sidecar/tests/security_surface.rs (HTTP/gRPC clients); other tiers skip them
+#   faults    the fault suite (tests/tests/faults.rs): kill -9 of each component under a steady
+#             mixed workload, then every acknowledged write checked (`make test-faults`)
 #
 # The cargo test processes get the test stack's settings (`stack.sh urls test`) in their
 # environment: IBEX_DATABASE_URL, IBEX_REDIS_URL, and IBEX_S3_ENDPOINT, IBEX_S3_REGION,
@@ -117,6 +121,10 @@ tier_sidecar() {
   return $rc
 }
 
+tier_image() {
+  "$IBEX_ROOT/scripts/test-image.sh"
+}
+
 tier_api_fuzz() {
   "$IBEX_ROOT/scripts/schemathesis.sh"
 }
@@ -129,7 +137,22 @@ tier_e2e() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
   export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL IBEX_PG_LOG \
     IBEX_S3_ENDPOINT IBEX_S3_REGION IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY
-  cargo test --release -p ibex_e2e -- "${SECURITY_TESTS[@]}"
+  cargo test --release -p ibex_e2e -- "${SECURITY_TESTS[@]}" --skip fault_suite
+}
+
+# Kills and restarts the test stack's processes (stack.sh pids, pg-recover, s3-readonly, ...);
+# run alone, last. The stack is left up and whole.
+tier_faults() {
+  eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
+  export IBEX_MIGRATE_DATABASE_URL IBEX_DATABASE_URL IBEX_REDIS_URL IBEX_PG_LOG \
+    IBEX_S3_ENDPOINT IBEX_S3_REGION IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY
+  export IBEX_MODEL_DIR IBEX_ORT_LIB CARGO_TARGET_DIR
+  local rc=0
+  cargo test --release -p ibex_e2e --test faults -- --nocapture || rc=$?
+  # Whatever happened, the stack is whole again for what runs next.
+  "$IBEX_ROOT/scripts/stack.sh" s3-writable test
+  "$IBEX_ROOT/scripts/stack.sh" up test
+  return $rc
 }
 
 tier_security() {
@@ -156,6 +179,8 @@ case "${1:-all}" in
   browser) timed build build_all; timed browser tier_browser ;;
   e2e) timed build build_all; timed fresh-database fresh_database; timed e2e tier_e2e ;;
   security) timed build build_all; timed fresh-database fresh_database; timed security tier_security ;;
+  image) timed build build_all; timed image tier_image ;;
+  faults) timed build build_all; timed fresh-database fresh_database; timed faults tier_faults ;;
   all)
     T0=$(date +%s)
     timed unit tier_unit
@@ -164,12 +189,14 @@ case "${1:-all}" in
     timed fresh-database fresh_database
     timed upgrade tier_upgrade
     timed regress tier_regress
+    timed image tier_image
     timed sidecar tier_sidecar
     timed api-fuzz tier_api_fuzz
     timed browser tier_browser
     timed e2e tier_e2e
     timed security tier_security
+    timed faults tier_faults
     summary
     log "all tests passed in $(( $(date +%s) - T0 ))s" ;;
-  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|api-fuzz|browser|e2e|security" ;;
+  *) die "usage: test.sh all|unit|pg|upgrade|regress|sidecar|api-fuzz|browser|e2e|security|faults|image" ;;
 esac

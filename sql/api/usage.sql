@@ -23,7 +23,10 @@ CREATE OR REPLACE FUNCTION ibex_core.record_usage(
     -- What the context's memories cost (NULL: unknown); see migration 0023.
     p_memory_tokens     integer DEFAULT NULL,
     p_memory_count      integer DEFAULT NULL,
-    p_memory_source     text DEFAULT NULL
+    p_memory_source     text DEFAULT NULL,
+    -- The row's id when the caller chose it (NULL: a new one): the proxy retries a recording
+    -- cut off by a database restart and checks first whether its row exists (migration 0025).
+    p_id                uuid DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql SECURITY INVOKER AS $$
 DECLARE
@@ -57,10 +60,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass none, hot, cold or both, or NULL.';
     END IF;
-    INSERT INTO ibex_core.usage_events (org_id, agent_id, session_id, token_id, model, prompt_tokens,
+    INSERT INTO ibex_core.usage_events (id, org_id, agent_id, session_id, token_id, model, prompt_tokens,
                                         completion_tokens, latency_ms, status_code, streamed,
                                         memory_tokens, memory_count, memory_source)
-    VALUES (p_org, p_agent, p_session, p_token, p_model, coalesce(p_prompt_tokens, 0),
+    VALUES (coalesce(p_id, gen_random_uuid()), p_org, p_agent, p_session, p_token, p_model, coalesce(p_prompt_tokens, 0),
             coalesce(p_completion_tokens, 0), coalesce(p_latency_ms, 0), p_status_code,
             coalesce(p_streamed, false), p_memory_tokens, p_memory_count, p_memory_source)
     RETURNING id INTO v_id;
@@ -69,10 +72,10 @@ END
 $$;
 
 ALTER FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean,
-                               integer, integer, text) SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+                               integer, integer, text, uuid) SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
 REVOKE ALL ON FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean,
-                               integer, integer, text)
+                               integer, integer, text, uuid)
     FROM PUBLIC, ibex_app;
 GRANT EXECUTE ON FUNCTION ibex_core.record_usage(uuid, uuid, uuid, uuid, text, integer, integer, integer, integer, boolean,
-                               integer, integer, text)
+                               integer, integer, text, uuid)
     TO ibex_sidecar;

@@ -128,3 +128,17 @@ async fn set_org_and_timeout(
         .await?;
     Ok(tx)
 }
+
+/// Whether `e` says the database was unreachable for a while rather than that the statement was
+/// wrong: a lost or refused connection, no connection free in time, a server shutting down or
+/// restarting after a crash (SQLSTATE class 08, 57P01-57P03), or a serialization failure or
+/// deadlock (40001, 40P01). Retrying such a statement later can succeed.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+        }),
+        _ => false,
+    }
+}

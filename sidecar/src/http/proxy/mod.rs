@@ -247,6 +247,7 @@ async fn proxy(state: &AppState, headers: &HeaderMap, body: Value, started: Inst
         .map_err(|e| ApiError::Internal(format!("counting tokens stopped: {e}")))?
     };
     let call = CallRecord {
+        id: Uuid::new_v4(),
         org,
         agent,
         session,

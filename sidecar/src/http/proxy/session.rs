@@ -2,7 +2,7 @@
 //! new, and recording the call (turns, usage row, completion) once the answer is known.
 
 use std::borrow::Cow;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ibex_engine::{Message, Role};
 use serde::Serialize;
@@ -85,6 +85,9 @@ pub(super) struct NewTurn {
 
 /// Everything known about the call when it is recorded.
 pub(super) struct CallRecord {
+    /// The usage row's id, chosen here so that a retried recording can tell whether an attempt
+    /// whose commit was cut off had in fact committed.
+    pub id: Uuid,
     pub org: Uuid,
     pub agent: Uuid,
     pub session: Uuid,
@@ -136,23 +139,46 @@ pub(super) async fn failed(state: &AppState, call: &CallRecord, status: u16, err
     error
 }
 
+/// How long a recording is retried while the database is unreachable (a restart, a crash
+/// recovery, a failover). The client waits for its answer meanwhile: an answer it was given must
+/// not leave its usage row behind, and a restart takes a few seconds.
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(20);
+const RECORD_RETRY_FIRST_DELAY: Duration = Duration::from_millis(100);
+const RECORD_RETRY_MAX_DELAY: Duration = Duration::from_secs(2);
+
 /// Writes the call down in one transaction: the new turns and the reply, the usage row, and the
 /// session's completion when asked. The turns sit behind a savepoint: when they cannot be stored
 /// (the session was completed meanwhile, a constraint refuses them), the usage row is still
-/// written, because the upstream answered and the call costs money either way. A failure is
-/// logged and counted, never returned: the client already has (or is getting) its answer.
+/// written, because the upstream answered and the call costs money either way. A database that
+/// cannot be reached is waited for (retried for up to [`RECORD_RETRY_FOR`]); the retry is
+/// idempotent (the usage row's id is the call's, see [`write_call`]). A failure is logged and
+/// counted, never returned: the client already has (or is getting) its answer.
 pub(super) async fn record(state: &AppState, call: &CallRecord, outcome: Outcome) {
     let Some(pool) = state.db.as_ref() else { return };
-    match write_call(pool, call, &outcome).await {
-        Ok(None) => {}
-        Ok(Some(turns_error)) => {
-            state.metrics.proxy_record_failures.inc();
-            tracing::warn!(org = %call.org, session = %call.session, error = %turns_error,
-                "the proxied call's turns could not be stored; its usage was recorded");
-        }
-        Err(e) => {
-            state.metrics.proxy_record_failures.inc();
-            tracing::warn!(org = %call.org, session = %call.session, error = %e, "could not record a proxied call");
+    let started = Instant::now();
+    let mut delay = RECORD_RETRY_FIRST_DELAY;
+    let mut retrying = false;
+    loop {
+        match write_call(pool, call, &outcome, retrying).await {
+            Ok(None) => return,
+            Ok(Some(turns_error)) => {
+                state.metrics.proxy_record_failures.inc();
+                tracing::warn!(org = %call.org, session = %call.session, error = %turns_error,
+                    "the proxied call's turns could not be stored; its usage was recorded");
+                return;
+            }
+            Err(e) if db::is_transient(&e) && started.elapsed() + delay < RECORD_RETRY_FOR => {
+                tracing::info!(org = %call.org, session = %call.session, error = %e,
+                    retry_in_ms = delay.as_millis() as u64, "the database is unreachable; recording the proxied call again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RECORD_RETRY_MAX_DELAY);
+                retrying = true;
+            }
+            Err(e) => {
+                state.metrics.proxy_record_failures.inc();
+                tracing::warn!(org = %call.org, session = %call.session, error = %e, "could not record a proxied call");
+                return;
+            }
         }
     }
 }
@@ -182,8 +208,15 @@ fn usage_model(model: &str) -> String {
     }
 }
 
-/// `Ok(Some(error))`: the usage row was written, the turns were not.
-async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Result<Option<sqlx::Error>, sqlx::Error> {
+/// `Ok(Some(error))`: the usage row was written, the turns were not. `retrying`: an earlier
+/// attempt failed, possibly while its commit was under way; when its usage row exists it did
+/// commit (turns and usage are one transaction) and nothing is written again.
+async fn write_call(
+    pool: &PgPool,
+    call: &CallRecord,
+    outcome: &Outcome,
+    retrying: bool,
+) -> Result<Option<sqlx::Error>, sqlx::Error> {
     let latency_ms = call.started.elapsed().as_millis().min(i32::MAX as u128) as i32;
     let completion_tokens = outcome.completion_tokens.map_or_else(
         || {
@@ -196,6 +229,17 @@ async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Resu
     );
     let prompt_tokens = outcome.prompt_tokens.map_or(call.prompt_tokens, |n| n as usize);
     let mut tx = db::begin_for_org(pool, call.org).await?;
+    if retrying {
+        let recorded: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ibex_core.usage_events WHERE org_id = $1 AND id = $2)")
+                .bind(call.org)
+                .bind(call.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if recorded {
+            return Ok(None);
+        }
+    }
     let turns_error = match &outcome.reply {
         Some(reply) => {
             // A nested transaction on the connection is a SAVEPOINT.
@@ -213,7 +257,7 @@ async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Resu
         }
         None => None,
     };
-    sqlx::query("SELECT ibex_core.record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+    sqlx::query("SELECT ibex_core.record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
         .bind(call.org)
         .bind(call.agent)
         .bind(call.session)
@@ -227,6 +271,7 @@ async fn write_call(pool: &PgPool, call: &CallRecord, outcome: &Outcome) -> Resu
         .bind(clamp_i32(call.memory.tokens))
         .bind(clamp_i32(call.memory.count))
         .bind(call.memory.source_name())
+        .bind(call.id)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
