@@ -13,6 +13,8 @@ BENCH=${1:-bench_sidecar}
 IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
 HTTP_ADDR=127.0.0.1:${IBEX_BENCH_HTTP_PORT:-8790}
 GRPC_ADDR=127.0.0.1:${IBEX_BENCH_GRPC_PORT:-8791}
+# The proxy's upstream: bench_load serves the OpenAI protocol here (bench/src/fake_llm.rs).
+LLM_ADDR=127.0.0.1:${IBEX_BENCH_LLM_PORT:-8792}
 DB=ibex_bench_100k
 LOG=$IBEX_STATE/bench-sidecar.log
 
@@ -49,6 +51,7 @@ redis-cli -p "$IBEX_REDIS_PORT" -n 2 FLUSHDB >/dev/null
 # The benchmark measures latency, not the per-token rate limit of the embedding endpoints: its
 # one token may embed as fast as the sidecar answers.
 IBEX_DATABASE_URL=$APP_URL IBEX_REDIS_URL=$REDIS_URL IBEX_HTTP_ADDR=$HTTP_ADDR IBEX_GRPC_ADDR=$GRPC_ADDR \
+IBEX_UPSTREAM_BASE_URL=http://$LLM_ADDR/v1 \
 IBEX_EMBED_RATE_PER_SECOND=1000000 IBEX_EMBED_RATE_BURST=1000000 \
 IBEX_S3_ENDPOINT=$IBEX_S3_ENDPOINT IBEX_S3_REGION=$IBEX_S3_REGION \
 IBEX_S3_ACCESS_KEY_ID=$IBEX_S3_ACCESS_KEY_ID IBEX_S3_SECRET_ACCESS_KEY=$IBEX_S3_SECRET_ACCESS_KEY \
@@ -70,7 +73,7 @@ for _ in $(seq 1200); do
 done
 [ -n "$(redis-cli -p "$IBEX_REDIS_PORT" -n 2 GET ibex:hot:v1:ready)" ] || die "the hot cache was not built within 120 s"
 
-IBEX_BENCH_URL_100K=$SUPER_URL IBEX_BENCH_GRPC=$GRPC_ADDR IBEX_BENCH_HTTP=$HTTP_ADDR \
+IBEX_BENCH_URL_100K=$SUPER_URL IBEX_BENCH_GRPC=$GRPC_ADDR IBEX_BENCH_HTTP=$HTTP_ADDR IBEX_BENCH_LLM=$LLM_ADDR \
 IBEX_BENCH_APP_URL=$APP_URL IBEX_BENCH_SIDECAR_PID=$SIDECAR_PID \
 IBEX_MODEL_DIR=$IBEX_MODEL_DIR IBEX_ORT_LIB=$IBEX_ORT_LIB \
   "$CARGO_TARGET_DIR/release/$BENCH"

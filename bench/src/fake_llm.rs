@@ -48,6 +48,11 @@ pub struct FakeLlm {
 impl FakeLlm {
     /// Starts the server on 127.0.0.1 (a free port) in the current tokio runtime.
     pub async fn start(base_delay: Duration) -> FakeLlm {
+        FakeLlm::start_on("127.0.0.1:0".parse().expect("address"), base_delay).await
+    }
+
+    /// Starts the server on `addr`: a sidecar started earlier was told this address.
+    pub async fn start_on(addr: SocketAddr, base_delay: Duration) -> FakeLlm {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let state = AppState {
             shared: shared.clone(),
@@ -56,7 +61,7 @@ impl FakeLlm {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("fake LLM server");

@@ -2,10 +2,14 @@
 //! SQL API, on loopback, against the 100k-memory database of `bench-sidecar`.
 //!
 //! Each client loops until its step ends, picking an operation by weight:
-//! * 60% AssembleContext (gRPC, the bench org's 100 agents, a new question each call);
-//! * 25% `ibex_core.search` in SQL as the application role (`p_record_access => false`);
-//! * 15% `ibex_core.remember` in SQL as the application role, into an org of the run's own
-//!   (purged at the end, so the 100k dataset stays as seeded).
+//! * 55% AssembleContext (gRPC, the bench org's 100 agents, a new question each call);
+//! * 22% `ibex_core.search` in SQL as the application role (`p_record_access => false`);
+//! * 13% `ibex_core.remember` in SQL as the application role, into an org of the run's own
+//!   (purged at the end, so the 100k dataset stays as seeded);
+//! * 10% proxied chat completions (`POST /v1/chat/completions`) for the run's org, against a
+//!   local OpenAI-protocol server started here (50 ms per answer); each call is a session of its
+//!   own that it completes, so the sidecar records its turns and usage and archives it to S3
+//!   (the archive count is printed at the end). A 429 must carry Retry-After (else an error).
 //!
 //! `make bench-load`: steps of `IBEX_BENCH_LOAD_SECONDS` (60) at 1, 8, 32 and 128 clients
 //! (`IBEX_BENCH_LOAD_CLIENTS`). Per step: throughput, p50/p99 per operation of the admitted
@@ -19,7 +23,8 @@
 //! and the end is the verdict.
 //!
 //! Environment (scripts/bench-sidecar.sh sets it): IBEX_BENCH_URL_100K (superuser, set-up),
-//! IBEX_BENCH_APP_URL (application role), IBEX_BENCH_GRPC, IBEX_BENCH_SIDECAR_PID.
+//! IBEX_BENCH_APP_URL (application role), IBEX_BENCH_GRPC, IBEX_BENCH_HTTP, IBEX_BENCH_LLM (the
+//! address the sidecar's upstream_base_url points at), IBEX_BENCH_SIDECAR_PID.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ibex_bench::context::{agent_queries, setup, Setup, AGENTS};
 use ibex_bench::dataset::Rng;
+use ibex_bench::fake_llm::FakeLlm;
 use ibex_bench::report::{machine, verdict, Figures};
 use ibex_bench::stats::Samples;
 use ibex_sidecar::grpc::proto::context::v1::context_service_client::ContextServiceClient;
@@ -45,14 +51,16 @@ enum Op {
     Context,
     Search,
     Remember,
+    Proxy,
 }
 
 impl Op {
     fn pick(rng: &mut Rng) -> Op {
         match rng.below(100) {
-            0..60 => Op::Context,
-            60..85 => Op::Search,
-            _ => Op::Remember,
+            0..55 => Op::Context,
+            55..77 => Op::Search,
+            77..90 => Op::Remember,
+            _ => Op::Proxy,
         }
     }
 
@@ -61,6 +69,7 @@ impl Op {
             Op::Context => "AssembleContext",
             Op::Search => "search (SQL)",
             Op::Remember => "remember (SQL)",
+            Op::Proxy => "chat proxy",
         }
     }
 }
@@ -113,6 +122,10 @@ struct Load {
     /// The run's own org and agent for writes.
     write_org: Uuid,
     write_agent: Uuid,
+    http: reqwest::Client,
+    proxy_url: String,
+    /// A `proxy` token of the run's org.
+    proxy_token: String,
 }
 
 impl Load {
@@ -144,6 +157,40 @@ impl Load {
                 self.sql(self.write_org, sql, (self.write_agent, content), started)
                     .await
             }
+            Op::Proxy => self.proxy(n, &question, started).await,
+        }
+    }
+
+    /// One proxied chat completion, a session of its own that it completes.
+    async fn proxy(&self, n: u64, question: &str, started: Instant) -> Outcome {
+        let body = serde_json::json!({
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": question}],
+        });
+        let sent = self
+            .http
+            .post(&self.proxy_url)
+            .bearer_auth(&self.proxy_token)
+            .header("x-ibex-agent-id", self.write_agent.to_string())
+            .header("x-ibex-session-id", format!("load-{n}"))
+            .header("x-ibex-session-complete", "true")
+            .json(&body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => match r.bytes().await {
+                Ok(_) => Outcome::Ok(started.elapsed()),
+                Err(e) => Outcome::Error(format!("chat proxy body: {e}")),
+            },
+            Ok(r) if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                if r.headers().contains_key(reqwest::header::RETRY_AFTER) {
+                    Outcome::Shed
+                } else {
+                    Outcome::Error("chat proxy: 429 without Retry-After".into())
+                }
+            }
+            Ok(r) => Outcome::Error(format!("chat proxy: HTTP {}", r.status())),
+            Err(e) => Outcome::Error(format!("chat proxy: {e}")),
         }
     }
 
@@ -300,6 +347,30 @@ fn print_step(step: &Step, before: (f64, f64), after: (f64, f64)) {
     }
 }
 
+/// The proxied calls' sessions: completed, and archived to S3 by the sidecar (waiting up to 60 s
+/// for the archive queue to catch up with the last step).
+async fn report_archives(admin: &mut PgConnection, org: Uuid) {
+    let started = Instant::now();
+    loop {
+        let (completed, archived): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE archived_at IS NOT NULL)
+               FROM ibex_core.sessions WHERE org_id = $1",
+        )
+        .bind(org)
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap_or((-1, -1));
+        if archived >= completed || started.elapsed() > Duration::from_secs(60) {
+            println!(
+                "\nsessions of the proxied calls: {completed} completed, {archived} archived to S3 ({:.0} s after the last step)",
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn write_org(admin: &mut PgConnection) -> anyhow::Result<(Uuid, Uuid)> {
     let org: Uuid = sqlx::query_scalar("SELECT id FROM ibex_ops.platform_create_org('bench load', $1, '{}')")
         .bind(format!("bench-load-{}", &Uuid::new_v4().simple().to_string()[..10]))
@@ -319,6 +390,8 @@ async fn main() -> anyhow::Result<()> {
         std::env::var("IBEX_BENCH_URL_100K").context("IBEX_BENCH_URL_100K (run through make bench-load)")?;
     let app_url = std::env::var("IBEX_BENCH_APP_URL").context("IBEX_BENCH_APP_URL")?;
     let grpc_addr = std::env::var("IBEX_BENCH_GRPC").context("IBEX_BENCH_GRPC")?;
+    let http_addr = std::env::var("IBEX_BENCH_HTTP").context("IBEX_BENCH_HTTP")?;
+    let llm_addr: std::net::SocketAddr = std::env::var("IBEX_BENCH_LLM").context("IBEX_BENCH_LLM")?.parse()?;
     let sidecar: u32 = std::env::var("IBEX_BENCH_SIDECAR_PID")
         .context("IBEX_BENCH_SIDECAR_PID")?
         .parse()?;
@@ -335,6 +408,12 @@ async fn main() -> anyhow::Result<()> {
     let setup = setup(&admin_url).await?;
     let mut admin = PgConnection::connect(&admin_url).await?;
     let (write_org, write_agent) = write_org(&mut admin).await?;
+    // The upstream of the proxied calls: the sidecar was started pointing at this address.
+    let _llm = FakeLlm::start_on(llm_addr, Duration::from_millis(50)).await;
+    let proxy_token =
+        ibex_sidecar::admin::create_token(&admin_url, write_org, "bench-load-proxy", "proxy", None, Some(1))
+            .await?
+            .token;
     // An application's pool: SQL callers beyond it wait for a connection, as they would in a
     // deployment. (Each backend that embeds a query loads the model once: a pool the size of
     // the client count would measure 128 model copies, not the API.)
@@ -350,10 +429,13 @@ async fn main() -> anyhow::Result<()> {
         queries: (0..AGENTS).map(agent_queries).collect(),
         write_org,
         write_agent,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+        proxy_url: format!("http://{http_addr}/v1/chat/completions"),
+        proxy_token,
     });
     println!("bench-load: {}", machine());
     println!(
-        "inputs: 100k memories (100 agents), mix 60% AssembleContext / 25% search / 15% remember, closed loop, SQL pool {} connections",
+        "inputs: 100k memories (100 agents), mix 55% AssembleContext / 22% search / 13% remember / 10% chat proxy (each call a session, completed and archived; upstream 50 ms), closed loop, SQL pool {} connections",
         pool_size
     );
 
@@ -409,6 +491,7 @@ async fn main() -> anyhow::Result<()> {
         }
         figures.add("load_errors_below_admission", errors_below_admission as f64);
     }
+    report_archives(&mut admin, write_org).await;
     sqlx::query("SELECT ibex_ops.platform_delete_org($1)")
         .bind(write_org)
         .execute(&mut admin)
