@@ -855,7 +855,8 @@ async fn fault_suite_loses_nothing_acknowledged() {
     sidecar.stop();
 
     // The ledger against Postgres.
-    let ledger = workload.ledger.lock().unwrap();
+    // The workload has stopped: the ledger is final.
+    let ledger = std::mem::take(&mut *workload.ledger.lock().unwrap());
     let acked_ids: HashSet<Uuid> = ledger.remembered.iter().map(|(_, id)| *id).collect();
     let ids: Vec<Uuid> = acked_ids.iter().copied().collect();
     let present: i64 = sqlx::query_scalar("SELECT count(*) FROM ibex_core.memories WHERE org_id = $1 AND id = ANY($2)")
@@ -982,6 +983,5 @@ async fn fault_suite_loses_nothing_acknowledged() {
     for op in OPS {
         assert!(calls.get(&op).is_some_and(|c| c.0 > 0), "{op:?} never succeeded");
     }
-    drop(ledger);
     drop(llm);
 }

@@ -172,7 +172,8 @@ impl Load {
             .post(&self.proxy_url)
             .bearer_auth(&self.proxy_token)
             .header("x-ibex-agent-id", self.write_agent.to_string())
-            .header("x-ibex-session-id", format!("load-{n}"))
+            // A new session each call (n repeats from one step to the next).
+            .header("x-ibex-session-id", format!("load-{n}-{}", Uuid::new_v4().simple()))
             .header("x-ibex-session-complete", "true")
             .json(&body)
             .send()
