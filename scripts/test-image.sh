@@ -35,7 +35,6 @@ PKG_DIR=$CARGO_TARGET_DIR/release/ibex_pg-pg15
 LIBDIR=$("$PG_CONFIG" --pkglibdir)
 EXTDIR=$("$PG_CONFIG" --sharedir)/extension
 PG_REGRESS=$LIBDIR/pgxs/src/test/regress/pg_regress
-PG_ISOLATION_REGRESS=$LIBDIR/pgxs/src/test/isolation/pg_isolation_regress
 CLEAN_ENV=(/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8)
 
 T0=$(date +%s)
@@ -224,7 +223,7 @@ run_test() {
 
   # What Dockerfile.postgres's RUN does (its apt lists clean-up aside: here they are the cache).
   # apt's output goes to the log; the script's own lines are shown.
-  rm -rf "$OUT" && mkdir -p "$OUT/regress" "$OUT/isolation"
+  rm -rf "$OUT" && mkdir -p "$OUT"
   chroot "$WORK_ROOT" "${CLEAN_ENV[@]}" "$CTX_IN_ROOT/image-install.sh" 2>&1 | tee "$OUT/install.log" |
     grep --line-buffered '^\[image-install\]' >&2 ||
     { tail -30 "$OUT/install.log" >&2; die "image-install.sh failed in the root (log: $OUT/install.log)"; }
@@ -268,21 +267,7 @@ run_test() {
   step "migrated from zero over TCP (log: $OUT/migrate.log); a second migrate applied nothing"
 
   # As the regress tier: the golden files, then the isolation specs.
-  local rc=0
-  "$PG_REGRESS" --use-existing --host="$socket" --port="$port" --user=postgres --dbname="$IMAGE_DB" \
-    --inputdir="$IBEX_ROOT/pg_regress" --outputdir="$OUT/regress" \
-    --schedule="$IBEX_ROOT/pg_regress/schedule" || rc=$?
-  if [ $rc -ne 0 ]; then
-    [ -f "$OUT/regress/regression.diffs" ] && cat "$OUT/regress/regression.diffs" >&2
-    die "pg_regress failed against the image (diffs: $OUT/regress/regression.diffs)"
-  fi
-  "$PG_ISOLATION_REGRESS" --use-existing --host="$socket" --port="$port" --user=postgres --dbname="$IMAGE_DB" \
-    --inputdir="$IBEX_ROOT/pg_regress/isolation" --outputdir="$OUT/isolation" \
-    --schedule="$IBEX_ROOT/pg_regress/isolation/schedule" || rc=$?
-  if [ $rc -ne 0 ]; then
-    [ -f "$OUT/isolation/regression.diffs" ] && cat "$OUT/isolation/regression.diffs" >&2
-    die "isolation tests failed against the image (diffs: $OUT/isolation/regression.diffs)"
-  fi
+  "$IBEX_ROOT/scripts/pg-regress.sh" "$socket" "$port" "$IMAGE_DB" "$OUT"
   # A crash the tests did not see (a background worker, say) is in the server log.
   if grep -E "terminated by signal|PANIC" "$PG_LOG_FILE" >&2; then die "the server log shows a crash ($PG_LOG_FILE)"; fi
   step "pg_regress and isolation passed"

@@ -35,8 +35,6 @@
 # an S3 outage use `scripts/stack.sh s3-stop test` and `s3-start test`.
 source "$(dirname "$0")/env.sh"
 IBEX_BIN=$CARGO_TARGET_DIR/release/ibex
-PG_REGRESS=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
-PG_ISOLATION_REGRESS=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress
 SUMMARY=()
 
 timed() {
@@ -80,26 +78,8 @@ tier_upgrade() {
 
 tier_regress() {
   eval "$("$IBEX_ROOT/scripts/stack.sh" urls test)"
-  local out=$IBEX_STATE/regress
-  rm -rf "$out" && mkdir -p "$out" && chmod 777 "$out"
-  local rc=0
-  "$PG_REGRESS" --use-existing --host="$IBEX_PG_SOCKET_DIR" --port="$IBEX_PG_PORT_ACTIVE" --user=postgres \
-    --dbname="$IBEX_DB" --inputdir="$IBEX_ROOT/pg_regress" --outputdir="$out" \
-    --schedule="$IBEX_ROOT/pg_regress/schedule" || rc=$?
-  if [ $rc -ne 0 ]; then
-    [ -f "$out/regression.diffs" ] && head -200 "$out/regression.diffs" >&2
-    die "pg_regress failed (diffs: $out/regression.diffs)"
-  fi
-  # Concurrency: isolation specs, several sessions interleaved step by step.
-  local iso=$IBEX_STATE/isolation
-  rm -rf "$iso" && mkdir -p "$iso" && chmod 777 "$iso"
-  "$PG_ISOLATION_REGRESS" --use-existing --host="$IBEX_PG_SOCKET_DIR" --port="$IBEX_PG_PORT_ACTIVE" --user=postgres \
-    --dbname="$IBEX_DB" --inputdir="$IBEX_ROOT/pg_regress/isolation" --outputdir="$iso" \
-    --schedule="$IBEX_ROOT/pg_regress/isolation/schedule" || rc=$?
-  if [ $rc -ne 0 ]; then
-    [ -f "$iso/regression.diffs" ] && head -200 "$iso/regression.diffs" >&2
-    die "isolation tests failed (diffs: $iso/regression.diffs)"
-  fi
+  # Results in .ibex/regress/regress and .ibex/regress/isolation.
+  "$IBEX_ROOT/scripts/pg-regress.sh" "$IBEX_PG_SOCKET_DIR" "$IBEX_PG_PORT_ACTIVE" "$IBEX_DB" "$IBEX_STATE/regress"
 }
 
 # The security tier's tests are named item<N>_<what>; the other tiers leave them to it.

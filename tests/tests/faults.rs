@@ -515,21 +515,17 @@ async fn recovery(w: &Workload, since: Instant, ops: &[Op], name: &str) -> Durat
     }
 }
 
-async fn pending_archives(admin: &PgPool, org: Uuid) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM ibex_core.outbox WHERE org_id = $1 AND topic = 'archive' AND processed_at IS NULL",
-    )
-    .bind(org)
-    .fetch_one(admin)
-    .await
-    .unwrap_or(i64::MAX)
+/// A count whose query takes the org as its one parameter (`$1`).
+async fn org_count(admin: &PgPool, org: Uuid, sql: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(sql).bind(org).fetch_one(admin).await
 }
 
-/// Waits for the archive queue of `org` to be empty, after at least one archive was queued
-/// since the fault; returns the time from `since`.
+/// Waits for the archive queue of `org` to be empty; returns the time from `since`.
 async fn archive_drained(admin: &PgPool, org: Uuid, since: Instant, name: &str) -> Duration {
+    const PENDING: &str =
+        "SELECT count(*) FROM ibex_core.outbox WHERE org_id = $1 AND topic = 'archive' AND processed_at IS NULL";
     loop {
-        if pending_archives(admin, org).await == 0 {
+        if org_count(admin, org, PENDING).await.is_ok_and(|n| n == 0) {
             return since.elapsed();
         }
         assert!(
@@ -760,11 +756,11 @@ async fn fault_suite_loses_nothing_acknowledged() {
         .await
         .expect("burst")
         .rows_affected();
-    let pending: i64 = sqlx::query_scalar(
+    let pending = org_count(
+        &admin,
+        org,
         "SELECT count(*) FROM ibex_core.outbox WHERE org_id = $1 AND topic = 'hot_cache' AND processed_at IS NULL",
     )
-    .bind(org)
-    .fetch_one(&admin)
     .await
     .expect("pending");
     stack_async("restart-pg").await;
@@ -826,17 +822,18 @@ async fn fault_suite_loses_nothing_acknowledged() {
         .expect("redis");
     let mut differences;
     loop {
-        let pending: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM ibex_core.outbox WHERE org_id = $1 AND processed_at IS NULL")
-                .bind(org)
-                .fetch_one(&admin)
-                .await
-                .expect("outbox");
-        let unarchived: i64 = sqlx::query_scalar(
+        let pending = org_count(
+            &admin,
+            org,
+            "SELECT count(*) FROM ibex_core.outbox WHERE org_id = $1 AND processed_at IS NULL",
+        )
+        .await
+        .expect("outbox");
+        let unarchived = org_count(
+            &admin,
+            org,
             "SELECT count(*) FROM ibex_core.sessions WHERE org_id = $1 AND status = 'completed' AND archived_at IS NULL",
         )
-        .bind(org)
-        .fetch_one(&admin)
         .await
         .expect("sessions");
         differences = hot_cache_differences(&admin, &mut redis, org, &agents).await;
@@ -866,13 +863,13 @@ async fn fault_suite_loses_nothing_acknowledged() {
         .await
         .expect("present");
     let lost_memories = acked_ids.len() as i64 - present;
-    let duplicated_memories: i64 = sqlx::query_scalar(
+    let duplicated_memories = org_count(
+        &admin,
+        org,
         "SELECT coalesce(sum(n - 1), 0)::bigint FROM (
              SELECT count(*) AS n FROM ibex_core.memories WHERE org_id = $1
               GROUP BY agent_id, content_hash HAVING count(*) > 1) d",
     )
-    .bind(org)
-    .fetch_one(&admin)
     .await
     .expect("duplicates");
     let usage: Vec<(Uuid, i64)> = sqlx::query_as(
@@ -905,21 +902,23 @@ async fn fault_suite_loses_nothing_acknowledged() {
     .fetch_one(&admin)
     .await
     .expect("archived");
-    let neither: i64 = sqlx::query_scalar(
+    let neither = org_count(
+        &admin,
+        org,
         "SELECT count(*) FROM ibex_core.sessions s WHERE s.org_id = $1 AND s.status = 'completed'
             AND s.archived_at IS NULL
             AND NOT EXISTS (SELECT 1 FROM ibex_core.outbox o WHERE o.org_id = s.org_id AND o.topic = 'archive'
                               AND o.aggregate_id = s.id AND o.processed_at IS NULL)",
     )
-    .bind(org)
-    .fetch_one(&admin)
     .await
     .expect("neither");
-    let dead_letters: i64 = sqlx::query_scalar("SELECT count(*) FROM ibex_core.dead_letters WHERE org_id = $1")
-        .bind(org)
-        .fetch_one(&admin)
-        .await
-        .expect("dead letters");
+    let dead_letters = org_count(
+        &admin,
+        org,
+        "SELECT count(*) FROM ibex_core.dead_letters WHERE org_id = $1",
+    )
+    .await
+    .expect("dead letters");
 
     println!();
     println!("fault suite: table of faults");
