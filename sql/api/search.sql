@@ -89,21 +89,25 @@ BEGIN
     v_query := coalesce(p_query_vector, ibex_embed(p_query));
 
     -- Query terms (stemmed, stop words dropped) with their inverse document frequency among the
-    -- agent's active memories, BM25's idf (ibex_idf, the engine's formula).
-    SELECT coalesce(s.active_memories, 0) INTO v_n
-    FROM (SELECT 1) one LEFT JOIN ibex_core.agent_memory_stats s ON s.org_id = p_org AND s.agent_id = p_agent;
-    SELECT array_agg(l.lexeme ORDER BY l.lexeme),
-           array_agg(ibex_idf(v_n, coalesce(st.doc_count, 0)) ORDER BY l.lexeme)
-    INTO v_terms, v_idf
-    FROM unnest(tsvector_to_array(to_tsvector('english', p_query))) AS l(lexeme)
-    LEFT JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = l.lexeme;
+    -- agent's active memories, BM25's idf (ibex_idf, the engine's formula). Lexical candidates
+    -- come from terms that occur but are not everywhere: a term in most of the agent's memories
+    -- would make every memory a candidate and carries little weight anyway. One statement for
+    -- all of it: each statement costs its own executor start and row-level security check.
+    WITH agent AS (
+        SELECT coalesce((SELECT s.active_memories FROM ibex_core.agent_memory_stats s
+                         WHERE s.org_id = p_org AND s.agent_id = p_agent), 0) AS n),
+    terms AS (
+        SELECT l.lexeme, coalesce(st.doc_count, 0) AS df
+        FROM unnest(tsvector_to_array(to_tsvector('english', p_query))) AS l(lexeme)
+        LEFT JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = l.lexeme)
+    SELECT agent.n,
+           (SELECT array_agg(t.lexeme ORDER BY t.lexeme) FROM terms t),
+           (SELECT array_agg(ibex_idf(agent.n, t.df) ORDER BY t.lexeme) FROM terms t),
+           (SELECT string_agg(ibex_core.lexeme_query(t.lexeme)::text, ' | ' ORDER BY t.lexeme)::tsquery FROM terms t
+            WHERE t.df > 0 AND t.df <= greatest(50, agent.n / 5))
+    INTO v_n, v_terms, v_idf, v_any
+    FROM agent;
     v_idf_total := (SELECT sum(x) FROM unnest(v_idf) x);
-    -- Lexical candidates come from terms that occur but are not everywhere: a term in most of the
-    -- agent's memories would make every memory a candidate and carries little weight anyway.
-    SELECT string_agg(ibex_core.lexeme_query(t)::text, ' | ')::tsquery INTO v_any
-    FROM unnest(v_terms) t
-    JOIN ibex_core.lexeme_stats st ON st.org_id = p_org AND st.agent_id = p_agent AND st.lexeme = t
-    WHERE st.doc_count > 0 AND st.doc_count <= greatest(50, v_n / 5);
 
     -- Candidates. An agent with few memories is searched exactly: one pass over its rows (from
     -- the agent index) yields both the nearest vectors and the full-text matches. A full cosine
