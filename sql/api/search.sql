@@ -174,13 +174,15 @@ BEGIN
     candidates AS (
         SELECT id FROM semantic_candidates UNION SELECT id FROM lexical_candidates),
     signals AS (
-        SELECT m.*,
-               greatest(0, 1 - (m.embedding <=> v_query)) AS sem,
-               CASE WHEN coalesce(v_idf_total, 0) > 0 THEN
-                   coalesce((SELECT sum(w.idf) FROM unnest(v_terms, v_idf) AS w(term, idf)
-                             WHERE m.content_tsv @@ ibex_core.lexeme_query(w.term)), 0) / v_idf_total
-               ELSE 0 END AS lex
-        FROM candidates c JOIN ibex_core.memories m ON m.org_id = p_org AND m.id = c.id),
+        SELECT m.*, greatest(0, 1 - (m.embedding <=> v_query)) AS sem, lx.lex
+        FROM candidates c JOIN ibex_core.memories m ON m.org_id = p_org AND m.id = c.id,
+             -- OFFSET 0 keeps the coverage a subquery run once per candidate: pulled up, the
+             -- planner would copy the sum into each place first_pass reads it.
+             LATERAL (SELECT CASE WHEN coalesce(v_idf_total, 0) > 0 THEN
+                                  coalesce((SELECT sum(w.idf) FROM unnest(v_terms, v_idf) AS w(term, idf)
+                                            WHERE m.content_tsv @@ ibex_core.lexeme_query(w.term)), 0) / v_idf_total
+                             ELSE 0 END AS lex
+                      OFFSET 0) lx),
     first_pass AS MATERIALIZED (
         SELECT s.id, s.content, s.category, s.confidence, s.created_at, s.occurred_at, s.content_tsv, s.sem, s.lex,
                s.useful_count, s.not_useful_count, s.access_count, s.last_accessed_at,
