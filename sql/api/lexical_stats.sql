@@ -4,28 +4,44 @@ SET LOCAL ROLE ibex_owner;
 
 CREATE OR REPLACE FUNCTION ibex_core.apply_memory_stat_deltas(p_rows ibex_core.memory_stat_delta[]) RETURNS void
     LANGUAGE plpgsql AS $$
+DECLARE
+    -- A write that only adds (remember) or only removes (forget) skips the other direction's
+    -- statements: each costs an executor start and a row-level security check even when it
+    -- touches nothing. No row of one sign means no group sum of that sign.
+    v_adds    boolean := false;
+    v_removes boolean := false;
 BEGIN
     IF coalesce(cardinality(p_rows), 0) = 0 THEN
         RETURN;
     END IF;
+    SELECT coalesce(bool_or(r.delta > 0), false), coalesce(bool_or(r.delta < 0), false)
+    INTO v_adds, v_removes FROM unnest(p_rows) r;
     -- Rows are written in key order so concurrent writers always lock them in the same order.
-    INSERT INTO ibex_core.agent_memory_stats AS s (org_id, agent_id, active_memories)
-    SELECT org_id, agent_id, sum(delta) FROM unnest(p_rows) GROUP BY 1, 2 HAVING sum(delta) > 0 ORDER BY 1, 2
-    ON CONFLICT (org_id, agent_id) DO UPDATE SET active_memories = s.active_memories + excluded.active_memories;
-    UPDATE ibex_core.agent_memory_stats s SET active_memories = greatest(0, s.active_memories + d.delta)
-    FROM (SELECT org_id, agent_id, sum(delta) AS delta FROM unnest(p_rows) GROUP BY 1, 2 HAVING sum(delta) < 0) d
-    WHERE s.org_id = d.org_id AND s.agent_id = d.agent_id;
+    IF v_adds THEN
+        INSERT INTO ibex_core.agent_memory_stats AS s (org_id, agent_id, active_memories)
+        SELECT org_id, agent_id, sum(delta) FROM unnest(p_rows) GROUP BY 1, 2 HAVING sum(delta) > 0 ORDER BY 1, 2
+        ON CONFLICT (org_id, agent_id) DO UPDATE SET active_memories = s.active_memories + excluded.active_memories;
+    END IF;
+    IF v_removes THEN
+        UPDATE ibex_core.agent_memory_stats s SET active_memories = greatest(0, s.active_memories + d.delta)
+        FROM (SELECT org_id, agent_id, sum(delta) AS delta FROM unnest(p_rows) GROUP BY 1, 2 HAVING sum(delta) < 0) d
+        WHERE s.org_id = d.org_id AND s.agent_id = d.agent_id;
+    END IF;
 
-    INSERT INTO ibex_core.lexeme_stats AS s (org_id, agent_id, lexeme, doc_count)
-    SELECT r.org_id, r.agent_id, l.lexeme, sum(r.delta)
-    FROM unnest(p_rows) r, unnest(tsvector_to_array(r.content_tsv)) AS l(lexeme)
-    GROUP BY 1, 2, 3 HAVING sum(r.delta) > 0 ORDER BY 1, 2, 3
-    ON CONFLICT (org_id, agent_id, lexeme) DO UPDATE SET doc_count = s.doc_count + excluded.doc_count;
-    UPDATE ibex_core.lexeme_stats s SET doc_count = greatest(0, s.doc_count + d.delta)
-    FROM (SELECT r.org_id, r.agent_id, l.lexeme, sum(r.delta) AS delta
-          FROM unnest(p_rows) r, unnest(tsvector_to_array(r.content_tsv)) AS l(lexeme)
-          GROUP BY 1, 2, 3 HAVING sum(r.delta) < 0) d
-    WHERE s.org_id = d.org_id AND s.agent_id = d.agent_id AND s.lexeme = d.lexeme;
+    IF v_adds THEN
+        INSERT INTO ibex_core.lexeme_stats AS s (org_id, agent_id, lexeme, doc_count)
+        SELECT r.org_id, r.agent_id, l.lexeme, sum(r.delta)
+        FROM unnest(p_rows) r, unnest(tsvector_to_array(r.content_tsv)) AS l(lexeme)
+        GROUP BY 1, 2, 3 HAVING sum(r.delta) > 0 ORDER BY 1, 2, 3
+        ON CONFLICT (org_id, agent_id, lexeme) DO UPDATE SET doc_count = s.doc_count + excluded.doc_count;
+    END IF;
+    IF v_removes THEN
+        UPDATE ibex_core.lexeme_stats s SET doc_count = greatest(0, s.doc_count + d.delta)
+        FROM (SELECT r.org_id, r.agent_id, l.lexeme, sum(r.delta) AS delta
+              FROM unnest(p_rows) r, unnest(tsvector_to_array(r.content_tsv)) AS l(lexeme)
+              GROUP BY 1, 2, 3 HAVING sum(r.delta) < 0) d
+        WHERE s.org_id = d.org_id AND s.agent_id = d.agent_id AND s.lexeme = d.lexeme;
+    END IF;
 END
 $$;
 
