@@ -16,7 +16,8 @@ BEGIN
     END IF;
     SELECT coalesce(bool_or(r.delta > 0), false), coalesce(bool_or(r.delta < 0), false)
     INTO v_adds, v_removes FROM unnest(p_rows) r;
-    -- Rows are written in key order so concurrent writers always lock them in the same order.
+    -- Rows are written in key order so concurrent writers always lock them in the same order,
+    -- and every agent row before any lexeme row (so the guarded blocks below are not merged).
     IF v_adds THEN
         INSERT INTO ibex_core.agent_memory_stats AS s (org_id, agent_id, active_memories)
         SELECT org_id, agent_id, sum(delta) FROM unnest(p_rows) GROUP BY 1, 2 HAVING sum(delta) > 0 ORDER BY 1, 2

@@ -15,7 +15,7 @@ SET LOCAL ROLE ibex_owner;
 -- executor parses and plans its body again for every statement that calls it, while PL/pgSQL
 -- keeps the plan for the session. Every row-level security policy calls this once per statement,
 -- and a search runs about ten statements: as SQL it cost about 0.1 ms each (a tenth of search's
--- own time at 10k memories), as PL/pgSQL about 5 us.
+-- own time at 10k memories), as PL/pgSQL 5-8 us.
 CREATE OR REPLACE FUNCTION ibex_core.current_org() RETURNS uuid
     LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
